@@ -134,6 +134,32 @@ class Pingback(models.Model):
         return f"{self.source_url} -> {self.target_id}"
 
 
+class EntryLink(models.Model):
+    """An outbound link found in an entry's body, kept so that a pingback is recorded whichever of
+    the two entries is ingested first (the target may arrive in a later run)."""
+
+    entry = models.ForeignKey(Entry, on_delete=models.CASCADE, related_name="outbound_links")
+    link_key = models.CharField(max_length=64, db_index=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["entry", "link_key"], name="entrylink_entry_key_uniq")]
+
+
+class CommentFeed(models.Model):
+    """Fetch state of one entry's comment feed (wfw:commentRss): validators, schedule, failures."""
+
+    entry = models.OneToOneField(Entry, on_delete=models.CASCADE, related_name="comment_feed", primary_key=True)
+    etag = models.CharField(max_length=255, blank=True)
+    last_modified = models.CharField(max_length=64, blank=True)
+    last_fetched_at = models.DateTimeField(null=True, blank=True)
+    next_fetch_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    consecutive_failures = models.PositiveIntegerField(default=0)
+    last_error = models.TextField(blank=True)
+
+    def __str__(self) -> str:
+        return f"comments of {self.entry_id}"
+
+
 class IngestRun(models.Model):
     class Trigger(models.TextChoices):
         MANUAL = "manual"
@@ -154,6 +180,7 @@ class IngestRun(models.Model):
     finished_at = models.DateTimeField(null=True, blank=True)
     hostname = models.CharField(max_length=255, blank=True)
     pid = models.PositiveIntegerField(null=True, blank=True)
+    sources_total = models.PositiveIntegerField(default=0, help_text="Sources claimed by this run.")
     sources_fetched = models.PositiveIntegerField(default=0)
     sources_not_modified = models.PositiveIntegerField(default=0)
     sources_failed = models.PositiveIntegerField(default=0)

@@ -5,7 +5,7 @@ No Django, no I/O: every stage can be tested by building these by hand.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 
 
@@ -75,6 +75,7 @@ class SourceResult:
     unchanged: int = 0
     error: str = ""
     name: str = ""
+    pingbacks: int = 0  # cross-references recorded from or to this source's entries
 
     def as_dict(self) -> dict:
         return {
@@ -85,6 +86,7 @@ class SourceResult:
             "created": self.created,
             "updated": self.updated,
             "unchanged": self.unchanged,
+            "pingbacks": self.pingbacks,
             "error": self.error,
         }
 
@@ -94,7 +96,8 @@ class UpsertCounts:
     created: int = 0
     updated: int = 0
     unchanged: int = 0
-    extra: dict = field(default_factory=dict)
+    # (entry id, parsed entry) of every created or updated entry: the input of pingback detection.
+    touched: tuple[tuple[int, ParsedEntry], ...] = ()
 
 
 @dataclass(frozen=True)

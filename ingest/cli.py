@@ -1,0 +1,95 @@
+"""Presentation helpers shared by the management commands: progress bar, tables, JSON, exit codes.
+
+Interface code only: no domain decisions. Everything is written through the command's
+``self.stdout`` / ``self.stderr`` so ``call_command(stdout=...)`` captures it.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Sequence
+
+from django.core.management.base import CommandError, OutputWrapper
+
+# Exit statuses shared by every pipeline command (documented in the README).
+EXIT_OK = 0  # the run completed (some sources may have failed: they are reported and recorded)
+EXIT_RUN_FAILED = 1  # the run itself could not work (database unreachable, configuration)
+EXIT_USAGE = 2  # bad arguments
+EXIT_UNHEALTHY = 3  # pipeline_status: the pipeline needs attention
+
+
+def usage_error(message: str) -> CommandError:
+    return CommandError(message, returncode=EXIT_USAGE)
+
+
+def run_error(message: str) -> CommandError:
+    return CommandError(message, returncode=EXIT_RUN_FAILED)
+
+
+def print_json(out: OutputWrapper, payload: dict) -> None:
+    out.write(json.dumps(payload, default=str, ensure_ascii=False), ending="\n")
+
+
+def is_terminal(stream) -> bool:
+    target = getattr(stream, "_out", stream)
+    return bool(getattr(target, "isatty", lambda: False)())
+
+
+class ProgressBar:
+    """A one-line progress bar redrawn in place on a terminal; silent when disabled."""
+
+    def __init__(self, stream: OutputWrapper | None, *, label: str, enabled: bool, width: int = 30):
+        self.stream = stream
+        self.label = label
+        self.enabled = enabled and stream is not None
+        self.width = width
+        self.total = 0
+        self.started = time.monotonic()
+        self._last_draw = 0.0
+
+    def start(self, total: int) -> None:
+        self.total = total
+        self.started = time.monotonic()
+        self.update(0)
+
+    def update(self, done: int, note: str = "", *, force: bool = False) -> None:
+        if not self.enabled:
+            return
+        now = time.monotonic()
+        if not force and done < self.total and now - self._last_draw < 0.1:
+            return
+        self._last_draw = now
+        fraction = done / self.total if self.total else 1.0
+        filled = int(self.width * fraction)
+        bar = "#" * filled + "-" * (self.width - filled)
+        elapsed = now - self.started
+        line = f"\r{self.label} [{bar}] {done}/{self.total} {elapsed:5.1f}s {note[:40]:<40}"
+        self.stream.write(line, ending="")
+        self.stream.flush()
+
+    def finish(self) -> None:
+        if self.enabled:
+            self.update(self.total, force=True)
+            self.stream.write("", ending="\n")
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence], *, align_right: set[int] = frozenset()) -> str:
+    cells = [[str(c) for c in headers]] + [[str(c) for c in row] for row in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+
+    def fmt(row):
+        return "  ".join(cell.rjust(widths[i]) if i in align_right else cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip()
+
+    lines = [fmt(cells[0]), "  ".join("-" * w for w in widths)]
+    lines += [fmt(row) for row in cells[1:]]
+    return "\n".join(lines)
+
+
+def shorten(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def stdin_is_terminal() -> bool:
+    return sys.stdin.isatty()

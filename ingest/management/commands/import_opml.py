@@ -1,0 +1,53 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+from django.core.management.base import BaseCommand, CommandParser
+
+from ingest import cli
+from ingest.errors import ParseError
+from ingest.services import opml_import
+
+
+class Command(BaseCommand):
+    help = (
+        "Register every feed listed in an OPML file (the format feed readers export). Idempotent: feeds "
+        "already registered are left as they are. URLs that are not http(s) or point into a private "
+        "network are rejected and listed with the reason."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("file", help="Path to the OPML file, or - for standard input.")
+        parser.add_argument("--json", action="store_true", help="Print the result as one JSON object.")
+
+    def handle(self, *args, **options) -> None:
+        path = options["file"]
+        try:
+            content = self.stdin_bytes() if path == "-" else Path(path).read_bytes()
+        except OSError as exc:
+            raise cli.usage_error(f"Cannot read {path}: {exc.strerror or exc}.") from exc
+        try:
+            result = opml_import(content=content)
+        except ParseError as exc:
+            raise cli.usage_error(f"{path}: {exc}") from exc
+        if options["json"]:
+            cli.print_json(self.stdout, {
+                "added": [{"id": i, "url": u} for i, u in result.added],
+                "existing": [{"id": i, "url": u} for i, u in result.existing],
+                "rejected": [{"url": u, "error": e} for u, e in result.rejected],
+            })
+            return
+        if options["verbosity"] >= 2:
+            for pk, url in result.added:
+                self.stdout.write(f"added     {pk:>5} {url}")
+        for url, error in result.rejected:
+            self.stderr.write(self.style.WARNING(f"rejected  {url}: {error}"))
+        if options["verbosity"] >= 1:
+            self.stdout.write(self.style.SUCCESS(
+                f"{len(result.added)} added, {len(result.existing)} already registered, {len(result.rejected)} rejected."
+            ))
+
+    def stdin_bytes(self) -> bytes:
+        import sys
+
+        return sys.stdin.buffer.read()

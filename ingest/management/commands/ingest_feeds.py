@@ -1,0 +1,85 @@
+from __future__ import annotations
+
+from django.core.management.base import BaseCommand, CommandParser
+
+from ingest import cli
+from ingest.errors import RunError
+from ingest.models import IngestRun
+from ingest.services import feeds_ingest, sources_resolve
+
+
+class Command(BaseCommand):
+    help = (
+        "Fetch the registered RSS/Atom feeds and upsert their entries. By default only active sources "
+        "that are due are fetched; --all ignores the schedule. Conditional GET skips unchanged feeds; "
+        "unchanged entries cause no write. A failing feed is reported and backed off and never stops "
+        "the others. Exit status: 0 when the run completed (even if some feeds failed), 1 when the run "
+        "could not work (e.g. database unreachable), 2 for bad arguments."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument(
+            "--source", action="append", default=[], metavar="ID_OR_URL",
+            help="Only this source (its id or feed URL); repeatable. Selected sources are fetched even if not due.",
+        )
+        parser.add_argument("--all", action="store_true", help="Fetch every active source now, ignoring the schedule.")
+        parser.add_argument("--dry-run", action="store_true", help="Fetch and parse, report what would change, write nothing.")
+        parser.add_argument("--workers", type=int, default=None, metavar="N",
+                            help="Concurrent fetches (default: INGEST_WORKERS, 4).")
+        parser.add_argument("--json", action="store_true", help="Print one JSON object with the run's results on stdout.")
+        parser.add_argument("--trigger", default=IngestRun.Trigger.MANUAL, choices=IngestRun.Trigger.values,
+                            help="What started this run, recorded on its IngestRun (default: manual).")
+
+    def handle(self, *args, **options) -> None:
+        workers = options["workers"]
+        if workers is not None and not 1 <= workers <= 64:
+            raise cli.usage_error(f"--workers must be between 1 and 64, not {workers}.")
+        if options["trigger"] not in IngestRun.Trigger.values:
+            raise cli.usage_error(f"--trigger must be one of {', '.join(IngestRun.Trigger.values)}.")
+        verbosity = options["verbosity"]
+        as_json = options["json"]
+        try:
+            ids = sources_resolve(options["source"]) if options["source"] else []
+        except RunError as exc:
+            raise cli.usage_error(str(exc)) from exc
+        bar = cli.ProgressBar(self.stderr, label="ingest", enabled=not as_json and verbosity >= 1 and cli.is_terminal(self.stderr))
+
+        def progress(result, done, total):
+            bar.update(done, result.name or result.url)
+            if verbosity >= 2 and not as_json:
+                bar_clear = "\r" if bar.enabled else ""
+                self.stdout.write(f"{bar_clear}{result.outcome:<12} {result.url} {result.error}")
+
+        try:
+            report = feeds_ingest(
+                source_ids=ids, force=options["all"], dry_run=options["dry_run"], workers=workers,
+                trigger=options["trigger"], on_progress=progress, on_start=bar.start,
+            )
+        except RunError as exc:
+            raise cli.run_error(str(exc)) from exc
+        bar.finish()
+        if as_json:
+            cli.print_json(self.stdout, report.as_dict())
+        elif verbosity >= 1:
+            self._summary(report)
+
+    def _summary(self, report) -> None:
+        outcome_style = {"failed": self.style.ERROR, "created": self.style.SUCCESS, "updated": self.style.SUCCESS}
+        rows = []
+        for r in report.results:
+            style = outcome_style.get(r.outcome, lambda s: s)
+            rows.append([r.id, cli.shorten(r.name or r.url, 40), r.created, r.updated, r.unchanged,
+                         "yes" if r.outcome == "not_modified" else "", style(r.outcome), cli.shorten(r.error, 70)])
+        if rows:
+            self.stdout.write(cli.table(["id", "source", "new", "updated", "unchanged", "not modified", "outcome", "reason"],
+                                        rows, align_right={0, 2, 3, 4}))
+        t = report.totals
+        prefix = "Dry run (nothing written): " if report.dry_run else f"Run {report.run_id} {report.status}: "
+        line = (f"{prefix}{t['sources']} sources, {t['created']} new, {t['updated']} updated, {t['unchanged']} unchanged, "
+                f"{t['not_modified']} not modified, {t['failed']} failed in {report.elapsed_s:.2f}s")
+        if report.skipped_leased:
+            line += f"; {report.skipped_leased} skipped (being ingested by another run)"
+        if not report.results:
+            line = f"{prefix}no source is due. Use --all to fetch every active source now."
+        style = self.style.WARNING if t["failed"] else self.style.SUCCESS
+        self.stdout.write(style(line))

@@ -1,0 +1,104 @@
+"""Cross-references between stored entries, recorded as ``Pingback`` rows. ORM only.
+
+An entry's body linking to the link of another stored entry is a pingback from the first to the
+second. Links are compared by ``link_key`` (sha256 of the normalized URL: scheme and host case,
+default port, trailing slash and fragment do not matter). Each created or updated entry's outbound
+links are kept as ``EntryLink`` rows, so the pingback is found whichever entry is ingested first:
+outbound (the new body links to stored entries) and inbound (stored bodies link to the new entry).
+A link to itself or to an unknown URL records nothing. Existing pingbacks are never deleted: a
+pingback is an event, and an edited post does not un-send it.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+
+from ingest.counters import counters_refresh
+from ingest.models import Entry, EntryLink, Pingback
+from ingest.parse import extract_links, link_key
+from ingest.types import ParsedEntry
+from ingest.upsert import MAX_ROWS_PER_STATEMENT, chunked, in_batch_size
+
+
+def outbound_keys(entry: ParsedEntry) -> set[str]:
+    own = link_key(entry.link)
+    keys = {link_key(url) for url in extract_links(entry.body_text, base_url=entry.link)}
+    keys.discard("")
+    keys.discard(own)
+    return keys
+
+
+def pingbacks_record(*, touched: Sequence[tuple[int, ParsedEntry]]) -> int:
+    """Store outbound links of the touched entries and record the pingbacks they imply.
+
+    Runs inside the caller's transaction; returns the number of pingbacks created. Counters of the
+    targets are refreshed in the same transaction.
+    """
+    if not touched:
+        return 0
+    out = {entry_id: outbound_keys(entry) for entry_id, entry in touched}
+    _links_replace(out)
+
+    touched_ids = set(out)
+    own_link = {entry_id: entry.link for entry_id, entry in touched}
+    candidates: set[tuple[str, int, int]] = set()  # (source_url, target_id, source_entry_id)
+
+    # Outbound: bodies just stored link to entries we hold.
+    all_keys = sorted(set().union(*out.values()))
+    targets: dict[str, list[int]] = defaultdict(list)
+    for batch in chunked(all_keys, in_batch_size()):
+        for pk, key in Entry.objects.filter(link_key__in=batch).values_list("pk", "link_key"):
+            targets[key].append(pk)
+    for source_id, keys in out.items():
+        if not own_link[source_id]:
+            continue
+        for key in keys:
+            candidates.update((own_link[source_id], t, source_id) for t in targets.get(key, ()) if t != source_id)
+
+    # Inbound: entries stored earlier link to the entries just stored.
+    new_keys = {link_key(entry.link): entry_id for entry_id, entry in touched if entry.link}
+    keys = sorted(new_keys)
+    sources: dict[int, list[str]] = defaultdict(list)
+    for batch in chunked(keys, in_batch_size()):
+        for entry_id, key in EntryLink.objects.filter(link_key__in=batch).exclude(entry_id__in=touched_ids).values_list("entry_id", "link_key"):
+            sources[entry_id].append(key)
+    if sources:
+        ids = sorted(sources)
+        for batch in chunked(ids, in_batch_size()):
+            for pk, link in Entry.objects.filter(pk__in=batch).exclude(link="").values_list("pk", "link"):
+                candidates.update((link, new_keys[key], pk) for key in sources[pk] if new_keys[key] != pk)
+    return _insert_new(candidates)
+
+
+def _links_replace(out: dict[int, set[str]]) -> None:
+    ids = sorted(out)
+    have: dict[int, dict[str, int]] = defaultdict(dict)
+    for batch in chunked(ids, in_batch_size()):
+        for pk, entry_id, key in EntryLink.objects.filter(entry_id__in=batch).values_list("pk", "entry_id", "link_key"):
+            have[entry_id][key] = pk
+    stale = [pk for entry_id, keys in have.items() for key, pk in keys.items() if key not in out[entry_id]]
+    for batch in chunked(stale, in_batch_size()):
+        EntryLink.objects.filter(pk__in=batch).delete()
+    new = [EntryLink(entry_id=entry_id, link_key=key) for entry_id, keys in out.items() for key in sorted(keys) if key not in have[entry_id]]
+    EntryLink.objects.bulk_create(new, batch_size=MAX_ROWS_PER_STATEMENT)
+
+
+def _insert_new(candidates: set[tuple[str, int, int]]) -> int:
+    if not candidates:
+        return 0
+    max_url = Pingback._meta.get_field("source_url").max_length
+    candidates = {c for c in candidates if len(c[0]) <= max_url}
+    target_ids = sorted({target for _, target, _ in candidates})
+    existing: set[tuple[str, int]] = set()
+    for batch in chunked(target_ids, in_batch_size()):
+        existing.update(Pingback.objects.filter(target_id__in=batch).values_list("source_url", "target_id"))
+    rows, seen = [], set()
+    for source_url, target, source_entry in sorted(candidates):
+        if (source_url, target) in existing or (source_url, target) in seen:
+            continue
+        seen.add((source_url, target))
+        rows.append(Pingback(source_url=source_url, target_id=target, source_entry_id=source_entry))
+    Pingback.objects.bulk_create(rows, batch_size=MAX_ROWS_PER_STATEMENT)
+    counters_refresh([row.target_id for row in rows])
+    return len(rows)

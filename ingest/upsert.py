@@ -1,0 +1,235 @@
+"""ParsedFeed -> rows: read the existing state, decide, and write in bulk. ORM only, no HTTP.
+
+Per source, inside the caller's retry-wrapped atomic block:
+
+1. ``existing_load``: one query per IN-batch loads (guid, id, hash, dates) for the feed's guids.
+2. ``entries_decide`` (pure): new, changed (hash differs) or unchanged.
+3. ``entries_apply``: ``bulk_create`` the new entries, ``bulk_update`` the changed ones (content
+   fields only: counters and rating belong to other writers), resolve authors and link them
+   through the M2M's through model in bulk. Unchanged entries cause no write.
+
+The number of statements grows with the number of batches, never with the number of entries.
+Batch sizes come from the connection (``connection.ops.bulk_batch_size``; SQL Server allows 2,100
+parameters per statement) and are capped so that no statement touches more than
+``MAX_ROWS_PER_STATEMENT`` rows, below SQL Server's lock escalation threshold (~5,000 locks).
+
+SQL Server's ``bulk_create`` returns no primary keys and has no ``ignore_conflicts``: ids of new
+rows are read back by guid unless the backend returns them, and a unique-key collision with a
+concurrent writer becomes ``WriteConflict``, which the retry helper treats as transient (on the
+retry the rows exist and take the update path).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import TypeVar
+
+from django.db import IntegrityError, connection
+from django.utils import timezone
+
+from ingest.models import Author, Entry
+from ingest.parse import link_key
+from ingest.retry import WriteConflict
+from ingest.types import ParsedEntry, ParsedFeed, UpsertCounts
+
+T = TypeVar("T")
+MAX_ROWS_PER_STATEMENT = 1000
+MAX_IN_LIST = 2000
+SQL_SERVER_MAX_PARAMS = 2100
+UPDATE_FIELDS = (
+    "headline", "body_text", "link", "link_key", "published_at", "pub_date", "mod_date",
+    "content_hash", "comments_feed_url", "reported_comments",
+)
+
+
+@dataclass(frozen=True)
+class ExistingEntry:
+    id: int
+    content_hash: str
+    published_at: datetime
+
+
+@dataclass(frozen=True)
+class Plan:
+    new: tuple[ParsedEntry, ...]
+    changed: tuple[tuple[ParsedEntry, ExistingEntry], ...]
+    unchanged: int
+
+
+def chunked(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def in_batch_size() -> int:
+    """How many values one ``IN (...)`` may carry on this connection, leaving room for other params.
+
+    SQLite reports its limit in ``features.max_query_params``; SQL Server's 2,100 is not in
+    mssql-django's features, so it is named here; PostgreSQL and MariaDB have no practical limit.
+    """
+    limit = connection.features.max_query_params
+    if connection.vendor == "microsoft":
+        limit = SQL_SERVER_MAX_PARAMS
+    return MAX_IN_LIST if limit is None else max(1, min(MAX_IN_LIST, limit - 10))
+
+
+def write_batch_size(fields: Sequence[str], objs: Sequence) -> int:
+    model_fields = [Entry._meta.get_field(name) for name in fields]
+    backend = connection.ops.bulk_batch_size(model_fields, objs) or MAX_ROWS_PER_STATEMENT
+    return max(1, min(backend, MAX_ROWS_PER_STATEMENT))
+
+
+def existing_load(*, article_id: int, guids: Sequence[str]) -> dict[str, ExistingEntry]:
+    found: dict[str, ExistingEntry] = {}
+    for batch in chunked(list(guids), in_batch_size()):
+        rows = Entry.objects.filter(technical_article_id=article_id, guid__in=batch).values_list(
+            "guid", "id", "content_hash", "published_at"
+        )
+        for guid, pk, content_hash, published_at in rows:
+            found[guid] = ExistingEntry(pk, content_hash, published_at)
+    return found
+
+
+def entries_decide(entries: Iterable[ParsedEntry], existing: dict[str, ExistingEntry]) -> Plan:
+    """Pure: which parsed entries are new, which changed (by content hash), how many are unchanged."""
+    new: list[ParsedEntry] = []
+    changed: list[tuple[ParsedEntry, ExistingEntry]] = []
+    unchanged = 0
+    for entry in entries:
+        current = existing.get(entry.guid)
+        if current is None:
+            new.append(entry)
+        elif current.content_hash != entry.content_hash:
+            changed.append((entry, current))
+        else:
+            unchanged += 1
+    return Plan(tuple(new), tuple(changed), unchanged)
+
+
+def _local_date(moment: datetime) -> date:
+    return timezone.localtime(moment).date()
+
+
+def _entry_row(article_id: int, parsed: ParsedEntry, *, published_at: datetime, fetched_at: datetime) -> Entry:
+    return Entry(
+        technical_article_id=article_id,
+        guid=parsed.guid,
+        headline=parsed.headline,
+        body_text=parsed.body_text,
+        link=parsed.link,
+        link_key=link_key(parsed.link),
+        published_at=published_at,
+        pub_date=_local_date(published_at),
+        mod_date=_local_date(parsed.updated_at or fetched_at),
+        content_hash=parsed.content_hash,
+        comments_feed_url=parsed.comments_feed_url,
+        reported_comments=parsed.reported_comments,
+        ingested_at=fetched_at,
+    )
+
+
+def authors_resolve(pairs: set[tuple[str, str]]) -> dict[tuple[str, str], int]:
+    """Ids for (name, email) pairs, creating the missing authors in bulk."""
+    if not pairs:
+        return {}
+    names = sorted({name for name, _ in pairs})
+
+    def lookup() -> dict[tuple[str, str], int]:
+        ids: dict[tuple[str, str], int] = {}
+        for batch in chunked(names, in_batch_size()):
+            for pk, name, email in Author.objects.filter(name__in=batch).values_list("id", "name", "email"):
+                if (name, email) in pairs:
+                    ids[(name, email)] = pk
+        return ids
+
+    ids = lookup()
+    missing = [Author(name=name, email=email) for name, email in sorted(pairs - ids.keys())]
+    if missing:
+        ignore = connection.features.supports_ignore_conflicts
+        Author.objects.bulk_create(missing, batch_size=MAX_ROWS_PER_STATEMENT, ignore_conflicts=ignore)
+        ids = lookup()
+    return ids
+
+
+def _author_pairs(entry: ParsedEntry) -> list[tuple[str, str]]:
+    return [(author.name, author.email) for author in entry.authors]
+
+
+def entries_apply(*, article_id: int, plan: Plan, fetched_at: datetime) -> UpsertCounts:
+    """Write the plan. Must run inside an atomic block (the caller's retry wrapper)."""
+    try:
+        return _apply(article_id, plan, fetched_at)
+    except IntegrityError as exc:
+        # A concurrent writer inserted the same natural key first (an expired lease, or an author
+        # shared by two feeds on a backend without ignore_conflicts). Retrying sees its rows.
+        raise WriteConflict(str(exc)) from exc
+
+
+def _apply(article_id: int, plan: Plan, fetched_at: datetime) -> UpsertCounts:
+    through = Entry.authors.through
+    pairs = {pair for entry in plan.new for pair in _author_pairs(entry)}
+    pairs |= {pair for entry, _ in plan.changed for pair in _author_pairs(entry)}
+    author_ids = authors_resolve(pairs)
+    links: list = []
+    touched: list[tuple[int, ParsedEntry]] = []
+
+    if plan.new:
+        rows = [
+            _entry_row(article_id, e, published_at=e.published_at or fetched_at, fetched_at=fetched_at)
+            for e in plan.new
+        ]
+        Entry.objects.bulk_create(rows, batch_size=write_batch_size([f.name for f in Entry._meta.concrete_fields], rows))
+        if all(row.pk for row in rows):
+            new_ids = {row.guid: row.pk for row in rows}
+        else:
+            new_ids = {guid: ex.id for guid, ex in existing_load(article_id=article_id, guids=[e.guid for e in plan.new]).items()}
+        for entry in plan.new:
+            touched.append((new_ids[entry.guid], entry))
+            for pair in dict.fromkeys(_author_pairs(entry)):
+                links.append(through(entry_id=new_ids[entry.guid], author_id=author_ids[pair]))
+
+    if plan.changed:
+        rows = []
+        for entry, current in plan.changed:
+            row = _entry_row(
+                article_id, entry, published_at=entry.published_at or current.published_at, fetched_at=fetched_at
+            )
+            row.pk = current.id
+            rows.append(row)
+            touched.append((current.id, entry))
+        Entry.objects.bulk_update(rows, UPDATE_FIELDS, batch_size=write_batch_size(("id",) + UPDATE_FIELDS, rows))
+        links += _relink_authors(plan.changed, author_ids)
+
+    if links:
+        ignore = connection.features.supports_ignore_conflicts
+        through.objects.bulk_create(links, batch_size=MAX_ROWS_PER_STATEMENT, ignore_conflicts=ignore)
+    return UpsertCounts(created=len(plan.new), updated=len(plan.changed), unchanged=plan.unchanged, touched=tuple(touched))
+
+
+def _relink_authors(changed, author_ids: dict[tuple[str, str], int]) -> list:
+    """Make each changed entry's author links equal the feed's; returns the links to insert."""
+    through = Entry.authors.through
+    entry_ids = [current.id for _, current in changed]
+    have: dict[int, dict[int, int]] = {}
+    for batch in chunked(entry_ids, in_batch_size()):
+        for pk, entry_id, author_id in through.objects.filter(entry_id__in=batch).values_list("id", "entry_id", "author_id"):
+            have.setdefault(entry_id, {})[author_id] = pk
+    stale: list[int] = []
+    add: list = []
+    for entry, current in changed:
+        want = {author_ids[pair] for pair in _author_pairs(entry)}
+        links = have.get(current.id, {})
+        stale += [pk for author_id, pk in links.items() if author_id not in want]
+        add += [through(entry_id=current.id, author_id=a) for a in sorted(want - links.keys())]
+    for batch in chunked(stale, in_batch_size()):
+        through.objects.filter(id__in=batch).delete()
+    return add
+
+
+def feed_upsert(*, article_id: int, feed: ParsedFeed, fetched_at: datetime) -> UpsertCounts:
+    """Read, decide and write one parsed feed's entries."""
+    existing = existing_load(article_id=article_id, guids=[e.guid for e in feed.entries])
+    plan = entries_decide(feed.entries, existing)
+    return entries_apply(article_id=article_id, plan=plan, fetched_at=fetched_at)

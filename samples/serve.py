@@ -1,0 +1,103 @@
+"""Serve the bundled sample feeds on 127.0.0.1, the way a feed publisher would.
+
+    python -m samples.serve --port 8765            serve until killed
+    python -m samples.serve --port 8765 --wait     return once the server answers
+    python -m samples.serve --port 8765 --opml     print an OPML list of the sample feeds
+
+Every file under samples/feeds is served with an ETag and Last-Modified, and conditional requests
+get 304, so a second ingest run finds nothing modified. The placeholder origin
+``http://feeds.sample.invalid`` inside the files (comment-feed links) is replaced with this server's
+own address.
+"""
+
+from __future__ import annotations
+
+import argparse
+import email.utils
+import hashlib
+import sys
+import time
+import urllib.request
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from xml.sax.saxutils import quoteattr
+
+FEEDS = Path(__file__).resolve().parent / "feeds"
+PLACEHOLDER = b"http://feeds.sample.invalid"
+
+
+def top_level_feeds() -> list[Path]:
+    return sorted(FEEDS.glob("*.xml"))
+
+
+class Handler(BaseHTTPRequestHandler):
+    server_version = "sample-feeds/1.0"
+
+    def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+        path = (FEEDS / self.path.split("?", 1)[0].lstrip("/")).resolve()
+        if FEEDS not in path.parents or not path.is_file():
+            self.send_error(404)
+            return
+        body = path.read_bytes().replace(PLACEHOLDER, self.server.base_url.encode())
+        etag = '"' + hashlib.sha256(body).hexdigest()[:20] + '"'
+        modified = email.utils.formatdate(path.stat().st_mtime, usegmt=True)
+        if self.headers.get("If-None-Match") == etag or (
+            not self.headers.get("If-None-Match") and self.headers.get("If-Modified-Since") == modified
+        ):
+            self.send_response(304)
+            self.send_header("ETag", etag)
+            self.end_headers()
+            return
+        self.send_response(200)
+        content_type = "application/atom+xml" if b"<feed" in body[:500] else "application/rss+xml"
+        self.send_header("Content-Type", f"{content_type}; charset=utf-8")
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("ETag", etag)
+        self.send_header("Last-Modified", modified)
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args) -> None:  # quiet: the pipeline's summary is the output
+        pass
+
+
+def opml(base_url: str) -> str:
+    lines = ['<?xml version="1.0" encoding="UTF-8"?>', '<opml version="2.0">', "<head><title>Sample feeds</title></head>", "<body>"]
+    for path in top_level_feeds():
+        lines.append(f'  <outline type="rss" text={quoteattr(path.stem)} xmlUrl={quoteattr(f"{base_url}/{path.name}")}/>')
+    lines += ["</body>", "</opml>"]
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--port", type=int, default=8765)
+    parser.add_argument("--wait", action="store_true", help="wait (up to 10 s) until the server answers, then exit")
+    parser.add_argument("--opml", action="store_true", help="print the OPML list of the sample feeds and exit")
+    args = parser.parse_args()
+    base_url = f"http://127.0.0.1:{args.port}"
+    if args.opml:
+        print(opml(base_url))
+        return 0
+    if args.wait:
+        for _ in range(100):
+            try:
+                urllib.request.urlopen(f"{base_url}/{top_level_feeds()[0].name}", timeout=1).close()
+                return 0
+            except OSError:
+                time.sleep(0.1)
+        print(f"The sample server did not answer on {base_url}.", file=sys.stderr)
+        return 1
+    try:
+        server = ThreadingHTTPServer(("127.0.0.1", args.port), Handler)
+    except OSError as exc:
+        print(f"Cannot serve the samples on {base_url}: {exc.strerror}. Set SAMPLES_PORT to a free port.", file=sys.stderr)
+        return 1
+    server.base_url = base_url
+    server.daemon_threads = True
+    server.serve_forever()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
