@@ -5,7 +5,9 @@ counter differs:
 
 * ``chunk_update_subquery``: one UPDATE with correlated ``Subquery(Count)`` expressions;
 * ``chunk_read_bulk_update``: an aggregate read of the chunk's counts, then ``bulk_update`` of
-  the drifted rows only.
+  the drifted rows only;
+* ``chunk_annotated_read``: one keyset read that returns stored and true counts side by side,
+  then one UPDATE of the drifted rows only (no write at all when nothing drifted).
 
 ``bench/recount.py`` measures both on PostgreSQL; ``STRATEGY`` names the one kept and
 docs/benchmarks.md has the numbers. Chunks carry at most ``MAX_CHUNK`` ids (an IN list stays far
@@ -29,6 +31,7 @@ MAX_CHUNK = 2000
 class ChunkResult:
     scanned: int
     changed: int
+    last_pk: int  # the keyset cursor: the next chunk starts after it
 
 
 def _count_of(model, fk: str) -> Coalesce:
@@ -36,34 +39,41 @@ def _count_of(model, fk: str) -> Coalesce:
     return Coalesce(Subquery(counted, output_field=IntegerField()), Value(0))
 
 
-def chunk_update_subquery(ids: Sequence[int], *, dry_run: bool = False) -> ChunkResult:
-    comments, pingbacks = _count_of(Comment, "entry"), _count_of(Pingback, "target")
+def _keyset(base: QuerySet, after: int, size: int) -> QuerySet:
+    """Keyset pagination: the next ``size`` entries with a primary key above ``after`` (no OFFSET)."""
+    return base.filter(pk__gt=after).order_by("pk")
+
+
+def _set_counts(ids: Sequence[int]) -> int:
+    return Entry.objects.filter(pk__in=ids).update(
+        number_of_comments=_count_of(Comment, "entry"), number_of_pingbacks=_count_of(Pingback, "target")
+    )
+
+
+def chunk_update_subquery(base: QuerySet, after: int, size: int, dry_run: bool) -> ChunkResult | None:
+    """Read the chunk's ids, then one UPDATE whose WHERE and SET both use correlated counts."""
+    ids = list(_keyset(base, after, size).values_list("pk", flat=True)[:size])
+    if not ids:
+        return None
     drifted = (
         Entry.objects.filter(pk__in=ids)
-        .alias(c=comments, p=pingbacks)
+        .alias(c=_count_of(Comment, "entry"), p=_count_of(Pingback, "target"))
         .filter(~Q(number_of_comments=F("c")) | ~Q(number_of_pingbacks=F("p")))
     )
     if dry_run:
-        return ChunkResult(len(ids), drifted.count())
-    changed = drifted.update(number_of_comments=comments, number_of_pingbacks=pingbacks)
-    return ChunkResult(len(ids), changed)
+        return ChunkResult(len(ids), drifted.count(), ids[-1])
+    changed = drifted.update(number_of_comments=_count_of(Comment, "entry"), number_of_pingbacks=_count_of(Pingback, "target"))
+    return ChunkResult(len(ids), changed, ids[-1])
 
 
-def chunk_counts(ids: Sequence[int]) -> tuple[dict[int, int], dict[int, int]]:
-    """Comment and pingback counts for the entries of one chunk (ids sorted ascending)."""
-    lo, hi = ids[0], ids[-1]
-    comments = dict(
-        Comment.objects.filter(entry_id__gte=lo, entry_id__lte=hi).order_by().values_list("entry_id").annotate(n=Count("pk"))
-    )
-    pingbacks = dict(
-        Pingback.objects.filter(target_id__gte=lo, target_id__lte=hi).order_by().values_list("target_id").annotate(n=Count("pk"))
-    )
-    return comments, pingbacks
-
-
-def chunk_read_bulk_update(rows: Sequence[tuple[int, int, int]], *, dry_run: bool = False) -> ChunkResult:
-    """``rows`` are (id, number_of_comments, number_of_pingbacks) as read in the chunk walk."""
-    comments, pingbacks = chunk_counts([row[0] for row in rows])
+def chunk_read_bulk_update(base: QuerySet, after: int, size: int, dry_run: bool) -> ChunkResult | None:
+    """Read the chunk's stored counters and two range aggregates, then bulk_update the drifted rows."""
+    rows = list(_keyset(base, after, size).values_list("pk", "number_of_comments", "number_of_pingbacks")[:size])
+    if not rows:
+        return None
+    lo, hi = rows[0][0], rows[-1][0]
+    comments = dict(Comment.objects.filter(entry_id__gte=lo, entry_id__lte=hi).order_by().values_list("entry_id").annotate(n=Count("pk")))
+    pingbacks = dict(Pingback.objects.filter(target_id__gte=lo, target_id__lte=hi).order_by().values_list("target_id").annotate(n=Count("pk")))
     drifted = [
         Entry(pk=pk, number_of_comments=comments.get(pk, 0), number_of_pingbacks=pingbacks.get(pk, 0))
         for pk, stored_c, stored_p in rows
@@ -71,29 +81,39 @@ def chunk_read_bulk_update(rows: Sequence[tuple[int, int, int]], *, dry_run: boo
     ]
     if drifted and not dry_run:
         Entry.objects.bulk_update(drifted, ["number_of_comments", "number_of_pingbacks"], batch_size=len(drifted))
-    return ChunkResult(len(rows), len(drifted))
+    return ChunkResult(len(rows), len(drifted), hi)
 
 
-STRATEGY = "read_bulk_update"
-
-
-def chunk_reconcile(rows: Sequence[tuple[int, int, int]], *, dry_run: bool = False, strategy: str = STRATEGY) -> ChunkResult:
-    if strategy == "update_subquery":
-        return chunk_update_subquery([row[0] for row in rows], dry_run=dry_run)
-    return chunk_read_bulk_update(rows, dry_run=dry_run)
-
-
-def next_chunk(base: QuerySet, *, after: int, size: int) -> list[tuple[int, int, int]]:
-    """Keyset pagination: the next ``size`` entries with a primary key above ``after`` (no OFFSET)."""
-    return list(
-        base.filter(pk__gt=after).order_by("pk").values_list("pk", "number_of_comments", "number_of_pingbacks")[:size]
+def chunk_annotated_read(base: QuerySet, after: int, size: int, dry_run: bool) -> ChunkResult | None:
+    """One keyset read returns each entry's stored and true counts; one UPDATE of the drifted rows
+    recomputes them at write time, so a comment committed in between is not lost."""
+    rows = list(
+        _keyset(base, after, size)
+        .annotate(c=_count_of(Comment, "entry"), p=_count_of(Pingback, "target"))
+        .values_list("pk", "number_of_comments", "number_of_pingbacks", "c", "p")[:size]
     )
+    if not rows:
+        return None
+    drifted = [pk for pk, stored_c, stored_p, c, p in rows if stored_c != c or stored_p != p]
+    if drifted and not dry_run:
+        _set_counts(drifted)
+    return ChunkResult(len(rows), len(drifted), rows[-1][0])
+
+
+STRATEGIES = {
+    "update_subquery": chunk_update_subquery,
+    "read_bulk_update": chunk_read_bulk_update,
+    "annotated_read": chunk_annotated_read,
+}
+STRATEGY = "annotated_read"
+
+
+def chunk_reconcile(base: QuerySet, *, after: int, size: int, dry_run: bool = False, strategy: str | None = None) -> ChunkResult | None:
+    """Reconcile the next chunk after ``after``; None when the walk is over."""
+    return STRATEGIES[strategy or STRATEGY](base, after, size, dry_run)
 
 
 def counters_refresh(entry_ids: Sequence[int]) -> int:
     """Set the counters of these entries from their rows (used by ingest inside its transaction)."""
     ids = sorted(set(entry_ids))
-    changed = 0
-    for start in range(0, len(ids), MAX_CHUNK):
-        changed += chunk_update_subquery(ids[start : start + MAX_CHUNK]).changed
-    return changed
+    return sum(_set_counts(ids[start : start + MAX_CHUNK]) for start in range(0, len(ids), MAX_CHUNK))

@@ -647,15 +647,13 @@ def counts_recompute(
             on_start(total)
         after = 0
         while True:
-            def one_chunk(after=after):
-                rows = counters.next_chunk(base, after=after, size=chunk_size)
-                if not rows:
-                    return None, after
-                return counters.chunk_reconcile(rows, dry_run=dry_run, strategy=strategy or counters.STRATEGY), rows[-1][0]
-
-            result, after = run_atomic(one_chunk, stats=stats, label="recount chunk")
+            result = run_atomic(
+                lambda after=after: counters.chunk_reconcile(base, after=after, size=chunk_size, dry_run=dry_run, strategy=strategy),
+                stats=stats, label="recount chunk",
+            )
             if result is None:
                 break
+            after = result.last_pk
             report.chunks += 1
             report.scanned += result.scanned
             report.changed += result.changed

@@ -72,6 +72,7 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    "django_celery_beat",  # the optional database scheduler (PIPELINE_BEAT_SCHEDULER=database); its own migrations
     "ingest",
 ]
 
@@ -167,3 +168,93 @@ LOGGING = {
         "django": {"handlers": ["stderr"], "level": "WARNING", "propagate": False},
     },
 }
+
+# --- Celery: workers, beat, Flower (pipeline/celery.py reads every CELERY_* name below) ------------
+# The rule behind each choice: a message is never lost and a source is never processed twice.
+CELERY_BROKER_URL = env.get("CELERY_BROKER_URL", "redis://127.0.0.1:6379/0")
+# Results are small summaries (IngestRun is the record); Flower and `celery result` show them.
+CELERY_RESULT_BACKEND = env.get("CELERY_RESULT_BACKEND", CELERY_BROKER_URL)
+CELERY_RESULT_EXPIRES = _number("CELERY_RESULT_EXPIRES", 86400, kind=int, minimum=60)
+CELERY_TIMEZONE = TIME_ZONE
+# JSON only: a pickled message from a compromised broker would run code on every worker.
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_RESULT_ACCEPT_CONTENT = ["json"]
+CELERY_TASK_SERIALIZER = "json"
+CELERY_RESULT_SERIALIZER = "json"
+# Acknowledge after the task ran: a worker that dies mid-task leaves its message to be delivered
+# again. Safe because the tasks are idempotent (source lease, natural keys, content hashes).
+CELERY_TASK_ACKS_LATE = True
+# A worker process killed mid-task (OOM killer, SIGKILL) requeues its message instead of acking it.
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+# One reserved message per worker process: a slow feed holds up no other, and a crash re-queues one.
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# The soft limit raises SoftTimeLimitExceeded inside the task; the hard limit kills the process.
+CELERY_TASK_SOFT_TIME_LIMIT = _number("CELERY_TASK_SOFT_TIME_LIMIT", 300, kind=int, minimum=1)
+CELERY_TASK_TIME_LIMIT = _number("CELERY_TASK_TIME_LIMIT", 360, kind=int, minimum=1)
+# Redis redelivers an unacknowledged message after this many seconds; it must exceed the hard
+# time limit, or a long task still running is delivered to a second worker.
+CELERY_VISIBILITY_TIMEOUT = _number("CELERY_VISIBILITY_TIMEOUT", 3600, kind=int, minimum=1)
+if CELERY_TASK_SOFT_TIME_LIMIT >= CELERY_TASK_TIME_LIMIT:
+    raise ImproperlyConfigured(
+        f"CELERY_TASK_SOFT_TIME_LIMIT ({CELERY_TASK_SOFT_TIME_LIMIT}) must be below CELERY_TASK_TIME_LIMIT "
+        f"({CELERY_TASK_TIME_LIMIT}), or the task never gets the chance to stop cleanly."
+    )
+if CELERY_VISIBILITY_TIMEOUT <= CELERY_TASK_TIME_LIMIT:
+    raise ImproperlyConfigured(
+        f"CELERY_VISIBILITY_TIMEOUT ({CELERY_VISIBILITY_TIMEOUT}) must be above CELERY_TASK_TIME_LIMIT "
+        f"({CELERY_TASK_TIME_LIMIT}), or Redis hands a task that is still running to a second worker."
+    )
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "visibility_timeout": CELERY_VISIBILITY_TIMEOUT,
+    # Sweep for messages of dead workers about ten times per visibility timeout (at most every 10 s).
+    "unacked_restore_interval": max(1, min(10, CELERY_VISIBILITY_TIMEOUT // 10)),
+    "unacked_restore_throttle": 1,
+}
+# Autoretry of transient errors: backoff capped below the visibility timeout (a longer countdown
+# would be delivered twice), and a bound on attempts.
+PIPELINE_TASK_MAX_RETRIES = _number("PIPELINE_TASK_MAX_RETRIES", 5, kind=int)
+PIPELINE_TASK_RETRY_BACKOFF_MAX = max(1, min(300, CELERY_VISIBILITY_TIMEOUT // 2))
+# On a lost broker connection the unacked messages are redelivered anyway: stop the running copies.
+CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = True
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# Task events, so that Flower and `celery events` show tasks, queued ones included.
+CELERY_WORKER_SEND_TASK_EVENTS = True
+CELERY_TASK_SEND_SENT_EVENT = True
+# A running task reports STARTED instead of PENDING.
+CELERY_TASK_TRACK_STARTED = True
+
+# Beat. Exactly one beat process may run: two would enqueue every entry twice (the source lease
+# still keeps a source from being processed twice, but the work and the IngestRun rows double).
+INGEST_SCHEDULE_SECONDS = _number("INGEST_SCHEDULE_SECONDS", 300, kind=int, minimum=1)
+RECOUNT_SCHEDULE_SECONDS = _number("RECOUNT_SCHEDULE_SECONDS", 3600, kind=int, minimum=1)
+CELERY_BEAT_SCHEDULE = {
+    # Claims the due sources and fans out one ingest_source task per source.
+    "ingest-feeds": {
+        "task": "ingest.tasks.ingest_feeds",
+        "schedule": float(INGEST_SCHEDULE_SECONDS),
+        # A run still queued when the next one is due is dropped: no pile-up after a worker outage.
+        "options": {"expires": INGEST_SCHEDULE_SECONDS},
+    },
+    "recompute-counts": {
+        "task": "ingest.tasks.recompute_counts",
+        "schedule": float(RECOUNT_SCHEDULE_SECONDS),
+        "options": {"expires": RECOUNT_SCHEDULE_SECONDS},
+    },
+}
+# "settings" (default): the schedule above, in version control and the same on every machine.
+# "database": django-celery-beat's scheduler; the entries above seed its table once, then the
+# admin (Periodic tasks) is where operators edit, add or disable schedules.
+PIPELINE_BEAT_SCHEDULER = env.get("PIPELINE_BEAT_SCHEDULER", "settings").strip().lower()
+if PIPELINE_BEAT_SCHEDULER == "settings":
+    CELERY_BEAT_SCHEDULER = "celery.beat:PersistentScheduler"
+    CELERY_BEAT_SCHEDULE_FILENAME = env.get("CELERY_BEAT_SCHEDULE_FILENAME", str(BASE_DIR / "var" / "celerybeat-schedule"))
+    Path(CELERY_BEAT_SCHEDULE_FILENAME).parent.mkdir(parents=True, exist_ok=True)
+elif PIPELINE_BEAT_SCHEDULER == "database":
+    CELERY_BEAT_SCHEDULER = "pipeline.beat:SeedingDatabaseScheduler"
+else:
+    raise ImproperlyConfigured(f"PIPELINE_BEAT_SCHEDULER must be settings or database, not {PIPELINE_BEAT_SCHEDULER!r}.")
+
+# Monitoring (pipeline_status, /healthz): unhealthy when no ingest run completed within this many
+# seconds; with PIPELINE_CELERY on (the default when CELERY_BROKER_URL is set), also when no worker answers.
+PIPELINE_HEALTH_MAX_AGE = _number("PIPELINE_HEALTH_MAX_AGE", max(3600, 3 * INGEST_SCHEDULE_SECONDS), kind=int, minimum=1)
+PIPELINE_CELERY = _bool("PIPELINE_CELERY", bool(env.get("CELERY_BROKER_URL")))

@@ -55,7 +55,7 @@ def drifted(db):
     return entries
 
 
-@pytest.mark.parametrize("strategy", ["read_bulk_update", "update_subquery"])
+@pytest.mark.parametrize("strategy", ["read_bulk_update", "update_subquery", "annotated_read"])
 def test_recompute_fixes_every_drifted_counter_then_changes_nothing(drifted, monkeypatch, strategy):
     monkeypatch.setattr(counters, "STRATEGY", strategy)
     wrong = sum(1 for pk, v in stored_counts().items() if v != true_counts()[pk])
@@ -130,10 +130,23 @@ postgres_only = pytest.mark.skipif(connection.vendor != "postgresql", reason="ne
 
 @postgres_only
 @pytest.mark.django_db(transaction=True)
-def test_recompute_beside_concurrent_comment_writers_loses_nothing():
+def test_recompute_beside_concurrent_comment_writers_and_ingest_loses_nothing(feed_server, settings):
+    from tests.test_comments_pingbacks import serve_wordpress
+
+    settings.INGEST_COMMENTS_DAYS = 36500
+    serve_wordpress(feed_server)
     entries = make_entries(400)
     stop = threading.Event()
     errors = []
+
+    def ingester():
+        try:
+            for _ in range(3):
+                call_command("ingest_feeds", "--all", "--json", stdout=StringIO(), stderr=StringIO())
+        except Exception as exc:
+            errors.append(exc)
+        finally:
+            connections.close_all()
 
     def writer(seed):
         rng = random.Random(seed)
@@ -148,7 +161,7 @@ def test_recompute_beside_concurrent_comment_writers_loses_nothing():
         finally:
             connections.close_all()
 
-    threads = [threading.Thread(target=writer, args=(s,)) for s in range(2)]
+    threads = [threading.Thread(target=writer, args=(s,)) for s in range(2)] + [threading.Thread(target=ingester)]
     for t in threads:
         t.start()
     try:
@@ -161,4 +174,5 @@ def test_recompute_beside_concurrent_comment_writers_loses_nothing():
     assert errors == []
     recount()  # the run after the writers stop catches whatever the concurrent runs could not see
     assert stored_counts() == true_counts()
-    assert Comment.objects.count() > 0
+    assert Comment.objects.filter(guid__startswith="https://indexing.example").count() == 3  # the ingested ones
+    assert Pingback.objects.count() == 1

@@ -1,0 +1,118 @@
+"""Recount benchmark: ``recompute_counts`` strategies beside one hand-written set-based UPDATE.
+
+    python -m bench.recount --database-url postgres://postgres@127.0.0.1:5432/bench_recount \
+        --entries 1000000 --comments 3000000 --drift 0.1 --repeat 3
+
+Creates (drops first) the named PostgreSQL database, fills it with generate_series, then for each
+repetition drifts the same counters (a fixed ``--drift`` fraction) and measures:
+
+* ``update_subquery``: chunked UPDATE with correlated Subquery(Count) (ingest.counters);
+* ``read_bulk_update``: chunked aggregate read + bulk_update of drifted rows (ingest.counters);
+* ``read_then_update``: chunked aggregate read, then one UPDATE of the drifted rows only;
+* ``hand_sql``: one hand-written UPDATE ... FROM (GROUP BY) over the whole table, the floor;
+* ``no_drift``: the kept strategy on already-correct counters, which must write 0 rows.
+
+Prints one JSON object; ``bench/run.py`` folds it into docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from bench.common import django_setup, migrate, postgres_create, summary, timed
+
+HAND_SQL = """
+WITH c AS (SELECT entry_id, COUNT(*) AS n FROM ingest_comment GROUP BY entry_id),
+     p AS (SELECT target_id, COUNT(*) AS n FROM ingest_pingback GROUP BY target_id),
+     want AS (
+        SELECT e.id, COALESCE(c.n, 0) AS nc, COALESCE(p.n, 0) AS np
+        FROM ingest_entry e LEFT JOIN c ON c.entry_id = e.id LEFT JOIN p ON p.target_id = e.id)
+UPDATE ingest_entry e SET number_of_comments = want.nc, number_of_pingbacks = want.np
+FROM want WHERE want.id = e.id AND (e.number_of_comments <> want.nc OR e.number_of_pingbacks <> want.np)
+"""
+
+
+def fill(entries: int, comments: int) -> None:
+    from django.db import connection
+
+    with connection.cursor() as cur:
+        cur.execute("INSERT INTO ingest_technicalarticle (name, tagline, feed_url, site_url, active, fetch_comments, etag, "
+                    "last_modified, consecutive_failures, last_error, lease_owner, created_at) "
+                    "VALUES ('bench', '', 'https://bench.example/feed', '', true, false, '', '', 0, '', '', now()) RETURNING id")
+        article = cur.fetchone()[0]
+        cur.execute(
+            "INSERT INTO ingest_entry (technical_article_id, headline, body_text, pub_date, mod_date, number_of_comments, "
+            "number_of_pingbacks, rating, guid, link, link_key, published_at, content_hash, comments_feed_url, ingested_at) "
+            "SELECT %s, 'h' || g, '', current_date, current_date, 0, 0, 5, 'g' || g, '', '', now(), '', '', now() "
+            "FROM generate_series(1, %s) g", [article, entries])
+        cur.execute("SELECT min(id) FROM ingest_entry")
+        first = cur.fetchone()[0]
+        # Skewed: comments land on entries by a hash of g, so counts vary from 0 to several.
+        cur.execute(
+            "INSERT INTO ingest_comment (entry_id, guid, author_name, author_email, body, published_at, created_at) "
+            "SELECT %s + (hashint4(g) & 2147483647) %% %s, 'c' || g, 'r', '', '', now(), now() FROM generate_series(1, %s) g",
+            [first, entries, comments])
+        cur.execute(
+            "INSERT INTO ingest_pingback (target_id, source_url, created_at) "
+            "SELECT %s + (hashint4(-g) & 2147483647) %% %s, 'https://s.example/' || g, now() FROM generate_series(1, %s) g",
+            [first, entries, entries // 3])
+        cur.execute(HAND_SQL)  # start from correct counters
+        cur.execute("VACUUM ANALYZE")
+
+
+def drift(fraction: float) -> None:
+    from django.db import connection
+
+    with connection.cursor() as cur:
+        cur.execute("UPDATE ingest_entry SET number_of_comments = number_of_comments + 1 WHERE (hashint4(id::int) & 2147483647) %% 1000 < %s",
+                    [int(fraction * 1000)])
+
+
+def main(argv=None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--database-url", default="postgres://postgres@127.0.0.1:5432/bench_recount")
+    parser.add_argument("--entries", type=int, default=1_000_000)
+    parser.add_argument("--comments", type=int, default=3_000_000)
+    parser.add_argument("--drift", type=float, default=0.1)
+    parser.add_argument("--chunk-size", type=int, default=1000)
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args(argv)
+
+    django_setup(postgres_create(args.database_url))
+    from django.db import connection, transaction
+
+    from ingest import counters
+    from ingest.services import counts_recompute
+
+    migrate()
+    fill(args.entries, args.comments)
+    with connection.cursor() as cur:
+        cur.execute("VACUUM ANALYZE")
+    results: dict = {"entries": args.entries, "comments": args.comments, "drift": args.drift, "chunk_size": args.chunk_size}
+    changed: dict[str, int] = {}
+
+    def strategy(name):
+        def run():
+            changed[name] = counts_recompute(chunk_size=args.chunk_size, strategy=name).changed
+        return run
+
+    def hand():
+        with transaction.atomic(), connection.cursor() as cur:
+            cur.execute(HAND_SQL)
+            changed["hand_sql"] = cur.rowcount
+
+    setup = lambda: drift(args.drift)  # noqa: E731
+    for name, fn in [(name, strategy(name)) for name in counters.STRATEGIES] + [("hand_sql", hand)]:
+        results[name] = summary(timed(fn, args.repeat, setup)) | {"changed": changed[name]}
+    results["no_drift"] = summary(timed(strategy(counters.STRATEGY), args.repeat)) | {"changed": changed[counters.STRATEGY]}
+    results["kept"] = counters.STRATEGY
+    results["ratio_kept_vs_hand_sql"] = round(results[counters.STRATEGY]["median_s"] / results["hand_sql"]["median_s"], 2)
+    results["ratios_vs_hand_sql"] = {
+        name: round(results[name]["median_s"] / results["hand_sql"]["median_s"], 2) for name in counters.STRATEGIES}
+    print(json.dumps(results))
+    return results
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,61 @@
+"""Celery entry points: thin. Each parses its arguments, calls one service, returns a small dict.
+
+``ingest_feeds`` (periodic) claims the due sources with ``ingest_dispatch`` and fans out one
+``ingest_source`` task per claimed source, so that more worker processes, on more machines, fetch
+more feeds at once. Every run is an ``IngestRun`` with trigger ``celery``.
+
+Delivery is at least once (``acks_late``): a task may run again after a worker died. That is safe
+because ``source_ingest`` does nothing once its lease is gone (an earlier delivery stored the
+source), and the lease keeps overlapping runs (Celery, cron, Azure, manual) off each other's sources.
+"""
+
+from __future__ import annotations
+
+from celery import shared_task
+from django.conf import settings
+from django.db import InterfaceError, OperationalError
+from kombu.exceptions import OperationalError as BrokerError
+
+from ingest.errors import RunError
+from ingest.models import IngestRun
+from ingest.services import counts_recompute, ingest_dispatch, source_ingest
+
+# Worth another try later: the database or the broker was unreachable (a deadlock that outlived
+# run_atomic's own retries arrives as OperationalError too). Anything else is a bug: it fails.
+TRANSIENT = (OperationalError, InterfaceError, RunError, BrokerError)
+
+RETRY = {
+    "autoretry_for": TRANSIENT,
+    "retry_backoff": 5,  # 5 s, 10 s, 20 s ... with full jitter
+    "retry_backoff_max": settings.PIPELINE_TASK_RETRY_BACKOFF_MAX,  # below the visibility timeout
+    "retry_jitter": True,
+    "max_retries": settings.PIPELINE_TASK_MAX_RETRIES,
+}
+
+
+@shared_task(name="ingest.tasks.ingest_feeds", **RETRY)
+def ingest_feeds(source_ids: list[int] | None = None, force: bool = False) -> dict:
+    """Claim the due sources (or ``source_ids``) and queue one ``ingest_source`` per source."""
+    ids = [int(pk) for pk in source_ids or ()]
+    run_id, owner, claimed = ingest_dispatch(trigger=IngestRun.Trigger.CELERY, source_ids=ids, force=bool(force))
+    for source_id in claimed:
+        # A task not started within the lease is pointless: another run may own the source by then.
+        ingest_source.apply_async(
+            kwargs={"source_id": source_id, "owner": owner, "run_id": run_id}, expires=settings.INGEST_LEASE_SECONDS
+        )
+    return {"run_id": run_id, "sources": len(claimed)}
+
+
+@shared_task(name="ingest.tasks.ingest_source", **RETRY)
+def ingest_source(source_id: int, owner: str, run_id: int | None = None) -> dict:
+    """Fetch and store one source leased by ``owner``; counts it on run ``run_id``."""
+    result = source_ingest(source_id=int(source_id), owner=str(owner), run_id=int(run_id) if run_id else None)
+    if result is None:
+        return {"id": source_id, "outcome": "skipped", "error": "lease not held: already stored or taken over"}
+    return result.as_dict()
+
+
+@shared_task(name="ingest.tasks.recompute_counts", **RETRY)
+def recompute_counts() -> dict:
+    """Reconcile the comment and pingback counters (a full run, recorded with trigger celery)."""
+    return counts_recompute(trigger=IngestRun.Trigger.CELERY).as_dict()
