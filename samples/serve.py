@@ -15,6 +15,8 @@ from __future__ import annotations
 import argparse
 import email.utils
 import hashlib
+import html
+import re
 import sys
 import time
 import urllib.request
@@ -61,10 +63,16 @@ class Handler(BaseHTTPRequestHandler):
         pass
 
 
+def feed_title(path: Path) -> str:
+    match = re.search(rb"<title[^>]*>(.*?)</title>", path.read_bytes(), re.DOTALL)
+    return html.unescape(match.group(1).decode("utf-8").replace("<![CDATA[", "").replace("]]>", "").strip()) if match else path.stem
+
+
 def opml(base_url: str) -> str:
     lines = ['<?xml version="1.0" encoding="UTF-8"?>', '<opml version="2.0">', "<head><title>Sample feeds</title></head>", "<body>"]
     for path in top_level_feeds():
-        lines.append(f'  <outline type="rss" text={quoteattr(path.stem)} xmlUrl={quoteattr(f"{base_url}/{path.name}")}/>')
+        title = quoteattr(feed_title(path))
+        lines.append(f'  <outline type="rss" text={title} title={title} xmlUrl={quoteattr(f"{base_url}/{path.name}")}/>')
     lines += ["</body>", "</opml>"]
     return "\n".join(lines)
 

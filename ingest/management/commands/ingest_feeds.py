@@ -77,6 +77,12 @@ class Command(BaseCommand):
         prefix = "Dry run (nothing written): " if report.dry_run else f"Run {report.run_id} {report.status}: "
         line = (f"{prefix}{t['sources']} sources, {t['created']} new, {t['updated']} updated, {t['unchanged']} unchanged, "
                 f"{t['not_modified']} not modified, {t['failed']} failed in {report.elapsed_s:.2f}s")
+        c = report.comments
+        if c["feeds"]:
+            line += (f"; comment feeds: {c['feeds']} polled, {c['created']} new comments, {c['updated']} updated, "
+                     f"{c['not_modified']} not modified, {c['failed']} failed")
+        if t["pingbacks"]:
+            line += f"; {t['pingbacks']} pingbacks recorded"
         if report.skipped_leased:
             line += f"; {report.skipped_leased} skipped (being ingested by another run)"
         if not report.results:

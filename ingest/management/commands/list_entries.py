@@ -1,0 +1,42 @@
+from __future__ import annotations
+
+from django.core.management.base import BaseCommand, CommandParser
+
+from ingest import cli
+from ingest.errors import RunError
+from ingest.selectors import entries_list
+from ingest.services import sources_resolve
+
+
+class Command(BaseCommand):
+    help = (
+        "List stored entries, newest first, with their comment and pingback counters "
+        "(number_of_comments / number_of_pingbacks) beside the comment count the feed reports."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--source", action="append", default=[], metavar="ID_OR_URL", help="Only this source; repeatable.")
+        parser.add_argument("--with-activity", action="store_true", help="Only entries with comments or pingbacks.")
+        parser.add_argument("--limit", type=int, default=20, metavar="N", help="At most N entries (default 20).")
+        parser.add_argument("--json", action="store_true", help="Print a JSON array on stdout.")
+
+    def handle(self, *args, **options) -> None:
+        if options["limit"] < 1:
+            raise cli.usage_error(f"--limit must be at least 1, not {options['limit']}.")
+        try:
+            source_ids = sources_resolve(options["source"]) if options["source"] else []
+        except RunError as exc:
+            raise cli.usage_error(str(exc)) from exc
+        rows = entries_list(source_ids=source_ids, with_activity=options["with_activity"], limit=options["limit"])
+        if options["json"]:
+            cli.print_json(self.stdout, {"entries": rows})
+            return
+        if not rows:
+            self.stdout.write("No entries.")
+            return
+        self.stdout.write(cli.table(
+            ["id", "source", "published", "headline", "comments", "feed says", "pingbacks"],
+            [[r["id"], cli.shorten(r["source"], 24), r["pub_date"], cli.shorten(r["headline"], 50), r["number_of_comments"],
+              "" if r["reported_comments"] is None else r["reported_comments"], r["number_of_pingbacks"]] for r in rows],
+            align_right={0, 4, 5, 6},
+        ))
