@@ -6,8 +6,9 @@ content hash per entry (``parse_feed``); per-post comment feeds (``parse_comment
 helpers that cross-references compare links with (``normalize_url``, ``link_key``, ``extract_links``).
 
 Pure: no Django, no ORM, no network, no clock unless the caller leaves out ``now``. Every value is
-cut to its column width here, so no long value ever raises; a body that is not a feed raises
-``ParseError`` with a one-sentence reason.
+cut to its column width here, so no long value ever raises, and no value holds a NUL character
+(PostgreSQL rejects it; feedparser's lenient parser passes it through, raw or as ``&#0;``). A body
+that is not a feed raises ``ParseError`` with a one-sentence reason.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ _HTML_TYPES = frozenset({"text/html", "application/xhtml+xml"})
 _HTTP_SCHEMES = frozenset({"http", "https"})
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_PUBLISHED_KEYS = ("published_parsed", "updated_parsed", "created_parsed")
 _FUTURE_SLACK = timedelta(days=1)
 _FORWARDED_HEADERS = ("content-type", "content-location", "content-language")
 
@@ -121,7 +123,7 @@ def parse_comments(
                 author_name=authors[0].name if authors else "",
                 author_email=authors[0].email if authors else "",
                 body=_body(entry),
-                published_at=_first_date(entry, ("published_parsed", "updated_parsed", "created_parsed"), latest),
+                published_at=_first_date(entry, _PUBLISHED_KEYS, latest),
             )
         )
     return tuple(comments)
@@ -173,7 +175,7 @@ def extract_links(html: str, *, base_url: str = "") -> tuple[str, ...]:
 
 
 def _feedparser_parse(content: bytes, headers: Mapping[str, str] | None, url: str) -> FeedParserDict:
-    if not content.strip():
+    if not content or content.isspace():
         raise ParseError("The response body is empty.")
     response_headers = {
         name.lower(): value for name, value in (headers or {}).items() if name.lower() in _FORWARDED_HEADERS
@@ -200,7 +202,8 @@ def _feedparser_parse(content: bytes, headers: Mapping[str, str] | None, url: st
             raise ParseError("The response is an HTML page, not a feed.")
         if content.lstrip()[:1] == b"{":
             raise ParseError("The response is JSON (JSON Feed is not supported), not an RSS or Atom feed.")
-        if parsed.get("bozo"):
+        # Those warnings (a wrong Content-Type or charset) are not why a well-formed document is no feed.
+        if parsed.get("bozo") and not isinstance(parsed.get("bozo_exception"), feedparser.ThingsNobodyCaresAboutButMe):
             raise ParseError(f"The document is not a readable feed: {_bozo_reason(parsed)}.")
         raise ParseError("The document is XML but not an RSS or Atom feed.")
     return parsed
@@ -236,7 +239,7 @@ def _entry(entry: FeedParserDict, guid: str, latest: datetime) -> ParsedEntry:
     headline = _text_field(entry, "title")[:HEADLINE_MAX].rstrip()
     body = _body(entry)
     link = _http_url(dict.get(entry, "link"))
-    published_at = _first_date(entry, ("published_parsed", "updated_parsed", "created_parsed"), latest)
+    published_at = _first_date(entry, _PUBLISHED_KEYS, latest)
     updated_at = _first_date(entry, ("updated_parsed",), latest)
     authors = _authors(entry)
     comments_feed_url = _http_url(dict.get(entry, "wfw_commentrss"))
@@ -267,18 +270,31 @@ def _entry(entry: FeedParserDict, guid: str, latest: datetime) -> ParsedEntry:
         comments_feed_url=comments_feed_url,
         reported_comments=reported_comments,
         content_hash=hashlib.sha256(payload.encode("ascii")).hexdigest(),
+        link_keys=outbound_link_keys(body, link),
     )
 
 
+def outbound_link_keys(body: str, link: str) -> tuple[str, ...]:
+    """``link_key`` of each link in ``body``, without the entry's own link, sorted."""
+    own = link_key(link)
+    keys = {link_key(url) for url in extract_links(body, base_url=link)}
+    keys.discard(own)
+    keys.discard("")
+    return tuple(sorted(keys))
+
+
 def _guid(entry: FeedParserDict) -> str:
-    guid = (dict.get(entry, "id") or "").strip() or (dict.get(entry, "link") or "").strip()
-    if not guid:
-        title = dict.get(entry, "title") or ""
-        date = dict.get(entry, "published") or dict.get(entry, "updated") or dict.get(entry, "created") or ""
-        return _HASH_PREFIX + hashlib.sha256(f"{title}\n{date}".encode("utf-8")).hexdigest()
-    if len(guid) > GUID_MAX:
-        return _HASH_PREFIX + hashlib.sha256(guid.encode("utf-8")).hexdigest()
-    return guid
+    for key in ("id", "link"):
+        guid = (dict.get(entry, key) or "").replace("\x00", "").strip()
+        if guid:
+            return guid if len(guid) <= GUID_MAX else _digest(guid)
+    title = dict.get(entry, "title") or ""
+    date = dict.get(entry, "published") or dict.get(entry, "updated") or dict.get(entry, "created") or ""
+    return _digest(f"{title}\n{date}")
+
+
+def _digest(text: str) -> str:
+    return _HASH_PREFIX + hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def _body(entry: FeedParserDict) -> str:
@@ -294,7 +310,7 @@ def _body(entry: FeedParserDict) -> str:
     value = detail.get("value") or ""
     if detail.get("type") in _HTML_TYPES:
         return _body_cleaner(detail.get("base") or "").clean(value)
-    return escape(value, quote=False)
+    return escape(value.replace("\x00", ""), quote=False)
 
 
 def _text_field(item: FeedParserDict, key: str) -> str:
@@ -339,7 +355,8 @@ def _authors(entry: FeedParserDict) -> tuple[ParsedAuthor, ...]:
         email = (item.get("email") or "").strip()
         if email[:7].lower() == "mailto:":
             email = email[7:]
-        if "@" not in email or len(email) > EMAIL_MAX:  # a cut email is a wrong address: drop it
+        # Dropped, not cut, when over the column: a cut address would be someone else's.
+        if "@" not in email or len(email) > EMAIL_MAX or "\x00" in email:
             email = ""
         name = _plain_text(item.get("name") or "", markup=True) or email.partition("@")[0] or email
         if not name:
@@ -355,7 +372,7 @@ def _reported_comments(entry: FeedParserDict) -> int | None:
         value = dict.get(entry, key)
         if value is not None:
             text = str(value).strip()
-            return int(text) if _COUNT.fullmatch(text) and int(text) <= _INT_MAX else None
+            return count if _COUNT.fullmatch(text) and (count := int(text)) <= _INT_MAX else None
     return None
 
 
@@ -364,7 +381,7 @@ def _http_url(value: str | None) -> str:
     if not value:
         return ""
     value = value.strip()
-    if len(value) > LINK_MAX:  # a cut URL points elsewhere: store none rather than a wrong one
+    if len(value) > LINK_MAX or "\x00" in value:  # a cut URL points elsewhere: store none, not a wrong one
         return ""
     try:
         parts = urlsplit(value)

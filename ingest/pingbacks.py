@@ -16,17 +16,9 @@ from collections.abc import Sequence
 
 from ingest.counters import counters_refresh
 from ingest.models import Entry, EntryLink, Pingback
-from ingest.parse import extract_links, link_key
+from ingest.parse import link_key
 from ingest.types import ParsedEntry
 from ingest.upsert import MAX_ROWS_PER_STATEMENT, chunked, in_batch_size
-
-
-def outbound_keys(entry: ParsedEntry) -> set[str]:
-    own = link_key(entry.link)
-    keys = {link_key(url) for url in extract_links(entry.body_text, base_url=entry.link)}
-    keys.discard("")
-    keys.discard(own)
-    return keys
 
 
 def pingbacks_record(*, touched: Sequence[tuple[int, ParsedEntry]]) -> int:
@@ -37,7 +29,7 @@ def pingbacks_record(*, touched: Sequence[tuple[int, ParsedEntry]]) -> int:
     """
     if not touched:
         return 0
-    out = {entry_id: outbound_keys(entry) for entry_id, entry in touched}
+    out = {entry_id: set(entry.link_keys) for entry_id, entry in touched}
     _links_replace(out)
 
     touched_ids = set(out)

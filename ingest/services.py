@@ -9,13 +9,15 @@ reason; only a problem with the run itself (the database, the arguments) raises.
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import os
 import socket
 import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
+from concurrent.futures import FIRST_COMPLETED, BrokenExecutor, Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor, wait
+from contextlib import nullcontext
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from urllib.parse import urlsplit
 
@@ -150,8 +152,14 @@ class Fetched:
     error: SourceError | None = None
 
 
-def source_fetch_parse(source: TechnicalArticle, *, client, fetch_settings: fetching.FetchSettings) -> Fetched:
-    """Fetch and parse one source. Pure I/O + CPU: touches no database, safe in a thread."""
+def source_fetch_parse(
+    source: TechnicalArticle, *, client, fetch_settings: fetching.FetchSettings, parse_pool: Executor | None = None
+) -> Fetched:
+    """Fetch and parse one source. I/O + CPU only: touches no database, safe in a thread.
+
+    With ``parse_pool`` (a process pool) the CPU-bound parse runs there, so parsing uses every core
+    and does not hold the GIL that the writing thread needs.
+    """
     fetched_at = timezone.now()
     try:
         result = fetching.fetch_feed(
@@ -161,10 +169,42 @@ def source_fetch_parse(source: TechnicalArticle, *, client, fetch_settings: fetc
         )
         if result.not_modified:
             return Fetched(source.pk, fetched_at, result=result)
-        feed = parse_feed(result.content, headers=result.headers, url=result.url)
-        return Fetched(source.pk, fetched_at, result=result, feed=feed)
+        feed = None
+        if parse_pool is not None:
+            try:
+                feed = parse_pool.submit(parse_feed, result.content, headers=result.headers, url=result.url).result()
+            except BrokenExecutor:
+                # The pool could not start (e.g. a __main__ module without an `if __name__ == "__main__"`
+                # guard, which spawn re-imports): parse here rather than fail the source.
+                log.warning("parse process pool unavailable; parsing in the fetch thread", extra={"source_id": source.pk})
+        if feed is None:
+            feed = parse_feed(result.content, headers=result.headers, url=result.url)
+        # The body is parsed: do not keep it in memory while the writer catches up.
+        return Fetched(source.pk, fetched_at, result=replace(result, content=b""), feed=feed)
     except SourceError as exc:
         return Fetched(source.pk, fetched_at, error=exc)
+
+
+def parse_processes(sources: int) -> int:
+    """How many parse processes a run of ``sources`` feeds should use (0: parse in the fetch threads).
+
+    Not inside a daemonic process (a Celery prefork child may not have children), and never more
+    processes than feeds.
+    """
+    if multiprocessing.current_process().daemon:
+        return 0
+    wanted = settings.INGEST_PARSE_PROCESSES
+    if wanted is None:
+        wanted = os.cpu_count() or 1
+    wanted = min(wanted, sources)
+    return wanted if wanted > 1 else 0
+
+
+def _parse_pool(processes: int):
+    if not processes:
+        return nullcontext(None)
+    # spawn, not fork: forking a process that already runs threads and holds database connections is unsafe.
+    return ProcessPoolExecutor(max_workers=processes, mp_context=multiprocessing.get_context("spawn"))
 
 
 @dataclass(frozen=True)
@@ -506,15 +546,22 @@ def _ingest_sources(sources, *, owner, workers, dry_run, force, stats, on_progre
     results: list[SourceResult] = []
     by_id = {s.pk: s for s in sources}
     pending: list = [("source", s) for s in reversed(sources)]
-    with fetching.make_client(fetch_settings) as client, ThreadPoolExecutor(max_workers=workers, thread_name_prefix="fetch") as pool:
+    with (
+        _parse_pool(parse_processes(len(sources))) as parse_pool,
+        fetching.make_client(fetch_settings) as client,
+        ThreadPoolExecutor(max_workers=workers, thread_name_prefix="fetch") as pool,
+    ):
         in_flight: dict[Future, tuple[str, object]] = {}
 
         def refill() -> None:
             # Bounded look-ahead: parsed feeds wait in memory only while the writer catches up.
             while pending and len(in_flight) < workers * 2:
                 kind, item = pending.pop()
-                work = source_fetch_parse if kind == "source" else comments_fetch_parse
-                in_flight[pool.submit(work, item, client=client, fetch_settings=fetch_settings)] = (kind, item)
+                if kind == "source":
+                    future = pool.submit(source_fetch_parse, item, client=client, fetch_settings=fetch_settings, parse_pool=parse_pool)
+                else:
+                    future = pool.submit(comments_fetch_parse, item, client=client, fetch_settings=fetch_settings)
+                in_flight[future] = (kind, item)
 
         refill()
         while in_flight:

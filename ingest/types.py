@@ -52,6 +52,10 @@ class ParsedEntry:
     comments_feed_url: str = ""  # wfw:commentRss
     reported_comments: int | None = None  # slash:comments / thr:total
     content_hash: str = ""  # sha256 hex over every stored field of the entry
+    # link_key of every http(s) link in the body except the entry's own: pingback candidates.
+    # Derived from body_text and link, so not part of the hash; computed while parsing, which runs
+    # in worker processes, to keep the writing thread free.
+    link_keys: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

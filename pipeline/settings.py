@@ -143,6 +143,8 @@ INGEST_BACKOFF_BASE = _number("INGEST_BACKOFF_BASE", 300, kind=int, minimum=1)
 INGEST_MAX_BACKOFF = _number("INGEST_MAX_BACKOFF", 86400, kind=int, minimum=1)
 INGEST_LEASE_SECONDS = _number("INGEST_LEASE_SECONDS", 900, kind=int, minimum=1)
 INGEST_WORKERS = _number("INGEST_WORKERS", 4, kind=int, minimum=1)
+# Processes that parse feeds during a run (unset: one per CPU; 0 or 1: parse in the fetch threads).
+INGEST_PARSE_PROCESSES = _number("INGEST_PARSE_PROCESSES", 0, kind=int) if env.get("INGEST_PARSE_PROCESSES") else None
 INGEST_COMMENTS_DAYS = _number("INGEST_COMMENTS_DAYS", 14, kind=int)
 
 DB_RETRY_ATTEMPTS = _number("DB_RETRY_ATTEMPTS", 5, kind=int, minimum=1)

@@ -13,5 +13,17 @@ os.environ.setdefault("INGEST_READ_TIMEOUT", "2")
 os.environ.setdefault("INGEST_DEADLINE", "5")
 os.environ.setdefault("DB_RETRY_BASE_DELAY", "0.01")
 os.environ.setdefault("DB_RETRY_MAX_DELAY", "0.2")
+# The Celery tests use their own Redis database (they flush it), never the one in the environment.
+os.environ["CELERY_BROKER_URL"] = os.environ.get("TEST_CELERY_BROKER_URL", "redis://127.0.0.1:6379/9")
+os.environ["CELERY_RESULT_BACKEND"] = os.environ["CELERY_BROKER_URL"]
 
 from pipeline.settings import *  # noqa: E402,F403
+
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":  # noqa: F405
+    # A file, not Django's in-memory test database: the Celery tests start worker processes that
+    # must open it too. One file per pytest process, so that two runs never share it.
+    import tempfile
+
+    DATABASES["default"]["TEST"] = {  # noqa: F405
+        "NAME": os.path.join(tempfile.gettempdir(), f"pipeline-test-{os.getpid()}.sqlite3")
+    }

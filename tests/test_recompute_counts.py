@@ -55,7 +55,7 @@ def drifted(db):
     return entries
 
 
-@pytest.mark.parametrize("strategy", ["read_bulk_update", "update_subquery", "annotated_read"])
+@pytest.mark.parametrize("strategy", ["read_bulk_update", "update_subquery", "annotated_read", "range_aggregate"])
 def test_recompute_fixes_every_drifted_counter_then_changes_nothing(drifted, monkeypatch, strategy):
     monkeypatch.setattr(counters, "STRATEGY", strategy)
     wrong = sum(1 for pk, v in stored_counts().items() if v != true_counts()[pk])

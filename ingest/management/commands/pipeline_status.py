@@ -1,0 +1,233 @@
+from __future__ import annotations
+
+import argparse
+import time
+from datetime import datetime
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db import DatabaseError
+from django.utils import timezone
+
+from ingest import cli, monitoring, selectors
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return ""
+    seconds = max(0, int(round(seconds)))
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    if seconds < 86400:
+        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+    return f"{seconds // 86400}d{seconds % 86400 // 3600:02d}h"
+
+
+def _run_dict(run) -> dict:
+    return {
+        "id": run.pk, "command": run.command, "trigger": run.trigger, "status": run.status,
+        "started_at": run.started_at.isoformat(), "finished_at": run.finished_at.isoformat() if run.finished_at else None,
+        "elapsed_s": None if run.elapsed_s is None else round(run.elapsed_s, 3), "hostname": run.hostname,
+        "sources_total": run.sources_total, "sources_fetched": run.sources_fetched,
+        "sources_not_modified": run.sources_not_modified, "sources_failed": run.sources_failed,
+        "entries_created": run.entries_created, "entries_updated": run.entries_updated,
+        "entries_unchanged": run.entries_unchanged, "error": run.error,
+    }
+
+
+def _source_dict(source) -> dict:
+    return {
+        "id": source.pk, "name": source.name, "url": source.feed_url, "active": source.active,
+        "consecutive_failures": source.consecutive_failures, "last_status": source.last_status,
+        "last_fetched_at": source.last_fetched_at.isoformat() if source.last_fetched_at else None,
+        "next_fetch_at": source.next_fetch_at.isoformat() if source.next_fetch_at else None,
+        "error": source.last_error,
+    }
+
+
+class Command(BaseCommand):
+    help = (
+        "Show the pipeline's health: the last runs of each job, the sources failing or backed off and why, "
+        "the entries ingested in the last 24 hours, and (when Celery runs the pipeline) the live workers, "
+        "their active tasks and the queue length. Exit status: 0 when healthy, 3 when unhealthy (no "
+        "ingest run completed within --max-age, the database unreachable, or no Celery worker answering), "
+        "so that cron or a monitor can alert on it; 2 for bad arguments."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--json", action="store_true", help="Print one JSON object on stdout.")
+        parser.add_argument("--runs", type=int, default=5, metavar="N", help="Runs shown per job (default 5).")
+        parser.add_argument("--max-age", type=int, default=None, metavar="SECONDS",
+                            help="Unhealthy when no ingest_feeds run completed within this many seconds "
+                                 "(default: PIPELINE_HEALTH_MAX_AGE).")
+        parser.add_argument("--celery", action=argparse.BooleanOptionalAction, default=None,
+                            help="Check the Celery workers and queue, and require a worker to answer "
+                                 "(default: PIPELINE_CELERY, on when CELERY_BROKER_URL is set).")
+        parser.add_argument("--timeout", type=float, default=1.0, metavar="SECONDS",
+                            help="How long to wait for workers to answer (default 1).")
+
+    def handle(self, *args, **options) -> None:
+        runs_per_job = options["runs"]
+        if not 1 <= runs_per_job <= 100:
+            raise cli.usage_error(f"--runs must be between 1 and 100, not {runs_per_job}.")
+        max_age = settings.PIPELINE_HEALTH_MAX_AGE if options["max_age"] is None else options["max_age"]
+        if max_age < 1:
+            raise cli.usage_error(f"--max-age must be a positive number of seconds, not {max_age}.")
+        timeout = options["timeout"]
+        if not 0 < timeout <= 30:
+            raise cli.usage_error(f"--timeout must be between 0 and 30 seconds, not {timeout}.")
+        check_celery = settings.PIPELINE_CELERY if options["celery"] is None else options["celery"]
+
+        report = self._collect(now=timezone.now(), runs_per_job=runs_per_job, max_age=max_age,
+                               check_celery=check_celery, timeout=timeout)
+        if options["json"]:
+            cli.print_json(self.stdout, report)
+        elif options["verbosity"] >= 1:
+            self._print(report)
+        if not report["healthy"]:
+            raise CommandError("The pipeline is unhealthy: " + "; ".join(report["problems"]) + ".",
+                               returncode=cli.EXIT_UNHEALTHY)
+
+    # --- gathering ------------------------------------------------------------------------------
+
+    def _collect(self, *, now, runs_per_job: int, max_age: int, check_celery: bool, timeout: float) -> dict:
+        problems: list[str] = []
+        report: dict = {"checked_at": now.isoformat(), "healthy": True, "problems": problems, "database": "ok"}
+        try:
+            runs = selectors.runs_recent(per_job=runs_per_job)
+            freshness = selectors.job_freshness(job="ingest_feeds", now=now, max_age_s=max_age)
+            total_failing, failing = selectors.sources_failing()
+            counts = selectors.sources_counts(now=now)
+            report.update(
+                runs={job: [_run_dict(run) for run in job_runs] for job, job_runs in runs.items()},
+                freshness=freshness.as_dict(),
+                sources={"total": counts.total, "active": counts.active, "due": counts.due, "leased": counts.leased,
+                         "failing": total_failing, "failing_sources": [_source_dict(s) for s in failing]},
+                entries_last_24h=selectors.entries_ingested_count(now=now),
+            )
+            if freshness.stale:
+                if freshness.age_s is None:
+                    problems.append("no ingest_feeds run has ever completed")
+                else:
+                    problems.append(f"no ingest_feeds run completed in the last {_duration(max_age)} "
+                                    f"(the last one finished {_duration(freshness.age_s)} ago)")
+        except DatabaseError as exc:
+            report["database"] = "unreachable"
+            problems.append(f"database unreachable: {str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__}")
+
+        celery: dict = {"checked": check_celery}
+        if check_celery:
+            from pipeline.celery import app
+
+            workers = monitoring.workers_inspect(app, timeout=timeout)
+            queue = monitoring.queue_lengths(app, timeout=timeout)
+            celery.update(workers.as_dict(), queue=queue.as_dict())
+            if workers.error:
+                problems.append(f"Celery broker unreachable ({workers.broker})")
+            elif not workers.answered:
+                problems.append(f"no Celery worker answered within {timeout:g}s")
+        report["celery"] = celery
+        report["healthy"] = not problems
+        return report
+
+    # --- printing -------------------------------------------------------------------------------
+
+    def _print(self, report: dict) -> None:
+        out, style = self.stdout, self.style
+        if report["healthy"]:
+            out.write(style.SUCCESS(f"Pipeline healthy ({report['checked_at']})"))
+        else:
+            out.write(style.ERROR(f"Pipeline UNHEALTHY ({report['checked_at']})"))
+            for problem in report["problems"]:
+                out.write(style.ERROR(f"  - {problem}"))
+        if report["database"] == "ok":
+            self._print_runs(report)
+            self._print_sources(report)
+            out.write("")
+            out.write(f"Entries ingested in the last 24 hours: {report['entries_last_24h']}")
+        self._print_celery(report["celery"])
+
+    def _print_runs(self, report: dict) -> None:
+        now = time.time()
+        rows = []
+        for job, runs in report["runs"].items():
+            if not runs:
+                rows.append([job, "", "", "never run", "", "", "", "", "", "", ""])
+            for run in runs:
+                started = datetime.fromisoformat(run["started_at"]).timestamp()
+                rows.append([
+                    job, run["id"], run["trigger"], self._status_style(run["status"]),
+                    f"{_duration(now - started)} ago", _duration(run["elapsed_s"]) if run["elapsed_s"] is not None else "…",
+                    run["sources_total"] if job == "ingest_feeds" else "", run["sources_failed"] if job == "ingest_feeds" else "",
+                    run["entries_created"] if job == "ingest_feeds" else "", run["entries_updated"] if job == "ingest_feeds" else "",
+                    cli.shorten(run["error"].splitlines()[0] if run["error"] else "", 60),
+                ])
+        self.stdout.write("")
+        self.stdout.write("Last runs")
+        self.stdout.write(cli.table(["job", "run", "trigger", "status", "started", "took", "sources", "failed", "new",
+                                     "updated", "error"], rows, align_right={1, 6, 7, 8, 9}))
+        fresh = report["freshness"]
+        if fresh["age_s"] is not None:
+            self.stdout.write(f"Last completed ingest: run {fresh['run_id']}, {_duration(fresh['age_s'])} ago "
+                              f"(unhealthy after {_duration(fresh['max_age_s'])})")
+
+    def _status_style(self, status: str) -> str:
+        styles = {"succeeded": self.style.SUCCESS, "partial": self.style.WARNING, "failed": self.style.ERROR}
+        return styles.get(status, lambda s: s)(status)
+
+    def _print_sources(self, report: dict) -> None:
+        sources = report["sources"]
+        self.stdout.write("")
+        self.stdout.write(f"Sources: {sources['active']} active of {sources['total']}, {sources['due']} due now, "
+                          f"{sources['leased']} being ingested, {sources['failing']} failing or backed off")
+        if not sources["failing_sources"]:
+            return
+        now = timezone.now()
+        rows = []
+        for source in sources["failing_sources"]:
+            next_at = source["next_fetch_at"]
+            if not source["active"]:
+                retry = "deactivated"
+            elif next_at:
+                wait = (datetime.fromisoformat(next_at) - now).total_seconds()
+                retry = f"in {_duration(wait)}" if wait > 0 else "due"
+            else:
+                retry = "due"
+            rows.append([source["id"], cli.shorten(source["name"] or source["url"], 30), source["consecutive_failures"],
+                         source["last_status"] or "", retry, cli.shorten(source["error"].splitlines()[0] if source["error"] else "", 70)])
+        self.stdout.write(cli.table(["id", "source", "failures", "http", "next try", "reason"], rows, align_right={0, 2}))
+        if sources["failing"] > len(rows):
+            self.stdout.write(f"… and {sources['failing'] - len(rows)} more (see the admin, filtered by failures)")
+
+    def _print_celery(self, celery: dict) -> None:
+        self.stdout.write("")
+        if not celery["checked"]:
+            self.stdout.write("Celery: not checked (PIPELINE_CELERY is off; --celery checks the workers and queue)")
+            return
+        if celery["error"]:
+            self.stdout.write(self.style.ERROR(f"Celery workers: {celery['error']}"))
+            return
+        if not celery["answered"]:
+            self.stdout.write(self.style.ERROR(
+                f"Celery workers: no worker answered within {celery['timeout_s']:g}s (broker {celery['broker']})"))
+        else:
+            self.stdout.write(f"Celery workers: {celery['answered']} answered (broker {celery['broker']})")
+            rows = []
+            for name, tasks in celery["workers"].items():
+                if not tasks:
+                    rows.append([name, 0, "idle"])
+                for i, task in enumerate(tasks):
+                    args = ", ".join(f"{k}={v}" for k, v in task["kwargs"].items() if k != "owner")
+                    running = f" for {_duration(task['running_s'])}" if task["running_s"] is not None else ""
+                    rows.append([name if i == 0 else "", len(tasks) if i == 0 else "",
+                                 cli.shorten(f"{task['name']}({args}){running}", 90)])
+            self.stdout.write(cli.table(["worker", "active", "task"], rows, align_right={1}))
+        queue = celery["queue"]
+        if queue["error"]:
+            self.stdout.write(f"Queue: {queue['error']}")
+        else:
+            per_queue = ", ".join(f"{name} {count}" for name, count in queue["waiting"].items())
+            self.stdout.write(f"Queue: {queue['total_waiting']} waiting ({per_queue}), {queue['unacked']} delivered "
+                              "and not yet acknowledged")

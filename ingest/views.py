@@ -1,0 +1,41 @@
+"""Web endpoints of the pipeline: ``/healthz`` only (the admin is Django's own).
+
+``/healthz`` answers 200 while the web process can serve (the database answers), 503 when it
+cannot; the age of the last completed ingest run is in the body (``ingest.stale``), for monitors,
+but does not change the status code, so that an orchestrator never restarts the web process because
+a worker is down. The body names no host, user, URL or error text: it is safe to expose.
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import DatabaseError
+from django.http import JsonResponse
+from django.utils import timezone
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_safe
+
+from ingest import selectors
+
+
+@never_cache
+@require_safe
+def healthz(request):
+    now = timezone.now()
+    body: dict = {"status": "ok", "time": now.isoformat(), "database": "ok"}
+    try:
+        selectors.database_ping()
+        ingest = selectors.job_freshness(job="ingest_feeds", now=now, max_age_s=settings.PIPELINE_HEALTH_MAX_AGE)
+        recount = selectors.run_last_completed(job="recompute_counts")
+    except DatabaseError:
+        body.update(status="unavailable", database="unreachable")
+        return JsonResponse(body, status=503)
+    body["ingest"] = {key: value for key, value in ingest.as_dict().items() if key != "job"}
+    body["recount"] = {
+        "run_id": recount.pk if recount else None,
+        "finished_at": recount.finished_at.isoformat() if recount else None,
+        "age_s": round((now - recount.finished_at).total_seconds(), 1) if recount else None,
+    }
+    if ingest.stale:
+        body["status"] = "stale"
+    return JsonResponse(body)

@@ -1,0 +1,146 @@
+"""Real Celery workers for the tests, on the real Redis (its own database, see tests/settings.py).
+
+``in_process_worker`` runs a worker in a thread of the test process (``start_worker``): it shares
+the test database through its own connections, so the tests that use it need ``transactional_db``.
+``WorkerProcess`` runs ``celery -A pipeline worker`` as a separate process pointed at the test
+database, for the tests that kill it.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from contextlib import contextmanager
+from pathlib import Path
+from urllib.parse import quote
+
+import pytest
+import redis
+from celery.contrib.testing.worker import start_worker
+from django.db import connection
+
+from pipeline.celery import app
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def wait_until(predicate, *, timeout: float = 20.0, interval: float = 0.05, message: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {message}")
+        time.sleep(interval)
+
+
+def redis_flush() -> None:
+    """Empty the tests' own Redis database (never another one)."""
+    url = app.conf.broker_url
+    assert url.rsplit("/", 1)[-1] not in ("", "0"), f"refusing to flush {url}: the tests use their own database"
+    client = redis.Redis.from_url(url)
+    try:
+        client.flushdb()
+    finally:
+        client.close()
+
+
+@pytest.fixture
+def broker():
+    """The Celery app on an empty test Redis database; the tasks are registered."""
+    app.loader.import_default_modules()
+    redis_flush()
+    yield app
+    redis_flush()
+
+
+@contextmanager
+def in_process_worker(*, concurrency: int = 2, pool: str = "threads"):
+    """A worker in this process (threads pool: it answers `inspect` while a task runs)."""
+    app.conf.worker_hijack_root_logger = False  # leave pytest's logging alone
+    with start_worker(app, pool=pool, concurrency=concurrency, perform_ping_check=False,
+                      shutdown_timeout=30, loglevel="WARNING", hostname=f"test-{uuid.uuid4().hex[:8]}@localhost") as worker:
+        yield worker
+
+
+def database_url() -> str:
+    """DATABASE_URL of the test database, for a worker process started by a test."""
+    settings = connection.settings_dict
+    engine = settings["ENGINE"]
+    if engine == "django.db.backends.sqlite3":
+        name = str(settings["NAME"])
+        if name == ":memory:" or "mode=memory" in name:
+            pytest.skip("an in-memory SQLite database is not reachable from another process")
+        return "sqlite:///" + name
+    schemes = {"django.db.backends.postgresql": "postgres", "django.db.backends.mysql": "mysql"}
+    if engine not in schemes:
+        pytest.skip(f"no worker-process test for {engine}")
+    auth = quote(settings["USER"] or "", safe="")
+    if settings["PASSWORD"]:
+        auth += ":" + quote(settings["PASSWORD"], safe="")
+    host = settings["HOST"] or "127.0.0.1"
+    port = f":{settings['PORT']}" if settings["PORT"] else ""
+    return f"{schemes[engine]}://{auth}@{host}{port}/{quote(settings['NAME'], safe='')}"
+
+
+class WorkerProcess:
+    """``celery -A pipeline worker`` in its own process group, logging to a file."""
+
+    def __init__(self, *, log_dir: Path, env: dict[str, str], pool: str = "prefork", concurrency: int = 1):
+        self.name = f"proc-{uuid.uuid4().hex[:8]}@localhost"
+        self.log_path = log_dir / f"{self.name.split('@')[0]}.log"
+        self.env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings", "DATABASE_URL": database_url(), **env}
+        self.pool = pool
+        self.concurrency = concurrency
+        self.proc: subprocess.Popen | None = None
+
+    def start(self, timeout: float = 40.0) -> WorkerProcess:
+        command = [sys.executable, "-m", "celery", "-A", "pipeline", "worker", f"--pool={self.pool}",
+                   f"--concurrency={self.concurrency}", f"--hostname={self.name}", "--loglevel=INFO",
+                   "--without-mingle", "--without-gossip"]
+        with self.log_path.open("ab") as log:
+            self.proc = subprocess.Popen(command, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+                                         stdin=subprocess.DEVNULL, start_new_session=True)
+
+        def up():
+            if self.proc.poll() is not None:
+                raise AssertionError(f"worker exited with {self.proc.returncode}:\n{self.log()}")
+            return app.control.ping(destination=[self.name], timeout=0.5)
+
+        wait_until(up, timeout=timeout, interval=0.2, message=f"worker {self.name} to answer")
+        return self
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")[-6000:] if self.log_path.exists() else ""
+
+    def pool_pid_running(self, task_name: str, timeout: float = 10.0) -> int:
+        """The pid of the pool process running ``task_name`` now."""
+
+        def find():
+            replies = app.control.inspect(destination=[self.name], timeout=0.5).active() or {}
+            for info in replies.get(self.name, []):
+                if info["name"] == task_name and info.get("worker_pid"):
+                    return info["worker_pid"]
+            return None
+
+        return wait_until(find, timeout=timeout, interval=0.1, message=f"{task_name} to run on {self.name}")
+
+    def kill(self) -> None:
+        """SIGKILL the whole worker: main process and pool processes, as a machine that dies."""
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        os.killpg(self.proc.pid, signal.SIGTERM)  # warm shutdown: finish the running task
+        try:
+            self.proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.kill()
