@@ -10,6 +10,7 @@ import json
 import sys
 import time
 from collections.abc import Sequence
+from contextlib import contextmanager
 
 from django.core.management.base import CommandError, OutputWrapper
 
@@ -26,6 +27,34 @@ def usage_error(message: str) -> CommandError:
 
 def run_error(message: str) -> CommandError:
     return CommandError(message, returncode=EXIT_RUN_FAILED)
+
+
+def source_ids(selectors: Sequence[str]) -> list[int]:
+    """``--source`` values (ids or feed URLs) to ids; an unknown one is a usage error."""
+    from ingest.errors import RunError
+    from ingest.services import sources_resolve
+
+    try:
+        return sources_resolve(selectors) if selectors else []
+    except RunError as exc:
+        raise usage_error(str(exc)) from exc
+
+
+@contextmanager
+def run_errors():
+    """Turn a ``RunError`` (the run itself cannot work) into a CommandError with exit status 1."""
+    from ingest.errors import RunError
+
+    try:
+        yield
+    except RunError as exc:
+        raise run_error(str(exc)) from exc
+
+
+def progress_bar(stream: OutputWrapper, *, label: str, options: dict) -> ProgressBar:
+    """A bar on a terminal only: not with --json, not at verbosity 0, not when piped."""
+    enabled = not options.get("json") and options.get("verbosity", 1) >= 1 and is_terminal(stream)
+    return ProgressBar(stream, label=label, enabled=enabled)
 
 
 def print_json(out: OutputWrapper, payload: dict) -> None:

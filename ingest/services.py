@@ -39,6 +39,7 @@ from ingest.upsert import chunked, entries_decide, existing_load, feed_upsert, i
 log = logging.getLogger("ingest.services")
 
 OUTCOMES = ("created", "updated", "unchanged", "not_modified", "failed")
+FEEDS_PER_PARSE_PROCESS = 8
 
 
 # --- Run ledger ---------------------------------------------------------------------------------
@@ -188,15 +189,16 @@ def source_fetch_parse(
 def parse_processes(sources: int) -> int:
     """How many parse processes a run of ``sources`` feeds should use (0: parse in the fetch threads).
 
-    Not inside a daemonic process (a Celery prefork child may not have children), and never more
-    processes than feeds.
+    Starting a process costs about as much as parsing a few typical feeds, so each process must
+    have ``FEEDS_PER_PARSE_PROCESS`` feeds to pay for itself. Never inside a daemonic process (a
+    Celery prefork child may not have children).
     """
     if multiprocessing.current_process().daemon:
         return 0
     wanted = settings.INGEST_PARSE_PROCESSES
     if wanted is None:
         wanted = os.cpu_count() or 1
-    wanted = min(wanted, sources)
+    wanted = min(wanted, sources // FEEDS_PER_PARSE_PROCESS)
     return wanted if wanted > 1 else 0
 
 

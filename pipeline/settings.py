@@ -212,6 +212,9 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
     "unacked_restore_interval": max(1, min(10, CELERY_VISIBILITY_TIMEOUT // 10)),
     "unacked_restore_throttle": 1,
 }
+if env.get("CELERY_BROKER_KEY_PREFIX"):
+    # Prefix of every broker key and channel: deployments (or test runs) can share one Redis database.
+    CELERY_BROKER_TRANSPORT_OPTIONS["global_keyprefix"] = env["CELERY_BROKER_KEY_PREFIX"]
 # Autoretry of transient errors: backoff capped below the visibility timeout (a longer countdown
 # would be delivered twice), and a bound on attempts.
 PIPELINE_TASK_MAX_RETRIES = _number("PIPELINE_TASK_MAX_RETRIES", 5, kind=int)

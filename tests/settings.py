@@ -13,9 +13,14 @@ os.environ.setdefault("INGEST_READ_TIMEOUT", "2")
 os.environ.setdefault("INGEST_DEADLINE", "5")
 os.environ.setdefault("DB_RETRY_BASE_DELAY", "0.01")
 os.environ.setdefault("DB_RETRY_MAX_DELAY", "0.2")
-# The Celery tests use their own Redis database (they flush it), never the one in the environment.
+# The Celery tests use their own Redis database, never the one in the environment, and a key prefix
+# of their own per pytest process (inherited by the workers they start), so concurrent runs never
+# take each other's tasks or answer each other's `inspect`.
 os.environ["CELERY_BROKER_URL"] = os.environ.get("TEST_CELERY_BROKER_URL", "redis://127.0.0.1:6379/9")
 os.environ["CELERY_RESULT_BACKEND"] = os.environ["CELERY_BROKER_URL"]
+os.environ.setdefault("PIPELINE_TEST_BROKER_PREFIX", f"test-{os.getpid()}-{os.urandom(3).hex()}:")
+os.environ["CELERY_BROKER_KEY_PREFIX"] = os.environ["PIPELINE_TEST_BROKER_PREFIX"]
+os.environ.setdefault("CELERY_RESULT_EXPIRES", "600")
 
 from pipeline.settings import *  # noqa: E402,F403
 

@@ -1,4 +1,5 @@
-"""Real Celery workers for the tests, on the real Redis (its own database, see tests/settings.py).
+"""Real Celery workers for the tests, on the real Redis (a database and key prefix of their own,
+see tests/settings.py).
 
 ``in_process_worker`` runs a worker in a thread of the test process (``start_worker``): it shares
 the test database through its own connections, so the tests that use it need ``transactional_db``.
@@ -39,24 +40,26 @@ def wait_until(predicate, *, timeout: float = 20.0, interval: float = 0.05, mess
         time.sleep(interval)
 
 
-def redis_flush() -> None:
-    """Empty the tests' own Redis database (never another one)."""
-    url = app.conf.broker_url
-    assert url.rsplit("/", 1)[-1] not in ("", "0"), f"refusing to flush {url}: the tests use their own database"
-    client = redis.Redis.from_url(url)
+def redis_cleanup() -> None:
+    """Delete this test run's broker keys (they all carry its prefix, see tests/settings.py)."""
+    prefix = app.conf.broker_transport_options.get("global_keyprefix", "")
+    assert prefix.startswith("test-"), f"refusing to clean {prefix!r}: the tests use a prefix of their own"
+    client = redis.Redis.from_url(app.conf.broker_url)
     try:
-        client.flushdb()
+        keys = list(client.scan_iter(match=prefix + "*", count=1000))
+        if keys:
+            client.delete(*keys)
     finally:
         client.close()
 
 
 @pytest.fixture
 def broker():
-    """The Celery app on an empty test Redis database; the tasks are registered."""
+    """The Celery app with no message left over from an earlier test; the tasks are registered."""
     app.loader.import_default_modules()
-    redis_flush()
+    redis_cleanup()
     yield app
-    redis_flush()
+    redis_cleanup()
 
 
 @contextmanager

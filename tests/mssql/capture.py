@@ -1,6 +1,6 @@
 """Run the pipeline on mssql-django with the recorder in place of the driver; print what it sent.
 
-    python -m tests.mssql.capture --version 2022 [--azure] [--entries 2100] > capture.json
+    python -m tests.mssql.capture [--targets sqlserver-2019,sqlserver-2022,azure-sql] [--entries 2100] > capture.json
 
 The process's default database is ``mssql://`` (ENGINE ``mssql``, ODBC Driver 18), so the commands
 and services run unchanged and every statement goes through mssql-django's compiler. A SQLite
@@ -10,13 +10,15 @@ database with the migrated schema answers (``tests.mssql.recorder``). Phases:
 ``ingest-first``      ``ingest_feeds`` on a large synthetic feed (new entries, authors, links,
                       pingbacks, counters) and a small one with comment feeds;
 ``ingest-changed``    the same feeds with half the entries edited and some authors changed;
-``ingest-fanout``     the Celery path: ``ingest_dispatch`` then ``source_ingest`` per source;
+``ingest-fanout``     the Celery path: ``ingest_dispatch`` then ``source_ingest`` (small source);
 ``recount``           ``recompute_counts`` after counters were made wrong behind its back;
 ``recount-subquery``  the other reconciliation strategy (one UPDATE with correlated subqueries);
 ``recount-since``     ``recompute_counts --since``.
 
-Prints one JSON object: the statements with their phase, the reports, the migrations' SQL, the
-connection strings mssql-django built, and each table's primary-key column.
+Every target (SQL Server 2019, 2022, Azure SQL) runs the same phases on a fresh copy of the
+schema. Prints one JSON object: per target the statements (phase, parameters, row count, and an
+index into ``sql``), the reports, the migrations' SQL and the connection strings mssql-django
+built; then each distinct batch text once, with its analysis (``tests.mssql.tsql.analyse``).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sys
 import tempfile
 from datetime import datetime, timedelta, timezone
@@ -32,37 +35,36 @@ from io import StringIO
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
+NOW = datetime.now(timezone.utc).replace(microsecond=0)
 DATABASE_URL = ("mssql://pipeline:S3cret%3Bpw@sql.test.invalid:1433/pipeline"
                 "?Encrypt=yes&TrustServerCertificate=no&connection_retries=3&connection_retry_backoff_time=2")
 
 
 def big_feed(base: str, n: int, *, revision: int) -> bytes:
-    """RSS with ``n`` items; revision 2 edits every other item and moves some to other authors."""
-    now = datetime.now(timezone.utc)
+    """RSS with ``n`` items; revision 2 edits every fourth item and gives some of those new authors."""
     items = []
     for i in range(n):
-        edited = revision > 1 and i % 2 == 0
+        edited = revision > 1 and i % 4 == 0
         authors = [f"Author {i % 37}"] + ([f"Author {(i + 1) % 37}"] if i % 3 == 0 else [])
-        if edited and i % 4 == 0:
+        if edited and i % 8 == 0:
             authors = [f"Guest {i % 11}"]
         body = (f"<p>Post {i}{' (revised)' if edited else ''}. See "
                 f'<a href="{base}/posts/{max(i - 1, 0)}/">the previous post</a>.</p>')
         creators = "".join(f"<dc:creator>{a}</dc:creator>" for a in authors)
         items.append(
             f"<item><title>Post {i}</title><link>{base}/posts/{i}/</link><guid isPermaLink=\"false\">big-{i}</guid>"
-            f"<pubDate>{format_datetime(now - timedelta(days=30, minutes=i))}</pubDate>{creators}"
+            f"<pubDate>{format_datetime(NOW - timedelta(days=30, minutes=i))}</pubDate>{creators}"
             f"<slash:comments>{i % 5}</slash:comments><description><![CDATA[{body}]]></description></item>"
         )
     return _rss("Big blog", base, items)
 
 
 def small_feed(base: str, *, revision: int) -> bytes:
-    now = datetime.now(timezone.utc)
     items = []
     for i in range(3):
         items.append(
             f"<item><title>Small {i} r{revision if i == 0 else 1}</title><link>{base}/small/{i}/</link>"
-            f"<guid isPermaLink=\"false\">small-{i}</guid><pubDate>{format_datetime(now - timedelta(hours=i + 1))}</pubDate>"
+            f"<guid isPermaLink=\"false\">small-{i}</guid><pubDate>{format_datetime(NOW - timedelta(hours=i + 1))}</pubDate>"
             f"<dc:creator>Ada Lovelace</dc:creator><wfw:commentRss>{base}/comments/{i}.rss</wfw:commentRss>"
             f"<description><![CDATA[<p>Links to <a href=\"{base}/posts/{i}/\">a big post</a>.</p>]]></description></item>"
         )
@@ -70,10 +72,9 @@ def small_feed(base: str, *, revision: int) -> bytes:
 
 
 def comments_feed(i: int) -> bytes:
-    now = datetime.now(timezone.utc)
     items = [
         f"<item><title>Re</title><guid isPermaLink=\"false\">c-{i}-{j}</guid><dc:creator>Reader {j}</dc:creator>"
-        f"<pubDate>{format_datetime(now - timedelta(minutes=j))}</pubDate><description>Comment {j}</description></item>"
+        f"<pubDate>{format_datetime(NOW - timedelta(minutes=j))}</pubDate><description>Comment {j}</description></item>"
         for j in range(i + 2)
     ]
     return _rss("Comments", "https://comments.example/", items)
@@ -87,106 +88,162 @@ def _rss(title: str, link: str, items: list[str]) -> bytes:
     ).encode()
 
 
+TARGETS = {
+    # name: (SERVERPROPERTY('ProductVersion') major mapped to a release, EngineEdition is Azure SQL)
+    "sqlserver-2019": (2019, False),
+    "sqlserver-2022": (2022, False),
+    # Azure SQL Database reports ProductVersion 12.x (2014) and EngineEdition 5; mssql-django
+    # decides its features from the pair, exactly as it would after asking a real server.
+    "azure-sql": (2014, True),
+}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--version", type=int, required=True, help="SQL Server version (2019, 2022; 2014 with --azure)")
-    parser.add_argument("--azure", action="store_true", help="Azure SQL Database (EngineEdition 5)")
-    parser.add_argument("--entries", type=int, default=2100)
+    parser.add_argument("--targets", default=",".join(TARGETS), help="comma-separated: " + ", ".join(TARGETS))
+    parser.add_argument("--entries", type=int, default=2100, help="entries in the large feed (>2,000 splits IN lists)")
     args = parser.parse_args()
 
     os.environ["DJANGO_SETTINGS_MODULE"] = "tests.settings"
     os.environ["DATABASE_URL"] = DATABASE_URL
     os.environ.setdefault("INGEST_WORKERS", "2")
-    tmp = tempfile.mkdtemp(prefix="tsql-capture-")
-    shadow_path = str(Path(tmp) / "shadow.sqlite3")
+    tmp = Path(tempfile.mkdtemp(prefix="tsql-capture-"))
+    template = str(tmp / "template.sqlite3")
 
     import django
     from django.conf import settings
 
-    settings.DATABASES["shadow"] = {"ENGINE": "django.db.backends.sqlite3", "NAME": shadow_path}
+    settings.DATABASES["shadow"] = {"ENGINE": "django.db.backends.sqlite3", "NAME": template}
     django.setup()
 
+    from django.apps import apps
     from django.core.management import call_command
     from django.db import connections
-    from django.db.migrations.loader import MigrationLoader
 
     call_command("migrate", database="shadow", verbosity=0)
     connections["shadow"].close()
 
-    from tests.mssql import recorder
+    from tests.mssql import tsql
 
-    shadow = recorder.install(shadow_path=shadow_path, alias="default", version=args.version, azure=args.azure)
-    assert connections["default"].vendor == "microsoft"
+    pk_columns = {model._meta.db_table: model._meta.pk.column for model in apps.get_models(include_auto_created=True)}
+    out: dict = {"targets": {}, "pk_columns": pk_columns}
+    texts: dict[str, int] = {}
+    with FeedServerFixture(args.entries) as feeds:
+        for name in args.targets.split(","):
+            version, azure = TARGETS[name]
+            shadow_path = str(tmp / f"{name}.sqlite3")
+            shutil.copyfile(template, shadow_path)
+            out["targets"][name] = capture(name, version=version, azure=azure, shadow_path=shadow_path, feeds=feeds)
+            for statement in out["targets"][name]["statements"]:
+                statement["sql"] = texts.setdefault(statement["sql"], len(texts))
+    out["sql"] = list(texts)
+    out["analysis"] = [tsql.analyse(text, pk_columns) for text in texts]
+    json.dump(out, sys.stdout)
 
-    out: dict = {"target": {"version": args.version, "azure": args.azure}, "reports": {}, "migrations": {}}
 
-    shadow.phase = "sqlmigrate"
-    loader = MigrationLoader(None, ignore_no_migrations=True)
-    for app_label, name in sorted(key for key in loader.disk_migrations if key[0] == "ingest"):
-        buffer = StringIO()
-        call_command("sqlmigrate", app_label, name, database="default", stdout=buffer)
-        out["migrations"][f"{app_label}.{name}"] = buffer.getvalue()
+class FeedServerFixture:
+    """One loopback server for every target; feeds are generated once and switched by revision."""
+
+    def __init__(self, entries: int):
+        from tests.httpserver import FeedServer
+
+        self.server = FeedServer()
+        self.entries = entries
+
+    def __enter__(self) -> FeedServerFixture:
+        self.server.start()
+        base = self.server.base_url
+        self.big = {rev: big_feed(base, self.entries, revision=rev) for rev in (1, 2)}
+        self.small = {rev: small_feed(base, revision=rev) for rev in (1, 2, 3)}
+        for i in range(3):
+            self.server.add(f"/comments/{i}.rss", comments_feed(i))
+        return self
+
+    def revision(self, big: int, small: int) -> None:
+        self.server.add("/big.rss", self.big[big])
+        self.server.add("/small.rss", self.small[small])
+
+    def __exit__(self, *exc) -> None:
+        self.server.stop()
+
+
+def capture(name: str, *, version: int, azure: bool, shadow_path: str, feeds: FeedServerFixture) -> dict:
+    from django.core.management import call_command
+    from django.db import connections
+    from django.db.migrations.loader import MigrationLoader
 
     from ingest import services
     from ingest.models import TechnicalArticle
-    from tests.httpserver import FeedServer
+    from tests.mssql import recorder
+
+    connections["default"].close()
+    del connections["default"]  # a new wrapper: features and caches are per target
+    shadow = recorder.install(shadow_path=shadow_path, alias="default", version=version, azure=azure)
+    connection = connections["default"]
+    assert connection.vendor == "microsoft"
+    result: dict = {"reports": {}, "migrations": {}}
 
     def command(name: str, *options: str) -> dict:
         buffer = StringIO()
         call_command(name, "--json", *options, stdout=buffer, stderr=StringIO())
         return json.loads(buffer.getvalue())
 
-    with FeedServer() as server:
-        base = server.base_url
-        server.add("/big.rss", big_feed(base, args.entries, revision=1))
-        server.add("/small.rss", small_feed(base, revision=1))
-        for i in range(3):
-            server.add(f"/comments/{i}.rss", comments_feed(i))
-        shadow.phase = "setup"
-        TechnicalArticle.objects.create(name="Big blog", feed_url=server.url("/big.rss"))
-        TechnicalArticle.objects.create(name="Small blog", feed_url=server.url("/small.rss"), fetch_comments=True)
+    shadow.phase = "sqlmigrate"
+    loader = MigrationLoader(None, ignore_no_migrations=True)
+    for app_label, migration in sorted(key for key in loader.disk_migrations if key[0] == "ingest"):
+        buffer = StringIO()
+        call_command("sqlmigrate", app_label, migration, database="default", stdout=buffer)
+        result["migrations"][f"{app_label}.{migration}"] = buffer.getvalue()
 
-        shadow.phase = "ingest-first"
-        out["reports"]["ingest-first"] = command("ingest_feeds", "--trigger", "cron")
+    shadow.phase = "setup"
+    server = feeds.server
+    feeds.revision(big=1, small=1)
+    big = TechnicalArticle.objects.create(name="Big blog", feed_url=server.url("/big.rss"))
+    small = TechnicalArticle.objects.create(name="Small blog", feed_url=server.url("/small.rss"), fetch_comments=True)
 
-        server.add("/big.rss", big_feed(base, args.entries, revision=2))
-        server.add("/small.rss", small_feed(base, revision=2))
-        shadow.phase = "ingest-changed"
-        out["reports"]["ingest-changed"] = command("ingest_feeds", "--all", "--trigger", "cron")
+    shadow.phase = "ingest-first"
+    result["reports"]["ingest-first"] = command("ingest_feeds", "--trigger", "cron")
 
-        server.add("/small.rss", small_feed(base, revision=3))
-        shadow.phase = "ingest-fanout"
-        run_id, owner, claimed = services.ingest_dispatch(force=True)
-        results = [services.source_ingest(source_id=pk, owner=owner, run_id=run_id) for pk in claimed]
-        out["reports"]["ingest-fanout"] = {"run_id": run_id, "claimed": len(claimed),
-                                           "sources": [r.as_dict() for r in results if r is not None]}
+    feeds.revision(big=2, small=2)
+    shadow.phase = "ingest-changed"
+    result["reports"]["ingest-changed"] = command("ingest_feeds", "--all", "--trigger", "cron")
+
+    feeds.revision(big=2, small=3)
+    shadow.phase = "ingest-fanout"
+    run_id, owner, claimed = services.ingest_dispatch(source_ids=[small.pk])
+    results = [services.source_ingest(source_id=pk, owner=owner, run_id=run_id) for pk in claimed]
+    result["reports"]["ingest-fanout"] = {"run_id": run_id, "claimed": claimed,
+                                          "sources": [r.as_dict() for r in results if r is not None]}
 
     def drift() -> int:
         """Make counters wrong behind the pipeline's back (straight into the answering database)."""
         with shadow.lock:
             db = shadow.db
             db.execute("UPDATE ingest_entry SET number_of_comments = number_of_comments + 3 WHERE id % 3 = 0")
-            db.execute("UPDATE ingest_entry SET number_of_pingbacks = 0 WHERE id % 3 = 1")
+            db.execute("UPDATE ingest_entry SET number_of_pingbacks = number_of_pingbacks + 1 WHERE id % 3 = 1")
             return db.execute("SELECT COUNT(*) FROM ingest_entry WHERE id % 3 IN (0, 1)").fetchone()[0]
 
-    out["drifted"] = drift()
+    result["drifted"] = drift()
     shadow.phase = "recount"
-    out["reports"]["recount"] = command("recompute_counts", "--trigger", "cron")
+    result["reports"]["recount"] = command("recompute_counts", "--trigger", "cron")
     drift()
     shadow.phase = "recount-subquery"
-    out["reports"]["recount-subquery"] = services.counts_recompute(strategy="update_subquery", chunk_size=2000).as_dict()
+    result["reports"]["recount-subquery"] = services.counts_recompute(strategy="update_subquery", chunk_size=2000).as_dict()
     drift()
     shadow.phase = "recount-since"
-    out["reports"]["recount-since"] = command("recompute_counts", "--since", "2020-01-01", "--chunk-size", "500")
+    result["reports"]["recount-since"] = command("recompute_counts", "--since", "2020-01-01", "--chunk-size", "500")
 
-    from django.apps import apps
-
-    out["pk_columns"] = {m._meta.db_table: m._meta.pk.column for m in apps.get_models()}
-    out["connection_strings"] = sorted(set(shadow.connection_strings))
-    out["statements"] = [r.as_dict() for r in shadow.log]
-    out["sql_server_version"] = connections["default"].sql_server_version
-    out["to_azure_sql_db"] = connections["default"].to_azure_sql_db
-    json.dump(out, sys.stdout)
+    with shadow.lock:
+        result["entries"] = shadow.db.execute("SELECT COUNT(*) FROM ingest_entry").fetchone()[0]
+        result["runs"] = shadow.db.execute("SELECT command, status FROM ingest_ingestrun ORDER BY id").fetchall()
+    result.update(
+        version=version, azure=azure, big_source=big.pk,
+        sql_server_version=connection.sql_server_version, to_azure_sql_db=connection.to_azure_sql_db,
+        connection_strings=sorted(set(shadow.connection_strings)),
+        statements=[r.as_dict() for r in shadow.log],
+    )
+    connection.close()
+    return result
 
 
 if __name__ == "__main__":

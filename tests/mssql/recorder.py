@@ -22,7 +22,6 @@ from decimal import Decimal
 from uuid import UUID
 
 from sqlglot import exp
-from sqlglot.tokens import TokenType
 
 from tests.mssql import tsql
 
@@ -99,43 +98,32 @@ class Shadow:
 
     def run(self, sql: str, params, connection: RecordingConnection) -> tuple[list | None, list | None, int]:
         """Execute one batch; returns (description, rows of the last result set, rowcount)."""
-        params = list(params or ())
-        text, names = _named(sql, len(params))
-        bindings = {name: _adapt(value) for name, value in zip(names, params)}
+        params = [_adapt(value) for value in params or ()]
+        steps = _plan(sql, len(params))
         description, rows, rowcount = None, None, -1
-        for statement in tsql.parse_batch(text):
-            tree = statement.tree
-            if tree is None:
-                self._control(statement.text)
-                continue
-            if isinstance(tree, exp.Set):
-                continue
-            if isinstance(tree, exp.Declare):
-                for item in tree.expressions:
-                    names = item.this if isinstance(item.this, list) else [item.this]
-                    for variable in names:
-                        bindings[variable.name] = bindings[item.args["default"].name]
-                continue
-            if isinstance(tree, exp.IfBlock):
-                # mssql-django's "IF OBJECT_ID(...) IS NOT NULL DROP TABLE #t" before a temp table.
-                for drop in tree.args["true"].find_all(exp.Drop):
-                    drop.set("exists", True)
-                    self.db.execute(drop.sql(dialect="sqlite"))
-                continue
-            tree = tree.transform(_sqlite_compatible)
-            special = _special(tree, connection)
-            if special is not None:
-                description, rows, rowcount = [("value",)], [special()], -1
-                continue
-            cursor = self.db.execute(tree.sql(dialect="sqlite"), bindings)
-            if cursor.description is not None:
-                description = cursor.description
-                rows = [tuple(_convert(v) for v in row) for row in cursor.fetchall()]
-                rowcount = -1
+        position, variables = 0, {}
+        for kind, arg, count in steps:
+            bound, position = params[position:position + count], position + count
+            if kind == "declare":
+                variables.update(zip(arg, bound))
+            elif kind == "control":
+                self._control(arg)
+            elif kind == "script":
+                self.db.execute(arg)
+            elif kind == "trancount":
+                description, rows, rowcount = [("value",)], [(0 if connection.autocommit else 1,)], -1
+            elif kind == "now":
+                description, rows, rowcount = [("value",)], [(datetime.now(),)], -1
             else:
-                rowcount = cursor.rowcount
-                if isinstance(tree, exp.Insert):
-                    self.identity = cursor.lastrowid
+                cursor = self.db.execute(arg, variables if kind == "with-variables" else bound)
+                if cursor.description is not None:
+                    description = cursor.description
+                    rows = [tuple(_convert(v) for v in row) for row in cursor.fetchall()]
+                    rowcount = -1
+                else:
+                    rowcount = cursor.rowcount
+                    if kind == "insert":
+                        self.identity = cursor.lastrowid
         return description, rows, rowcount
 
     def _control(self, text: str) -> None:
@@ -161,39 +149,62 @@ class Shadow:
             self.db.execute("ROLLBACK")
 
 
-def _named(sql: str, count: int) -> tuple[str, list[str]]:
-    """Rewrite the driver's '?' placeholders as @__p0, @__p1 ... (SQLite binds those by name)."""
-    marks = [t for t in tsql.tokens(sql) if t.token_type == TokenType.PLACEHOLDER]
-    if len(marks) != count:
-        raise AssertionError(f"{len(marks)} placeholders but {count} parameters in: {sql[:200]}")
-    names, out, last = [], [], 0
-    for i, token in enumerate(marks):
-        names.append(f"__p{i}")
-        out.append(sql[last:token.start])
-        out.append(f"@__p{i}")
-        last = token.end + 1
-    out.append(sql[last:])
-    return "".join(out), names
-
-
 def _sqlite_compatible(node: exp.Expression):
     if isinstance(node, exp.ColumnConstraint) and isinstance(node.args.get("kind"), exp.CollateColumnConstraint):
         return None  # COLLATE DATABASE_DEFAULT: SQLite has no such collation
     return node
 
 
-def _special(tree: exp.Expression, connection: RecordingConnection):
-    """Answers for the server functions SQLite does not have."""
-    if not isinstance(tree, exp.Select) or tree.args.get("from"):
-        return None
-    text = tree.sql(dialect="tsql").upper()
-    if text == "SELECT @@TRANCOUNT":
-        # The driver's manual-commit mode keeps a transaction open (mssql-django relies on it:
-        # it turns autocommit back on only when @@TRANCOUNT > 0).
-        return lambda: (0 if connection.autocommit else 1,)
-    if "SYSDATETIME" in text or "GETDATE" in text or text == "SELECT CURRENT_TIMESTAMP":
-        return lambda: (datetime.now(),)
-    return None
+_PLANS: dict[str, list[tuple[str, object, int]]] = {}
+
+
+def _plan(sql: str, count: int) -> list[tuple[str, object, int]]:
+    """How to answer a batch on SQLite: (kind, SQLite text or data, parameters it takes) per step.
+
+    Cached by text, like the parse (bulk batches of one size share their SQL). sqlglot writes the
+    '?' placeholders in the order they were read, so each step takes the next ``count`` values.
+    """
+    steps = _PLANS.get(sql)
+    if steps is None:
+        steps = []
+        for statement in tsql.parse_batch(sql):
+            tree = statement.tree
+            marks = 0 if tree is None else sum(1 for _ in tree.find_all(exp.Placeholder))
+            if tree is None:
+                steps.append(("control", statement.text, 0))
+            elif isinstance(tree, exp.Set):
+                continue
+            elif isinstance(tree, exp.Declare):
+                names = [variable.name for item in tree.expressions
+                         for variable in (item.this if isinstance(item.this, list) else [item.this])]
+                steps.append(("declare", names, marks))
+            elif isinstance(tree, exp.IfBlock):
+                # mssql-django's "IF OBJECT_ID(...) IS NOT NULL DROP TABLE #t" before a temp table.
+                drops = [drop.copy() for drop in tree.args["true"].find_all(exp.Drop)]
+                for drop in drops:
+                    drop.set("exists", True)
+                    steps.append(("script", drop.sql(dialect="sqlite"), 0))
+            elif isinstance(tree, exp.Select) and not tree.args.get("from"):
+                upper = statement.text.upper()
+                if "@@TRANCOUNT" in upper:
+                    # The driver's manual-commit mode keeps a transaction open; mssql-django relies
+                    # on it (it turns autocommit back on only when @@TRANCOUNT > 0).
+                    steps.append(("trancount", None, 0))
+                elif "SYSDATETIME" in upper or "GETDATE" in upper:
+                    steps.append(("now", None, 0))
+                else:
+                    steps.append(("select", tree.sql(dialect="sqlite"), marks))
+            else:
+                text = tree.transform(_sqlite_compatible).sql(dialect="sqlite")
+                kind = "insert" if isinstance(tree, exp.Insert) else "statement"
+                if marks == 0 and "@" in text:
+                    kind = "with-variables"  # the SELECT after a DECLARE
+                steps.append((kind, text, marks))
+        _PLANS[sql] = steps
+    expected = sum(step[2] for step in steps)
+    if expected != count:
+        raise AssertionError(f"{expected} placeholders but {count} parameters in: {sql[:200]}")
+    return steps
 
 
 class RecordingCursor:
@@ -209,8 +220,9 @@ class RecordingCursor:
             self.connection.before_statement()
             try:
                 description, rows, rowcount = self.shadow.run(sql, params, self.connection)
-            except Exception:
+            except Exception as exc:
                 self.shadow.record(sql, params, -2)
+                exc.add_note(f"T-SQL batch: {sql[:2000]}")
                 raise
             self.shadow.record(sql, params, rowcount)
         self.description = description

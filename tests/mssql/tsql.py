@@ -14,6 +14,7 @@ those statements are recognised by an exact pattern instead.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 
@@ -61,7 +62,9 @@ class NotTSQL(Exception):
     """sqlglot could not read a statement as T-SQL."""
 
 
-def parse_batch(sql: str) -> list[Statement]:
+@functools.lru_cache(maxsize=None)
+def parse_batch(sql: str) -> tuple[Statement, ...]:
+    """The batch's statements, parsed as T-SQL; raises NotTSQL. Cached: bulk batches repeat."""
     statements: list[Statement] = []
     for part in split_batch(sql):
         if CONTROL.match(part):
@@ -76,8 +79,8 @@ def parse_batch(sql: str) -> list[Statement]:
                 continue
             if isinstance(tree, exp.Command):
                 raise NotTSQL(f"sqlglot fell back to an opaque command for: {part[:300]}")
-            statements.append(Statement(tree.sql(dialect=_DIALECT), tree))
-    return statements
+            statements.append(Statement(part, tree))
+    return tuple(statements)
 
 
 def tokens(sql: str):
@@ -127,3 +130,26 @@ def row_bound(tree: exp.Update | exp.Delete, pk: str) -> int | None:
         elif isinstance(node, exp.EQ) and isinstance(node.right, (exp.Placeholder, exp.Literal)):
             bounds.append(1)
     return min(bounds) if bounds else None
+
+
+def analyse(sql: str, pk_columns: dict[str, str]) -> dict:
+    """What the contract checks need to know about one batch, as plain data."""
+    result: dict = {"placeholders": placeholder_count(sql), "foreign": foreign_syntax(sql), "error": None,
+                    "statements": []}
+    try:
+        statements = parse_batch(sql)
+    except NotTSQL as exc:
+        result["error"] = str(exc)
+        return result
+    for statement in statements:
+        tree = statement.tree
+        info = {"type": "Control" if tree is None else type(tree).__name__, "text": statement.text[:300]}
+        if isinstance(tree, (exp.Insert, exp.Update, exp.Delete)):
+            table = tree.find(exp.Table)
+            info["table"] = table.name if table is not None else None
+        if isinstance(tree, exp.Insert):
+            info["rows"] = inserted_rows(tree)
+        if isinstance(tree, (exp.Update, exp.Delete)):
+            info["row_bound"] = row_bound(tree, pk_columns.get(info["table"], "id"))
+        result["statements"].append(info)
+    return result

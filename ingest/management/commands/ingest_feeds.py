@@ -3,9 +3,8 @@ from __future__ import annotations
 from django.core.management.base import BaseCommand, CommandParser
 
 from ingest import cli
-from ingest.errors import RunError
 from ingest.models import IngestRun
-from ingest.services import feeds_ingest, sources_resolve
+from ingest.services import feeds_ingest
 
 
 class Command(BaseCommand):
@@ -38,11 +37,8 @@ class Command(BaseCommand):
             raise cli.usage_error(f"--trigger must be one of {', '.join(IngestRun.Trigger.values)}.")
         verbosity = options["verbosity"]
         as_json = options["json"]
-        try:
-            ids = sources_resolve(options["source"]) if options["source"] else []
-        except RunError as exc:
-            raise cli.usage_error(str(exc)) from exc
-        bar = cli.ProgressBar(self.stderr, label="ingest", enabled=not as_json and verbosity >= 1 and cli.is_terminal(self.stderr))
+        ids = cli.source_ids(options["source"])
+        bar = cli.progress_bar(self.stderr, label="ingest", options=options)
 
         def progress(result, done, total):
             bar.update(done, result.name or result.url)
@@ -50,13 +46,11 @@ class Command(BaseCommand):
                 bar_clear = "\r" if bar.enabled else ""
                 self.stdout.write(f"{bar_clear}{result.outcome:<12} {result.url} {result.error}")
 
-        try:
+        with cli.run_errors():
             report = feeds_ingest(
                 source_ids=ids, force=options["all"], dry_run=options["dry_run"], workers=workers,
                 trigger=options["trigger"], on_progress=progress, on_start=bar.start,
             )
-        except RunError as exc:
-            raise cli.run_error(str(exc)) from exc
         bar.finish()
         if as_json:
             cli.print_json(self.stdout, report.as_dict())

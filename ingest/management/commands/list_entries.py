@@ -3,9 +3,7 @@ from __future__ import annotations
 from django.core.management.base import BaseCommand, CommandParser
 
 from ingest import cli
-from ingest.errors import RunError
 from ingest.selectors import entries_list
-from ingest.services import sources_resolve
 
 
 class Command(BaseCommand):
@@ -23,11 +21,7 @@ class Command(BaseCommand):
     def handle(self, *args, **options) -> None:
         if options["limit"] < 1:
             raise cli.usage_error(f"--limit must be at least 1, not {options['limit']}.")
-        try:
-            source_ids = sources_resolve(options["source"]) if options["source"] else []
-        except RunError as exc:
-            raise cli.usage_error(str(exc)) from exc
-        rows = entries_list(source_ids=source_ids, with_activity=options["with_activity"], limit=options["limit"])
+        rows = entries_list(source_ids=cli.source_ids(options["source"]), with_activity=options["with_activity"], limit=options["limit"])
         if options["json"]:
             cli.print_json(self.stdout, {"entries": rows})
             return

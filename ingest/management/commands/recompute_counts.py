@@ -8,9 +8,8 @@ from django.utils.dateparse import parse_date, parse_datetime
 
 from ingest import cli
 from ingest.counters import MAX_CHUNK
-from ingest.errors import RunError
 from ingest.models import IngestRun
-from ingest.services import counts_recompute, sources_resolve
+from ingest.services import counts_recompute
 
 
 def _since(value: str) -> datetime:
@@ -58,20 +57,15 @@ class Command(BaseCommand):
                 raise cli.usage_error(f"--since must be a date (YYYY-MM-DD) or ISO datetime, not {options['since']!r}.") from None
         if any(pk <= 0 for pk in options["entry"]):
             raise cli.usage_error("--entry takes positive entry ids.")
-        try:
-            source_ids = sources_resolve(options["source"]) if options["source"] else []
-        except RunError as exc:
-            raise cli.usage_error(str(exc)) from exc
+        source_ids = cli.source_ids(options["source"])
         as_json, verbosity = options["json"], options["verbosity"]
-        bar = cli.ProgressBar(self.stderr, label="recount", enabled=not as_json and verbosity >= 1 and cli.is_terminal(self.stderr))
-        try:
+        bar = cli.progress_bar(self.stderr, label="recount", options=options)
+        with cli.run_errors():
             report = counts_recompute(
                 source_ids=source_ids, entry_ids=options["entry"], since=since, chunk_size=chunk,
                 dry_run=options["dry_run"], trigger=options["trigger"], on_start=bar.start,
                 on_progress=lambda done, total: bar.update(done),
             )
-        except RunError as exc:
-            raise cli.run_error(str(exc)) from exc
         bar.finish()
         if as_json:
             cli.print_json(self.stdout, report.as_dict())
