@@ -41,13 +41,19 @@ def source_ids(selectors: Sequence[str]) -> list[int]:
 
 
 @contextmanager
-def run_errors():
-    """Turn a ``RunError`` (the run itself cannot work) into a CommandError with exit status 1."""
+def run_errors(json_out: OutputWrapper | None = None):
+    """Turn a ``RunError`` (the run itself cannot work) into a CommandError with exit status 1.
+
+    With ``json_out`` (``--json``), a failed run still prints its one JSON object there first,
+    so a script reading stdout always gets a status.
+    """
     from ingest.errors import RunError
 
     try:
         yield
     except RunError as exc:
+        if json_out is not None:
+            print_json(json_out, {"run_id": None, "status": "failed", "error": str(exc)})
         raise run_error(str(exc)) from exc
 
 

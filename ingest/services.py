@@ -76,14 +76,21 @@ def _default_name(url: str) -> str:
 
 
 def source_add(*, url: str, name: str = "", fetch_comments: bool = False) -> tuple[TechnicalArticle, bool]:
-    """Register a feed. Idempotent: an already registered URL returns the existing row."""
+    """Register a feed. Idempotent: an already registered URL returns the existing row.
+
+    Refuses at once what can never be fetched (not http(s), a private address, too long); a host
+    that does not resolve right now is accepted, since the guard checks again at every fetch.
+    """
     url = url.strip()
-    parts = urlsplit(url)
-    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
-        raise BlockedURL(f"{url!r} is not an http(s) feed URL.")
-    if len(url) > TechnicalArticle._meta.get_field("feed_url").max_length:
-        raise BlockedURL(f"The URL is longer than {TechnicalArticle._meta.get_field('feed_url').max_length} characters.")
-    fetching.check_url(url, fetching.FetchSettings.from_settings())
+    limit = TechnicalArticle._meta.get_field("feed_url").max_length
+    if len(url) > limit:
+        raise BlockedURL(f"The URL is longer than {limit} characters.")
+    try:
+        fetching.check_url(url, fetching.FetchSettings.from_settings())
+    except BlockedURL:
+        raise
+    except SourceError as exc:
+        log.info("source registered while its host does not resolve", extra={"url": url, "error": str(exc)})
     article, created = TechnicalArticle.objects.get_or_create(
         feed_url=url,
         defaults={"name": (name or _default_name(url))[:100], "fetch_comments": fetch_comments},

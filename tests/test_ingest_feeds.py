@@ -182,3 +182,22 @@ def test_bad_arguments_are_one_sentence_errors(db, args, message):
 def test_unknown_trigger_is_rejected(db):
     with pytest.raises(CommandError, match="invalid choice"):
         call_command("ingest_feeds", "--trigger", "nightly", stdout=StringIO())
+
+
+@pytest.mark.nodb
+@pytest.mark.parametrize("command", ["ingest_feeds", "recompute_counts"])
+def test_unreachable_database_is_exit_1_with_one_sentence_and_json(command):
+    import os
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "pipeline.settings", "DJANGO_DEBUG": "1",
+           "DATABASE_URL": "postgres://postgres@127.0.0.1:1/nowhere", "DB_RETRY_ATTEMPTS": "1"}
+    result = subprocess.run([sys.executable, "manage.py", command, "--json"], cwd=root, env=env,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1
+    assert json.loads(result.stdout)["status"] == "failed"
+    assert "Traceback" not in result.stderr
+    assert result.stderr.strip().startswith("CommandError: The database is unreachable")
+    assert len(result.stderr.strip().splitlines()) == 1

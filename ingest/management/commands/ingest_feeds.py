@@ -46,7 +46,7 @@ class Command(BaseCommand):
                 bar_clear = "\r" if bar.enabled else ""
                 self.stdout.write(f"{bar_clear}{result.outcome:<12} {result.url} {result.error}")
 
-        with cli.run_errors():
+        with cli.run_errors(self.stdout if options["json"] else None):
             report = feeds_ingest(
                 source_ids=ids, force=options["all"], dry_run=options["dry_run"], workers=workers,
                 trigger=options["trigger"], on_progress=progress, on_start=bar.start,

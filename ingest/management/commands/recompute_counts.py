@@ -60,7 +60,7 @@ class Command(BaseCommand):
         source_ids = cli.source_ids(options["source"])
         as_json, verbosity = options["json"], options["verbosity"]
         bar = cli.progress_bar(self.stderr, label="recount", options=options)
-        with cli.run_errors():
+        with cli.run_errors(self.stdout if options["json"] else None):
             report = counts_recompute(
                 source_ids=source_ids, entry_ids=options["entry"], since=since, chunk_size=chunk,
                 dry_run=options["dry_run"], trigger=options["trigger"], on_start=bar.start,
