@@ -1,6 +1,31 @@
 from django.contrib import admin
 
+from ingest.counters import counters_refresh
 from ingest.models import Author, Comment, Entry, IngestRun, Pingback, TechnicalArticle
+
+
+class CounterSourceAdmin(admin.ModelAdmin):
+    """Comments and pingbacks edited here refresh their entry's counter in the same transaction
+    (the admin wraps each change in one), so recompute_counts finds nothing to fix afterwards."""
+
+    entry_field = "entry_id"
+
+    def _refresh(self, objs) -> None:
+        counters_refresh([getattr(obj, self.entry_field) for obj in objs])
+
+    def save_model(self, request, obj, form, change):
+        old = type(obj).objects.filter(pk=obj.pk).values_list(self.entry_field, flat=True).first() if change else None
+        super().save_model(request, obj, form, change)
+        counters_refresh([getattr(obj, self.entry_field)] + ([old] if old else []))
+
+    def delete_model(self, request, obj):
+        super().delete_model(request, obj)
+        self._refresh([obj])
+
+    def delete_queryset(self, request, queryset):
+        objs = list(queryset)
+        super().delete_queryset(request, queryset)
+        self._refresh(objs)
 
 
 @admin.register(TechnicalArticle)
@@ -50,16 +75,21 @@ class EntryAdmin(admin.ModelAdmin):
     list_select_related = ("technical_article",)
     inlines = [CommentInline]
 
+    def save_related(self, request, form, formsets, change):
+        super().save_related(request, form, formsets, change)
+        counters_refresh([form.instance.pk])
+
 
 @admin.register(Comment)
-class CommentAdmin(admin.ModelAdmin):
+class CommentAdmin(CounterSourceAdmin):
     list_display = ("entry", "author_name", "published_at", "created_at")
     search_fields = ("author_name", "author_email", "body")
     raw_id_fields = ("entry",)
 
 
 @admin.register(Pingback)
-class PingbackAdmin(admin.ModelAdmin):
+class PingbackAdmin(CounterSourceAdmin):
+    entry_field = "target_id"
     list_display = ("target", "source_url", "source_entry", "created_at")
     search_fields = ("source_url",)
     raw_id_fields = ("target", "source_entry")

@@ -32,3 +32,6 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":  # noqa: F405
     DATABASES["default"]["TEST"] = {  # noqa: F405
         "NAME": os.path.join(tempfile.gettempdir(), f"pipeline-test-{os.getpid()}.sqlite3")
     }
+
+# Logging in to the admin in tests need not cost a real key derivation.
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
