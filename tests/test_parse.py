@@ -193,7 +193,9 @@ def test_headline_and_feed_fields_are_plain_text():
 
     assert rss.entries[0].headline == "Tags stripped & entities decoded"
     assert atom.entries[1].headline == "XHTML title"
-    assert (atom.title, atom.tagline, atom.site_url) == ("Feed title", "Tagline with markup", "https://atom.sanitize.example/")
+    assert atom.title == "Feed title"
+    assert atom.tagline == "Tagline with markup"
+    assert atom.site_url == "https://atom.sanitize.example/"
 
 
 def test_no_value_carries_a_nul_character():
@@ -455,7 +457,9 @@ def test_the_demo_has_four_sample_feeds():
 
 @pytest.mark.parametrize("path", SAMPLE_FEEDS, ids=lambda path: path.name)
 def test_every_sample_feed_parses_cleanly(path):
-    feed = parse_feed(path.read_bytes(), headers={"content-type": "application/xml"}, url=f"http://127.0.0.1:8000/{path.name}")
+    feed = parse_feed(
+        path.read_bytes(), headers={"content-type": "application/xml"}, url=f"http://127.0.0.1:8000/{path.name}"
+    )
 
     assert feed.warning == ""
     assert feed.title and feed.site_url
