@@ -129,7 +129,7 @@ STRATEGIES = {
     "annotated_read": chunk_annotated_read,
     "range_aggregate": chunk_range_aggregate,
 }
-STRATEGY = "annotated_read"
+STRATEGY = "range_aggregate"
 
 
 def chunk_reconcile(base: QuerySet, *, after: int, size: int, dry_run: bool = False, strategy: str | None = None) -> ChunkResult | None:
