@@ -8,7 +8,7 @@ its message instead of functions missing from the portal.
 
 import azure.functions as func
 
-from functions_app.timers import bp as timers
+from functions_app import timers
 
 app = func.FunctionApp()
-app.register_blueprint(timers)
+app.register_blueprint(timers.bp)

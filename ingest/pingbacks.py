@@ -53,8 +53,11 @@ def pingbacks_record(*, touched: Sequence[tuple[int, ParsedEntry]]) -> int:
     keys = sorted(new_keys)
     sources: dict[int, list[str]] = defaultdict(list)
     for batch in chunked(keys, in_batch_size()):
-        for entry_id, key in EntryLink.objects.filter(link_key__in=batch).exclude(entry_id__in=touched_ids).values_list("entry_id", "link_key"):
-            sources[entry_id].append(key)
+        # Filtered here, not with exclude(entry_id__in=...): a long id list would make mssql-django
+        # spill the parameters into a temporary table inside the transaction.
+        for entry_id, key in EntryLink.objects.filter(link_key__in=batch).values_list("entry_id", "link_key"):
+            if entry_id not in touched_ids:
+                sources[entry_id].append(key)
     if sources:
         ids = sorted(sources)
         for batch in chunked(ids, in_batch_size()):

@@ -492,7 +492,8 @@ def feeds_ingest(
             raise RunError(f"The database is unreachable: {_first_line(exc)}") from exc
         skipped = len(due) - len(sources)
         if run is not None:
-            IngestRun.objects.filter(pk=run.pk).update(sources_total=len(sources))
+            run.sources_total = len(sources)
+            IngestRun.objects.filter(pk=run.pk).update(sources_total=run.sources_total)
         if skipped:
             log.info("sources skipped: leased by another run", extra={"count": skipped, "run_id": run and run.pk})
         if on_start:

@@ -16,13 +16,15 @@ import subprocess
 import sys
 from pathlib import Path
 
+import azure.functions as azure_functions
 import pytest
 from azure.functions.timer import TimerRequest
+from django.conf import settings
 from django.core.management import get_commands
 from django.db import DatabaseError
 
 import function_app
-from functions_app import runner
+from functions_app import runner, timers
 from ingest.models import Entry, IngestRun, TechnicalArticle
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -51,6 +53,11 @@ def runs(command: str) -> list[IngestRun]:
 def test_the_app_indexes_one_timer_function_per_scheduled_command():
     found = functions()
     assert set(found) == set(SCHEDULES)
+    # The root app holds exactly the blueprint's functions, with the same bindings.
+    from_blueprint = azure_functions.FunctionApp()
+    from_blueprint.register_blueprint(timers.bp)
+    assert {f.get_function_name(): f.get_function_json() for f in from_blueprint.get_functions()} == \
+        {name: f.get_function_json() for name, f in found.items()}
     commands = get_commands()
     for name, setting in SCHEDULES.items():
         assert name in commands, f"{name} is not a management command"
@@ -115,9 +122,26 @@ def test_host_json():
     assert host["logging"]["logLevel"]["Function"] == "Information"
     hours, minutes, seconds = (int(part) for part in host["functionTimeout"].split(":"))
     timeout = hours * 3600 + minutes * 60 + seconds
-    # A run the host kills at the timeout leaves its leases behind; they must expire after it,
-    # or a later run could take a source the killed run is still writing (INGEST_LEASE_SECONDS).
-    assert 0 < timeout <= 600 < 900
+    # At most the Consumption plan's 10 minutes. A run the host stops at the timeout leaves its
+    # leases behind; they must outlive it, or a later run could take a source still being written.
+    assert 0 < timeout <= 600 < settings.INGEST_LEASE_SECONDS
+
+
+@pytest.mark.nodb
+def test_funcignore_ships_the_app_and_leaves_out_secrets_and_dev_files(tmp_path):
+    # Core Tools reads .funcignore with gitignore rules; ask git's own matcher, in an empty repo.
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    (tmp_path / ".gitignore").write_text((ROOT / ".funcignore").read_text())
+
+    def ignored(path: str) -> bool:
+        return subprocess.run(["git", "-C", str(tmp_path), "check-ignore", "--no-index", "-q", path]).returncode == 0
+
+    shipped = ["function_app.py", "host.json", "requirements.txt", "functions_app/timers.py", "pipeline/settings.py",
+               "ingest/services.py", "ingest/migrations/0001_initial.py", "manage.py"]
+    assert [path for path in shipped if ignored(path)] == []
+    left_out = ["local.settings.json", ".env", ".venv/bin/python", "tests/test_compose.py", "var/pipeline.sqlite3",
+                "__pycache__/x.pyc", "docs/azure.md", ".git/config"]
+    assert [path for path in left_out if not ignored(path)] == []
 
 
 # --- Invocations against the real database -------------------------------------------------------
@@ -217,7 +241,7 @@ from django.apps import apps
 fn = {f.get_function_name(): f for f in function_app.app.get_functions()}
 indexed, ready_after_import = sorted(fn), apps.ready
 from azure.functions.timer import TimerRequest
-from functions_app import runner
+from functions_app import runner, timers
 runner.django_setup()
 from django.core.management import call_command
 call_command("migrate", verbosity=0)

@@ -9,10 +9,10 @@ database with the migrated schema answers (``tests.mssql.recorder``). Phases:
 ``sqlmigrate``        the T-SQL of every migration of the ingest app;
 ``ingest-first``      ``ingest_feeds`` on a large synthetic feed (new entries, authors, links,
                       pingbacks, counters) and a small one with comment feeds;
-``ingest-changed``    the same feeds with half the entries edited and some authors changed;
+``ingest-changed``    the same feeds with every eighth entry edited, half of those with new authors;
 ``ingest-fanout``     the Celery path: ``ingest_dispatch`` then ``source_ingest`` (small source);
-``recount``           ``recompute_counts`` after counters were made wrong behind its back;
-``recount-subquery``  the other reconciliation strategy (one UPDATE with correlated subqueries);
+``recount``           ``recompute_counts`` (default strategy) after counters were made wrong;
+``recount-<name>``    each other reconciliation strategy of ``ingest.counters``, chunks of 2,000;
 ``recount-since``     ``recompute_counts --since``.
 
 Every target (SQL Server 2019, 2022, Azure SQL) runs the same phases on a fresh copy of the
@@ -34,19 +34,18 @@ from email.utils import format_datetime
 from io import StringIO
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
 NOW = datetime.now(timezone.utc).replace(microsecond=0)
 DATABASE_URL = ("mssql://pipeline:S3cret%3Bpw@sql.test.invalid:1433/pipeline"
                 "?Encrypt=yes&TrustServerCertificate=no&connection_retries=3&connection_retry_backoff_time=2")
 
 
 def big_feed(base: str, n: int, *, revision: int) -> bytes:
-    """RSS with ``n`` items; revision 2 edits every fourth item and gives some of those new authors."""
+    """RSS with ``n`` items; revision 2 edits every eighth item and gives half of those new authors."""
     items = []
     for i in range(n):
-        edited = revision > 1 and i % 4 == 0
+        edited = revision > 1 and i % 8 == 0
         authors = [f"Author {i % 37}"] + ([f"Author {(i + 1) % 37}"] if i % 3 == 0 else [])
-        if edited and i % 8 == 0:
+        if edited and i % 16 == 0:
             authors = [f"Guest {i % 11}"]
         body = (f"<p>Post {i}{' (revised)' if edited else ''}. See "
                 f'<a href="{base}/posts/{max(i - 1, 0)}/">the previous post</a>.</p>')
@@ -107,7 +106,11 @@ def main() -> None:
     os.environ["DJANGO_SETTINGS_MODULE"] = "tests.settings"
     os.environ["DATABASE_URL"] = DATABASE_URL
     os.environ.setdefault("INGEST_WORKERS", "2")
-    tmp = Path(tempfile.mkdtemp(prefix="tsql-capture-"))
+    with tempfile.TemporaryDirectory(prefix="tsql-capture-") as tmp:
+        json.dump(run(args, Path(tmp)), sys.stdout)
+
+
+def run(args: argparse.Namespace, tmp: Path) -> dict:
     template = str(tmp / "template.sqlite3")
 
     import django
@@ -138,7 +141,7 @@ def main() -> None:
                 statement["sql"] = texts.setdefault(statement["sql"], len(texts))
     out["sql"] = list(texts)
     out["analysis"] = [tsql.analyse(text, pk_columns) for text in texts]
-    json.dump(out, sys.stdout)
+    return out
 
 
 class FeedServerFixture:
@@ -226,9 +229,15 @@ def capture(name: str, *, version: int, azure: bool, shadow_path: str, feeds: Fe
     result["drifted"] = drift()
     shadow.phase = "recount"
     result["reports"]["recount"] = command("recompute_counts", "--trigger", "cron")
-    drift()
-    shadow.phase = "recount-subquery"
-    result["reports"]["recount-subquery"] = services.counts_recompute(strategy="update_subquery", chunk_size=2000).as_dict()
+    from ingest import counters
+
+    # Every reconciliation strategy the product has, not only the default the command uses.
+    for strategy in sorted(getattr(counters, "STRATEGIES", {"update_subquery": None})):
+        if strategy == counters.STRATEGY:
+            continue
+        drift()
+        shadow.phase = f"recount-{strategy}"
+        result["reports"][shadow.phase] = services.counts_recompute(strategy=strategy, chunk_size=2000).as_dict()
     drift()
     shadow.phase = "recount-since"
     result["reports"]["recount-since"] = command("recompute_counts", "--since", "2020-01-01", "--chunk-size", "500")

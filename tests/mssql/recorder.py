@@ -78,7 +78,6 @@ class Shadow:
         self.lock = threading.RLock()
         self.log: list[Recorded] = []
         self.phase = "setup"
-        self.savepoints: list[str] = []
         self.connection_strings: list[str] = []
 
     def _catalog(self) -> None:
@@ -130,7 +129,6 @@ class Shadow:
         words = text.upper().replace("[", "").replace("]", "").split()
         if words[0] == "SAVE":
             self.db.execute(f'SAVEPOINT "{words[2]}"')
-            self.savepoints.append(words[2])
         elif words[0] == "ROLLBACK" and len(words) > 2:
             self.db.execute(f'ROLLBACK TO "{words[2]}"')
 
@@ -184,18 +182,16 @@ def _plan(sql: str, count: int) -> list[tuple[str, object, int]]:
                 for drop in drops:
                     drop.set("exists", True)
                     steps.append(("script", drop.sql(dialect="sqlite"), 0))
-            elif isinstance(tree, exp.Select) and not tree.args.get("from"):
-                upper = statement.text.upper()
-                if "@@TRANCOUNT" in upper:
-                    # The driver's manual-commit mode keeps a transaction open; mssql-django relies
-                    # on it (it turns autocommit back on only when @@TRANCOUNT > 0).
-                    steps.append(("trancount", None, 0))
-                elif "SYSDATETIME" in upper or "GETDATE" in upper:
-                    steps.append(("now", None, 0))
-                else:
-                    steps.append(("select", tree.sql(dialect="sqlite"), marks))
+            elif isinstance(tree, exp.Select) and "@@TRANCOUNT" in statement.text.upper():
+                # The driver's manual-commit mode keeps a transaction open; mssql-django relies on
+                # it (it turns autocommit back on only when @@TRANCOUNT > 0).
+                steps.append(("trancount", None, 0))
+            elif isinstance(tree, exp.Select) and re.search(r"\b(SYSDATETIME|GETDATE)\s*\(", statement.text, re.I):
+                steps.append(("now", None, 0))
             else:
-                text = tree.transform(_sqlite_compatible).sql(dialect="sqlite")
+                if tree.find(exp.CollateColumnConstraint) is not None:
+                    tree = tree.transform(_sqlite_compatible)
+                text = tree.sql(dialect="sqlite")
                 kind = "insert" if isinstance(tree, exp.Insert) else "statement"
                 if marks == 0 and "@" in text:
                     kind = "with-variables"  # the SELECT after a DECLARE

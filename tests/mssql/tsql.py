@@ -28,6 +28,7 @@ _NOCOUNT = re.compile(r"^\s*SET\s+NOCOUNT\s+(?:ON|OFF)\b\s*;?", re.I)
 _DECLARE = re.compile(r"^\s*DECLARE\s+@", re.I)
 CONTROL = re.compile(
     r"^\s*(?:SAVE|ROLLBACK|COMMIT|BEGIN)\s+TRAN(?:SACTION)?(?:\s+\[?\w+\]?)?\s*;?\s*$"
+    r"|^\s*COMMIT\s*;?\s*$"
     r"|^\s*SET\s+IDENTITY_INSERT\s+\[\w+\]\s+(?:ON|OFF)\s*;?\s*$",
     re.I,
 )
@@ -83,25 +84,23 @@ def parse_batch(sql: str) -> tuple[Statement, ...]:
     return tuple(statements)
 
 
-def tokens(sql: str):
-    return _DIALECT.tokenize(sql)
+@functools.lru_cache(maxsize=256)
+def tokens(sql: str) -> tuple:
+    return tuple(_DIALECT.tokenize(sql))
 
 
 def placeholder_count(sql: str) -> int:
     return sum(1 for token in tokens(sql) if token.token_type == TokenType.PLACEHOLDER)
 
 
+_QUOTED = re.compile(r"'(?:[^']|'')*'|\[[^\]]*\]|\"[^\"]*\"")
+_FOREIGN = re.compile(r"\b(LIMIT|RETURNING|ON\s+CONFLICT)\b", re.I)
+
+
 def foreign_syntax(sql: str) -> list[str]:
-    """Keywords of other dialects in the text as sent: LIMIT, ON CONFLICT, RETURNING."""
-    found = []
-    toks = [t for t in tokens(sql) if t.token_type not in (TokenType.STRING, TokenType.IDENTIFIER)]
-    for i, token in enumerate(toks):
-        word = token.text.upper()
-        if word in ("LIMIT", "RETURNING"):
-            found.append(word)
-        if word == "ON" and i + 1 < len(toks) and toks[i + 1].text.upper() == "CONFLICT":
-            found.append("ON CONFLICT")
-    return found
+    """Keywords of other dialects in the text as sent (outside strings and quoted names):
+    LIMIT (PostgreSQL, MySQL, SQLite), ON CONFLICT and RETURNING (PostgreSQL, SQLite)."""
+    return [" ".join(match.group(1).upper().split()) for match in _FOREIGN.finditer(_QUOTED.sub(" ", sql))]
 
 
 def inserted_rows(tree: exp.Expression) -> int:
@@ -134,16 +133,17 @@ def row_bound(tree: exp.Update | exp.Delete, pk: str) -> int | None:
 
 def analyse(sql: str, pk_columns: dict[str, str]) -> dict:
     """What the contract checks need to know about one batch, as plain data."""
-    result: dict = {"placeholders": placeholder_count(sql), "foreign": foreign_syntax(sql), "error": None,
-                    "statements": []}
+    result: dict = {"placeholders": None, "foreign": foreign_syntax(sql), "error": None, "statements": []}
     try:
         statements = parse_batch(sql)
     except NotTSQL as exc:
         result["error"] = str(exc)
+        result["placeholders"] = placeholder_count(sql)
         return result
+    result["placeholders"] = sum(1 for s in statements if s.tree is not None for _ in s.tree.find_all(exp.Placeholder))
     for statement in statements:
         tree = statement.tree
-        info = {"type": "Control" if tree is None else type(tree).__name__, "text": statement.text[:300]}
+        info = {"type": "Control" if tree is None else type(tree).__name__, "text": statement.text[:600]}
         if isinstance(tree, (exp.Insert, exp.Update, exp.Delete)):
             table = tree.find(exp.Table)
             info["table"] = table.name if table is not None else None
@@ -152,4 +152,76 @@ def analyse(sql: str, pk_columns: dict[str, str]) -> dict:
         if isinstance(tree, (exp.Update, exp.Delete)):
             info["row_bound"] = row_bound(tree, pk_columns.get(info["table"], "id"))
         result["statements"].append(info)
+    return result
+
+
+def script_statements(script: str) -> list[str]:
+    """The statements of a ``sqlmigrate`` script: comment lines dropped, one statement per ';'."""
+    lines = [line for line in script.splitlines() if line.strip() and not line.lstrip().startswith("--")]
+    statements: list[str] = []
+    current: list[str] = []
+    for line in lines:
+        if CONTROL.match(line) and not current:
+            statements.append(line.strip())
+            continue
+        current.append(line)
+        if line.rstrip().endswith(";"):
+            statements.append("\n".join(current).strip().rstrip(";"))
+            current = []
+    if current:
+        statements.append("\n".join(current).strip())
+    return statements
+
+
+# Bytes per key column as SQL Server stores it; nvarchar is UTF-16 (2 bytes a character).
+_FIXED_WIDTH = {"BIGINT": 8, "INT": 4, "SMALLINT": 2, "TINYINT": 1, "BIT": 1, "DATE": 3, "DATETIME2": 8,
+                "DATETIMEOFFSET": 10, "TIMESTAMPTZ": 10, "DATETIME": 8, "UNIQUEIDENTIFIER": 16, "FLOAT": 8, "DOUBLE": 8}
+INDEX_KEY_LIMIT = 1700  # bytes, nonclustered index key (SQL Server 2016 and later, Azure SQL)
+
+
+def _width(kind: exp.DataType) -> int | None:
+    """Bytes of a column of this type in an index key; None for (max) types, which cannot be keys."""
+    name = kind.this.name if hasattr(kind.this, "name") else str(kind.this)
+    params = kind.expressions
+    if name in ("NVARCHAR", "NCHAR", "VARCHAR", "CHAR", "VARBINARY", "BINARY", "TEXT"):
+        if not params or params[0].sql(dialect=_DIALECT).upper() == "MAX":
+            return None
+        length = int(params[0].sql(dialect=_DIALECT))
+        return length * (2 if name.startswith("N") or name == "TEXT" else 1)
+    return _FIXED_WIDTH[name]
+
+
+def index_keys(script: str) -> list[tuple[str, list[str], int | None]]:
+    """(name, columns, key bytes) of every UNIQUE constraint and index a migration script creates."""
+    widths: dict[tuple[str, str], int | None] = {}
+    keys: list[tuple[str, str, list[str]]] = []
+    for text in script_statements(script):
+        if CONTROL.match(text):
+            continue
+        for statement in parse_batch(text):
+            tree = statement.tree
+            if not isinstance(tree, (exp.Create, exp.Alter)):
+                continue
+            if isinstance(tree, exp.Create) and tree.args.get("kind") == "INDEX":
+                index = tree.this
+                table = index.args["table"].name
+                columns = [c.name for c in index.find(exp.IndexParameters).args.get("columns", [])]
+                keys.append((index.name, table, columns))
+                continue
+            table = tree.find(exp.Table).name
+            for column in tree.find_all(exp.ColumnDef):
+                kind = column.args.get("kind")
+                if kind is not None:
+                    widths[(table, column.name)] = _width(kind)
+                if any(isinstance(c.args.get("kind"), exp.UniqueColumnConstraint) for c in column.args.get("constraints", [])):
+                    keys.append((f"{table}.{column.name} UNIQUE", table, [column.name]))
+            for unique in tree.find_all(exp.UniqueColumnConstraint):
+                if unique.this is not None and unique.find_ancestor(exp.ColumnDef) is None:
+                    columns = [c.name for c in unique.this.expressions] if isinstance(unique.this, exp.Schema) else []
+                    name = unique.find_ancestor(exp.Constraint)
+                    keys.append((name.name if name is not None else "UNIQUE", table, columns))
+    result = []
+    for name, table, columns in keys:
+        sizes = [widths.get((table, column)) for column in columns]
+        result.append((name, columns, None if None in sizes or not sizes else sum(sizes)))
     return result

@@ -1,0 +1,362 @@
+"""SQL Server readiness without a SQL Server: settings, and the T-SQL the pipeline really sends.
+
+``tests/mssql/capture.py`` runs the real commands and services on mssql-django with a recording
+connection in place of the ODBC driver (answers come from a SQLite copy of the schema, see
+``tests/mssql/recorder.py``), once as SQL Server 2019, once as 2022 and once as Azure SQL. Every
+batch is parsed with sqlglot's T-SQL dialect and held to SQL Server's limits:
+
+* it is T-SQL: sqlglot reads it without falling back to an opaque command, and it has no LIMIT,
+  ON CONFLICT or RETURNING;
+* at most 2,100 parameters (SQL Server's hard limit per request), and exactly as many '?' as
+  parameters bound;
+* an UPDATE or DELETE names its rows by primary key, at most 5,000 of them (lock escalation);
+* an INSERT carries at most 1,000 rows (the limit of a VALUES list);
+* every migration's ``sqlmigrate`` output parses, and every index key fits in 1,700 bytes.
+
+What this cannot show (a real server's plans, locking, error numbers, the ODBC driver itself) is
+listed in docs/sqlserver.md.
+"""
+
+import json
+import os
+import subprocess
+import sys
+from functools import cache
+from pathlib import Path
+
+import pytest
+
+from tests.mssql import tsql
+
+pytestmark = pytest.mark.nodb
+ROOT = Path(__file__).resolve().parent.parent
+TARGETS = ("sqlserver-2019", "sqlserver-2022", "azure-sql")
+MAX_PARAMS = 2100
+MAX_ROWS_PER_WRITE = 5000
+MAX_VALUES_ROWS = 1000
+ENTRIES = 2100  # > 2,000, so the existing-entries read splits its IN list
+
+
+def _odbc() -> None:
+    """mssql-django imports pyodbc, which needs unixODBC's libodbc.so.2. .ci/run installs it."""
+    try:
+        import pyodbc  # noqa: F401
+    except ImportError as exc:
+        message = f"pyodbc cannot load ({exc}); install unixODBC: apt-get install unixodbc"
+        if os.environ.get("REQUIRE_SERVICES") == "1":
+            pytest.fail(message + " (REQUIRE_SERVICES=1 makes this a failure)")
+        pytest.skip(message)
+
+
+def _clean_env(**extra) -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "DATABASE_URL", "CONN_"))}
+    return {**env, **extra}
+
+
+@cache
+def _capture() -> dict:
+    result = subprocess.run([sys.executable, "-m", "tests.mssql.capture", "--entries", str(ENTRIES)], cwd=ROOT,
+                            env=_clean_env(), capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-6000:]
+    return json.loads(result.stdout)
+
+
+@pytest.fixture(scope="module")
+def capture() -> dict:
+    _odbc()
+    return _capture()
+
+
+def batches(capture: dict, target: str, *, phases: tuple[str, ...] = ()):
+    """(recorded execution, its SQL text, analysis) for every batch the target sent."""
+    for statement in capture["targets"][target]["statements"]:
+        if phases and statement["phase"] not in phases:
+            continue
+        index = statement["sql"]
+        yield statement, capture["sql"][index], capture["analysis"][index]
+
+
+def where(batch: tuple, *, kind: str, table: str, text: str = "") -> bool:
+    """Whether the batch has a ``kind`` statement on ``table`` whose start contains ``text``."""
+    return any(
+        s["type"] == kind and (s.get("table") == table if kind != "Select" else f"[{table}]" in s["text"]) and text in s["text"]
+        for s in batch[2]["statements"]
+    )
+
+
+# --- The capture is a real run --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_the_pipeline_really_ran_on_the_mssql_backend(capture, target):
+    result = capture["targets"][target]
+    version, azure = {"sqlserver-2019": (2019, False), "sqlserver-2022": (2022, False), "azure-sql": (2014, True)}[target]
+    assert (result["sql_server_version"], result["to_azure_sql_db"]) == (version, azure)
+    [connection_string] = result["connection_strings"]
+    assert connection_string.startswith("DRIVER=ODBC Driver 18 for SQL Server;SERVER=sql.test.invalid,1433;")
+    assert "Encrypt=yes;TrustServerCertificate=no" in connection_string and "PWD=***" in connection_string
+
+    reports = result["reports"]
+    first, changed = reports["ingest-first"], reports["ingest-changed"]
+    assert first["status"] == "succeeded" and first["totals"]["created"] == ENTRIES + 3
+    assert first["totals"]["pingbacks"] >= ENTRIES - 1  # every big post links to the one before it
+    assert first["comments"]["created"] == 9  # three comment feeds: 2 + 3 + 4 comments
+    big = next(s for s in changed["sources"] if s["id"] == result["big_source"])
+    edited = len(range(0, ENTRIES, 8))
+    assert (big["updated"], big["unchanged"], big["created"]) == (edited, ENTRIES - edited, 0)
+    assert reports["ingest-fanout"]["sources"][0]["outcome"] == "updated"
+    recounts = {name: r for name, r in reports.items() if name.startswith("recount")}
+    assert len(recounts) >= 3
+    for name, report in recounts.items():
+        assert report["status"] == "succeeded", name
+        if name == "recount-since":  # only entries with comments or pingbacks: a subset
+            missed = result["entries"] - report["scanned"]
+            assert result["drifted"] - missed <= report["changed"] <= result["drifted"], name
+        else:
+            assert report["changed"] == result["drifted"], f"{name} did not repair exactly the drifted counters"
+    assert result["entries"] == ENTRIES + 3
+    assert {status for _, status in result["runs"]} == {"succeeded"}
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_the_capture_has_every_statement_the_pipeline_depends_on(capture, target):
+    ingest = ("ingest-first", "ingest-changed", "ingest-fanout")
+    found = list(batches(capture, target, phases=ingest))
+    count = lambda **kw: sum(1 for batch in found if where(batch, **kw))  # noqa: E731
+    assert count(kind="Select", table="ingest_entry", text="[guid] IN (") >= 2, "existing-entries read, split"
+    assert count(kind="Insert", table="ingest_entry") >= 2, "bulk_create of entries, in batches"
+    assert count(kind="Update", table="ingest_entry", text="SET [headline] = CASE") >= 2, "bulk_update, in batches"
+    assert count(kind="Insert", table="ingest_entry_authors") >= 1, "author links"
+    assert count(kind="Delete", table="ingest_entry_authors") >= 1, "stale author links removed"
+    assert count(kind="Insert", table="ingest_author") >= 1
+    assert count(kind="Update", table="ingest_technicalarticle", text="[lease_owner]") >= 1, "lease claim"
+    assert count(kind="Insert", table="ingest_pingback") >= 1
+    assert count(kind="Insert", table="ingest_comment") >= 1
+    recount = list(batches(capture, target, phases=tuple(p for p in capture["targets"][target]["reports"] if p.startswith("recount"))))
+    assert sum(1 for b in recount if where(b, kind="Update", table="ingest_entry", text="[number_of_comments]")) >= 3, \
+        "counter updates"
+
+
+# --- The contract ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_every_batch_is_tsql(capture, target):
+    problems = {}
+    for statement, sql, analysis in batches(capture, target):
+        if analysis["error"] or analysis["foreign"]:
+            problems[sql[:200]] = analysis["error"] or f"foreign syntax: {analysis['foreign']}"
+    assert not problems, json.dumps(problems, indent=1)
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_at_most_2100_parameters_and_one_per_placeholder(capture, target):
+    worst = max(batches(capture, target), key=lambda b: b[0]["params"])
+    assert worst[0]["params"] <= MAX_PARAMS, f"{worst[0]['params']} parameters ({worst[0]['phase']}): {worst[1][:200]}"
+    for statement, sql, analysis in batches(capture, target):
+        assert statement["params"] == analysis["placeholders"], sql[:200]
+    # The largest statements come close, so the batching arithmetic is really exercised.
+    assert worst[0]["params"] > 1500
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_updates_and_deletes_touch_at_most_5000_rows_by_primary_key(capture, target):
+    for statement, sql, analysis in batches(capture, target):
+        for part in analysis["statements"]:
+            if part["type"] in ("Update", "Delete"):
+                bound = part["row_bound"]
+                assert bound is not None, f"{part['type']} not bounded by primary key ({statement['phase']}): {part['text']}"
+                assert bound <= MAX_ROWS_PER_WRITE, f"{bound} rows ({statement['phase']}): {part['text']}"
+                assert statement["rowcount"] <= bound
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_inserts_carry_at_most_1000_rows(capture, target):
+    largest = 0
+    for statement, sql, analysis in batches(capture, target):
+        for part in analysis["statements"]:
+            if part["type"] == "Insert":
+                assert part["rows"] <= MAX_VALUES_ROWS, f"{part['rows']} rows: {part['text']}"
+                largest = max(largest, part["rows"])
+    assert largest > 50  # bulk batches were captured, not only single-row inserts
+
+
+# Above 2,048 ids in one IN list, mssql-django rewrites it into CREATE TABLE #Temp_params + INSERTs
+# inside the transaction; the pipeline must keep every IN list below that.
+@pytest.mark.parametrize("target", TARGETS[:1])
+def test_no_in_list_spills_into_a_temp_table(capture, target):
+    spilled = [s["phase"] for s, sql, _ in batches(capture, target) if "#Temp_params" in sql]
+    assert not spilled
+
+
+# --- Migrations -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_every_migration_is_tsql_and_its_index_keys_fit(capture, target):
+    migrations = capture["targets"][target]["migrations"]
+    assert migrations and all(script.strip() for script in migrations.values())
+    for name, script in migrations.items():
+        for statement in tsql.script_statements(script):
+            tsql.parse_batch(statement)  # raises NotTSQL with the statement
+            assert not tsql.foreign_syntax(statement), statement
+        for index, columns, width in tsql.index_keys(script):
+            assert width is not None, f"{name}: {index} has an (max) column in its key"
+            assert width <= tsql.INDEX_KEY_LIMIT, f"{name}: {index} {columns} is {width} bytes"
+
+
+# --- The checks themselves ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("sql, found", [
+    ("SELECT [a] FROM [t] ORDER BY [a] LIMIT 21", ["LIMIT"]),
+    ("INSERT INTO [t] ([a]) VALUES (?) ON CONFLICT DO NOTHING", ["ON CONFLICT"]),
+    ("INSERT INTO [t] ([a]) VALUES (?) RETURNING [id]", ["RETURNING"]),
+    ("SELECT TOP 21 [limit], 'no LIMIT here' FROM [t] ORDER BY 1 OFFSET 0 ROWS FETCH FIRST 5 ROWS ONLY", []),
+])
+def test_foreign_syntax_is_found_outside_names_and_strings(sql, found):
+    assert tsql.foreign_syntax(sql) == found
+
+
+def test_batches_are_split_the_way_sql_server_reads_them():
+    kinds = lambda sql: [type(s.tree).__name__ for s in tsql.parse_batch(sql)]  # noqa: E731
+    assert kinds("SET NOCOUNT ON INSERT INTO [t] ([a]) VALUES (?); SELECT CAST(SCOPE_IDENTITY() AS bigint)") == \
+        ["Set", "Insert", "Select"]
+    assert kinds("DECLARE @var0 INT = ? \nSELECT [a], COUNT_BIG(*) FROM [t] WHERE [b] > @var0 GROUP BY [a]") == \
+        ["Declare", "Select"]
+    assert kinds("SAVE TRANSACTION [s1_x2]") == ["NoneType"]
+    with pytest.raises(tsql.NotTSQL):
+        tsql.parse_batch("UPSERT INTO t VALUES (1)")
+
+
+@pytest.mark.parametrize("sql, bound", [
+    ("UPDATE [t] SET [a] = ? WHERE [t].[id] IN (?, ?, ?)", 3),
+    ("UPDATE [t] SET [a] = ? WHERE ([t].[owner] = ? AND [t].[id] IN (?, ?))", 2),
+    ("UPDATE [t] SET [a] = ? WHERE [t].[id] = ?", 1),
+    ("UPDATE [t] SET [a] = ? WHERE [t].[owner] = ?", None),
+    ("DELETE FROM [t] WHERE [t].[id] IN (SELECT [u].[id] FROM [u] WHERE [u].[id] IN (?, ?))", None),
+])
+def test_row_bound_reads_the_primary_key_filter(sql, bound):
+    [_, statement] = tsql.parse_batch("SET NOCOUNT OFF; " + sql)
+    assert tsql.row_bound(statement.tree, "id") == bound
+
+
+def test_index_key_width_is_measured_in_bytes():
+    script = ("CREATE TABLE [t] ([id] bigint NOT NULL PRIMARY KEY, [u] nvarchar(800) NOT NULL UNIQUE, [m] nvarchar(max));\n"
+              "CREATE INDEX [t_m] ON [t] ([m]);\nCREATE UNIQUE INDEX [t_id_u] ON [t] ([id], [u]);")
+    assert tsql.index_keys(script) == [("t.u UNIQUE", ["u"], 1600), ("t_m", ["m"], None), ("t_id_u", ["id", "u"], 1608)]
+
+
+# --- Settings: what DATABASE_URL gives, and what reaches the ODBC driver --------------------------
+
+FORMS = {
+    "sql-login": "mssql://pipeline:p%40ss%3Bword@sql.example.com:1433/pipeline?Encrypt=yes&TrustServerCertificate=no",
+    "system-assigned-identity": "mssql://@srv.database.windows.net:1433/pipeline?Authentication=ActiveDirectoryMsi"
+                                "&Encrypt=yes&TrustServerCertificate=no&connection_retries=5&connection_retry_backoff_time=10",
+    "user-assigned-identity": "mssql://11111111-2222-3333-4444-555555555555@srv.database.windows.net/pipeline"
+                              "?Authentication=ActiveDirectoryMsi&Encrypt=yes",
+    "service-principal": "mssql://app-id:s3cret@srv.database.windows.net/pipeline"
+                         "?Authentication=ActiveDirectoryServicePrincipal&Encrypt=yes&TrustServerCertificate=no",
+    "bundled-driver": "mssql://pipeline:pw@sql.example.com:1433/pipeline?python_driver=mssql_python&Encrypt=yes",
+    "driver-17": "mssql://pipeline:pw@sql.example.com/pipeline?driver=ODBC+Driver+17+for+SQL+Server&Encrypt=yes",
+}
+
+SETTINGS_SCRIPT = r"""
+import importlib, json, os, sys
+forms = json.loads(sys.argv[1])
+databases = {}
+for name, url in forms.items():
+    os.environ["DATABASE_URL"] = url
+    sys.modules.pop("pipeline.settings", None)
+    databases[name] = importlib.import_module("pipeline.settings").DATABASES["default"]
+    assert "pyodbc" not in sys.modules, "settings must not import the driver"
+
+from django.conf import settings
+settings.configure(USE_TZ=True, TIME_ZONE="UTC")
+import mssql_python, pyodbc
+from django.db.utils import ConnectionHandler
+
+class Connected(Exception):
+    pass
+
+def connect(connection_string, **kwargs):
+    raise Connected(connection_string, sorted(kwargs))
+
+pyodbc.connect = mssql_python.connect = connect
+handler = ConnectionHandler({"default": databases["sql-login"], **json.loads(json.dumps(databases))})
+result = {}
+for name in forms:
+    wrapper = handler[name]
+    try:
+        wrapper.get_new_connection(wrapper.get_connection_params())
+    except Connected as sent:
+        connection_string, keywords = sent.args
+    result[name] = {"database": databases[name], "connection_string": connection_string, "keywords": keywords}
+print(json.dumps(result))
+"""
+
+
+@pytest.fixture(scope="module")
+def forms() -> dict:
+    _odbc()
+    env = _clean_env(DJANGO_DEBUG="1", CONN_MAX_AGE="60", CONN_HEALTH_CHECKS="true")
+    result = subprocess.run([sys.executable, "-c", SETTINGS_SCRIPT, json.dumps(FORMS)], cwd=ROOT, env=env,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-4000:]
+    return json.loads(result.stdout)
+
+
+def _parts(connection_string: str) -> dict:
+    """Keyword -> value of an ODBC connection string (values in braces may hold ';')."""
+    parts, rest = {}, connection_string
+    while rest:
+        key, _, rest = rest.partition("=")
+        if rest.startswith("{"):
+            value, _, rest = rest[1:].partition("};")
+            value = value.rstrip("}")
+        else:
+            value, _, rest = rest.partition(";")
+        parts[key] = value
+    return parts
+
+
+def test_every_form_is_the_mssql_engine_with_persistent_checked_connections(forms):
+    for name, form in forms.items():
+        db = form["database"]
+        assert db["ENGINE"] == "mssql", name
+        assert (db["CONN_MAX_AGE"], db["CONN_HEALTH_CHECKS"]) == (60, True), name
+        assert db["NAME"] == "pipeline", name
+
+
+def test_sql_login(forms):
+    db, parts = forms["sql-login"]["database"], _parts(forms["sql-login"]["connection_string"])
+    assert db["OPTIONS"] == {"driver": "ODBC Driver 18 for SQL Server", "extra_params": "Encrypt=yes;TrustServerCertificate=no"}
+    assert (db["USER"], db["PASSWORD"], db["HOST"], db["PORT"]) == ("pipeline", "p@ss;word", "sql.example.com", "1433")
+    assert parts["DRIVER"] == "ODBC Driver 18 for SQL Server" and parts["SERVER"] == "sql.example.com,1433"
+    assert (parts["UID"], parts["PWD"], parts["DATABASE"]) == ("pipeline", "p@ss;word", "pipeline")
+    assert (parts["Encrypt"], parts["TrustServerCertificate"]) == ("yes", "no")
+
+
+def test_managed_identity_sends_no_password_and_keeps_the_retry_options(forms):
+    system = forms["system-assigned-identity"]
+    assert system["database"]["OPTIONS"] == {
+        "driver": "ODBC Driver 18 for SQL Server", "connection_retries": 5, "connection_retry_backoff_time": 10,
+        "extra_params": "Authentication=ActiveDirectoryMsi;Encrypt=yes;TrustServerCertificate=no"}
+    parts = _parts(system["connection_string"])
+    assert parts["Authentication"] == "ActiveDirectoryMsi"
+    assert not {"UID", "PWD", "Trusted_Connection"} & parts.keys()
+    user = _parts(forms["user-assigned-identity"]["connection_string"])
+    assert user["UID"] == "11111111-2222-3333-4444-555555555555" and "PWD" not in user
+
+
+def test_service_principal_sends_client_id_and_secret(forms):
+    parts = _parts(forms["service-principal"]["connection_string"])
+    assert (parts["Authentication"], parts["UID"], parts["PWD"]) == ("ActiveDirectoryServicePrincipal", "app-id", "s3cret")
+
+
+def test_bundled_driver_and_driver_override(forms):
+    bundled = forms["bundled-driver"]
+    assert bundled["database"]["OPTIONS"]["python_driver"] == "mssql_python"
+    parts = _parts(bundled["connection_string"])
+    assert "DRIVER" not in parts and parts["SERVER"] == "sql.example.com,1433"  # mssql-python brings its own driver
+    assert _parts(forms["driver-17"]["connection_string"])["DRIVER"] == "ODBC Driver 17 for SQL Server"
