@@ -52,6 +52,10 @@ class ParseError(SourceError):
     """The bytes are not a feed feedparser can read."""
 
 
+class LeaseLost(PipelineError):
+    """The source's lease expired mid-work and another run took the source over."""
+
+
 class RunError(PipelineError):
     """The run cannot work at all (database unreachable, bad configuration)."""
 

@@ -80,7 +80,7 @@ def workers_inspect(app, *, timeout: float = 1.0) -> WorkersReport:
         with app.connection_for_read() as conn:
             conn.ensure_connection(max_retries=1, interval_start=0, interval_step=0, timeout=timeout)
             replies = app.control.inspect(timeout=timeout, connection=conn).active() or {}
-    except Exception as exc:  # kombu/redis/socket errors all mean the same thing here
+    except Exception as exc:  # noqa: BLE001 - kombu, redis and socket errors all mean "unreachable" here
         return WorkersReport(broker, timeout, error=f"broker unreachable: {_first_line(exc)}")
     workers = {name: tuple(_task(info) for info in tasks or ()) for name, tasks in replies.items()}
     return WorkersReport(broker, timeout, workers)
@@ -127,7 +127,7 @@ def queue_lengths(app, *, timeout: float = 1.0) -> QueueReport:
             lengths = pipe.execute()
         finally:
             client.close()
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - a status report reports, it never raises
         return QueueReport(broker, error=f"broker unreachable: {_first_line(exc)}")
     waiting = {queue: sum(lengths[i * len(steps):(i + 1) * len(steps)]) for i, queue in enumerate(queues)}
     return QueueReport(broker, waiting, lengths[-1])

@@ -28,7 +28,7 @@ from django.utils import timezone
 
 from ingest import fetch as fetching
 from ingest.comments import comments_upsert
-from ingest.errors import BlockedURL, RunError, SourceError
+from ingest.errors import BlockedURL, LeaseLost, RunError, SourceError
 from ingest.models import CommentFeed, Entry, IngestRun, TechnicalArticle
 from ingest.parse import parse_comments, parse_feed
 from ingest.pingbacks import pingbacks_record
@@ -352,8 +352,7 @@ def source_record_failure(
         values["last_error"] = f"{error} The source was deactivated; re-activate it in the admin."[:2000]
 
     def write() -> None:
-        TechnicalArticle.objects.filter(pk=source.pk).update(**values)
-        if also:
+        if TechnicalArticle.objects.filter(pk=source.pk, lease_owner=owner).update(**values) and also:
             also()
 
     run_atomic(write, label="source_record_failure")
@@ -381,14 +380,21 @@ def source_store(
             counts = feed_upsert(article_id=source.pk, feed=fetched.feed, fetched_at=fetched.fetched_at)
             pingbacks = pingbacks_record(touched=counts.touched)
         # Bookkeeping last: if anything above fails, the source stays due and the next run redoes it.
+        # It also proves the lease is still ours: if it expired and another run took the source
+        # over, this transaction is rolled back and that run's work stands alone.
         values = _success_fields(source, fetched, now)
-        TechnicalArticle.objects.filter(pk=source.pk).update(**values)
+        if not TechnicalArticle.objects.filter(pk=source.pk, lease_owner=owner).update(**values):
+            raise LeaseLost(f"The lease on source {source.pk} expired and another run took it over; nothing was written.")
         result = _result({**base, "name": values.get("name", source.name)}, counts, pingbacks)
         if run_id:
             run_add_result(run_id, result)
         return result
 
-    return run_atomic(write, stats=stats, label=f"source {source.pk}")
+    try:
+        return run_atomic(write, stats=stats, label=f"source {source.pk}")
+    except LeaseLost as exc:
+        log.warning("lease lost before commit", extra={"source_id": source.pk, "owner": owner})
+        return SourceResult(**base, outcome="failed", error=str(exc))
 
 
 def _result(base: dict, counts, pingbacks: int) -> SourceResult:
@@ -787,9 +793,10 @@ def ingest_dispatch(*, trigger: str = IngestRun.Trigger.CELERY, source_ids: Sequ
     except DatabaseError as exc:
         run_finish(run, status=IngestRun.Status.FAILED, error=_first_line(exc))
         raise RunError(f"The database is unreachable: {_first_line(exc)}") from exc
-    IngestRun.objects.filter(pk=run.pk).update(sources_total=len(claimed), stats={"skipped_leased": len(due) - len(claimed)})
+    stats = {"skipped_leased": len(due) - len(claimed)}
+    IngestRun.objects.filter(pk=run.pk).update(sources_total=len(claimed), stats=stats)
     if not claimed:
-        run_finish(run, status=IngestRun.Status.SUCCEEDED)
+        run_finish(run, status=IngestRun.Status.SUCCEEDED, stats=stats)
     return run.pk, owner, claimed
 
 
@@ -822,3 +829,16 @@ def runs_close_stale(*, now: datetime) -> int:
     for run in stale:
         _close_fanned_out(run, lost=max(0, run.sources_total - run.sources_fetched - run.sources_failed))
     return len(stale)
+
+
+def source_abandon(*, source_id: int, owner: str, run_id: int | None, reason: str) -> SourceResult | None:
+    """Record a source whose task was stopped (e.g. its time limit) as failed, back it off and free
+    its lease, so that neither the source nor the run waits for the lease to expire."""
+    source = TechnicalArticle.objects.filter(pk=source_id, lease_owner=owner).first()
+    if source is None:
+        return None
+    error = SourceError(reason)
+    result = SourceResult(id=source.pk, url=source.feed_url, name=source.name, outcome="failed", error=reason)
+    source_record_failure(source=source, error=error, owner=owner, now=timezone.now(),
+                          also=(lambda: run_add_result(run_id, result)) if run_id else None)
+    return result

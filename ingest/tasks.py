@@ -12,13 +12,14 @@ source), and the lease keeps overlapping runs (Celery, cron, Azure, manual) off 
 from __future__ import annotations
 
 from celery import shared_task
+from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.db import InterfaceError, OperationalError
 from kombu.exceptions import OperationalError as BrokerError
 
 from ingest.errors import RunError
 from ingest.models import IngestRun
-from ingest.services import counts_recompute, ingest_dispatch, source_ingest
+from ingest.services import counts_recompute, ingest_dispatch, source_abandon, source_ingest
 
 # Worth another try later: the database or the broker was unreachable (a deadlock that outlived
 # run_atomic's own retries arrives as OperationalError too). Anything else is a bug: it fails.
@@ -49,7 +50,13 @@ def ingest_feeds(source_ids: list[int] | None = None, force: bool = False) -> di
 @shared_task(name="ingest.tasks.ingest_source", **RETRY)
 def ingest_source(source_id: int, owner: str, run_id: int | None = None) -> dict:
     """Fetch and store one source leased by ``owner``; counts it on run ``run_id``."""
-    result = source_ingest(source_id=int(source_id), owner=str(owner), run_id=int(run_id) if run_id else None)
+    source_id, owner, run_id = int(source_id), str(owner), int(run_id) if run_id else None
+    try:
+        result = source_ingest(source_id=source_id, owner=owner, run_id=run_id)
+    except SoftTimeLimitExceeded:
+        # The transaction in flight was rolled back; record why and free the source now.
+        result = source_abandon(source_id=source_id, owner=owner, run_id=run_id,
+                                reason=f"The task exceeded its soft time limit of {settings.CELERY_TASK_SOFT_TIME_LIMIT} s.")
     if result is None:
         return {"id": source_id, "outcome": "skipped", "error": "lease not held: already stored or taken over"}
     return result.as_dict()

@@ -1,6 +1,7 @@
 import pytest
 
 from tests.httpserver import FeedServer
+from tests.workers import broker  # noqa: F401  (fixture: the Celery app on this run's own Redis keys)
 
 
 @pytest.fixture

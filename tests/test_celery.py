@@ -21,11 +21,20 @@ from django.db import OperationalError
 from django_celery_beat.models import PeriodicTask
 
 from ingest import tasks
-from ingest.models import Author, Comment, CommentFeed, Entry, EntryLink, IngestRun, Pingback, TechnicalArticle
-from ingest.services import ingest_dispatch
+from ingest.models import (
+    Author,
+    Comment,
+    CommentFeed,
+    Entry,
+    EntryLink,
+    IngestRun,
+    Pingback,
+    TechnicalArticle,
+)
+from ingest.services import ingest_dispatch, source_abandon
 from pipeline.beat import SeedingDatabaseScheduler
 from pipeline.celery import app
-from tests.workers import WorkerProcess, broker, in_process_worker, wait_until  # noqa: F401 (fixture)
+from tests.workers import WorkerProcess, in_process_worker, wait_until
 
 DATA = Path(__file__).parent / "data" / "feeds"
 BLOG = (DATA / "blog.rss").read_bytes()
@@ -176,6 +185,8 @@ def test_overlapping_runs_never_process_a_source_twice(transactional_db, broker,
     with in_process_worker(concurrency=3):
         first = tasks.ingest_feeds.delay().get(timeout=20)
         wait_until(lambda: feed_server.hits("/news.atom") == 1, message="the slow feed to be requested")
+        stored = TechnicalArticle.objects.filter(pk=blog.pk, lease_owner="", last_success_at__isnull=False)
+        wait_until(stored.exists, message="the fast feed to be stored")
         second = tasks.ingest_feeds.delay().get(timeout=20)  # the next periodic run, mid-flight
         out = StringIO()
         call_command("ingest_feeds", "--all", "--json", "--trigger", "cron", stdout=out, stderr=StringIO())
@@ -183,6 +194,7 @@ def test_overlapping_runs_never_process_a_source_twice(transactional_db, broker,
     assert first["sources"] == 2
     assert second["sources"] == 0  # the blog is stored (not due), the news is leased
     assert IngestRun.objects.get(pk=second["run_id"]).status == "succeeded"
+    assert IngestRun.objects.get(pk=second["run_id"]).stats["skipped_leased"] == 1
     assert '"skipped_leased": 1' in out.getvalue()  # the cron run left the leased source alone too
     assert feed_server.hits("/news.atom") == 1
     assert (run.status, run.sources_fetched, run.entries_created) == ("succeeded", 2, 8)
@@ -291,3 +303,18 @@ def test_worker_killed_mid_task_redelivers_and_ends_like_an_undisturbed_run(
         "succeeded", "celery", 2, 2, 8)
     assert disturbed == undisturbed
     assert disturbed["counts"]["Entry"] == 8
+
+
+@pytest.mark.django_db
+def test_a_source_stopped_by_its_time_limit_is_recorded_backed_off_and_released():
+    TechnicalArticle.objects.create(name="slow", feed_url="https://slow.example/feed")
+    run_id, owner, (source_id,) = ingest_dispatch(trigger="celery")
+    result = source_abandon(source_id=source_id, owner=owner, run_id=run_id, reason="The task exceeded its soft time limit of 300 s.")
+    assert result.outcome == "failed"
+    source = TechnicalArticle.objects.get(pk=source_id)
+    assert source.lease_owner == "" and source.consecutive_failures == 1 and "time limit" in source.last_error
+    run = IngestRun.objects.get(pk=run_id)
+    assert (run.status, run.sources_failed) == ("failed", 1)  # its only source failed: the run is closed now
+    # A second delivery of the same task finds the lease gone and does nothing.
+    assert source_abandon(source_id=source_id, owner=owner, run_id=run_id, reason="again") is None
+    assert IngestRun.objects.get(pk=run_id).sources_failed == 1

@@ -201,3 +201,23 @@ def test_unreachable_database_is_exit_1_with_one_sentence_and_json(command):
     assert "Traceback" not in result.stderr
     assert result.stderr.strip().startswith("CommandError: The database is unreachable")
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_a_run_whose_lease_was_taken_over_writes_nothing(two_sources, monkeypatch):
+    """If a lease expires mid-run and another run claims the source, the first run must not commit."""
+    from ingest import services
+
+    blog, _ = two_sources
+    real_store = services.source_store
+
+    def steal_then_store(*, source, **kwargs):
+        if source.pk == blog.pk:
+            TechnicalArticle.objects.filter(pk=blog.pk).update(lease_owner="another-run")
+        return real_store(source=source, **kwargs)
+
+    monkeypatch.setattr(services, "source_store", steal_then_store)
+    report = ingest()
+    blog_result = next(s for s in report["sources"] if s["id"] == blog.pk)
+    assert blog_result["outcome"] == "failed" and "another run" in blog_result["error"]
+    assert not Entry.objects.filter(technical_article=blog).exists()
+    assert TechnicalArticle.objects.get(pk=blog.pk).lease_owner == "another-run"

@@ -15,7 +15,9 @@ from ingest import cli, monitoring, selectors
 def _duration(seconds: float | None) -> str:
     if seconds is None:
         return ""
-    seconds = max(0, int(round(seconds)))
+    if seconds < 10:
+        return f"{max(0.0, seconds):.1f}s"
+    seconds = round(seconds)
     if seconds < 60:
         return f"{seconds}s"
     if seconds < 3600:
@@ -157,12 +159,16 @@ class Command(BaseCommand):
                 rows.append([job, "", "", "never run", "", "", "", "", "", "", ""])
             for run in runs:
                 started = datetime.fromisoformat(run["started_at"]).timestamp()
+                counts = ["", "", "", ""]
+                if job == "ingest_feeds":
+                    done = run["sources_fetched"] + run["sources_failed"]
+                    # A fanned-out run still running: sources reported so far / sources claimed.
+                    sources = f"{done}/{run['sources_total']}" if run["status"] == "running" else done
+                    counts = [sources, run["sources_failed"], run["entries_created"], run["entries_updated"]]
                 rows.append([
-                    job, run["id"], run["trigger"], self._status_style(run["status"]),
+                    job, run["id"], run["trigger"], run["status"],  # plain: colour codes would skew the columns
                     f"{_duration(now - started)} ago", _duration(run["elapsed_s"]) if run["elapsed_s"] is not None else "…",
-                    run["sources_total"] if job == "ingest_feeds" else "", run["sources_failed"] if job == "ingest_feeds" else "",
-                    run["entries_created"] if job == "ingest_feeds" else "", run["entries_updated"] if job == "ingest_feeds" else "",
-                    cli.shorten(run["error"].splitlines()[0] if run["error"] else "", 60),
+                    *counts, cli.shorten(run["error"].splitlines()[0] if run["error"] else "", 60),
                 ])
         self.stdout.write("")
         self.stdout.write("Last runs")
@@ -172,10 +178,6 @@ class Command(BaseCommand):
         if fresh["age_s"] is not None:
             self.stdout.write(f"Last completed ingest: run {fresh['run_id']}, {_duration(fresh['age_s'])} ago "
                               f"(unhealthy after {_duration(fresh['max_age_s'])})")
-
-    def _status_style(self, status: str) -> str:
-        styles = {"succeeded": self.style.SUCCESS, "partial": self.style.WARNING, "failed": self.style.ERROR}
-        return styles.get(status, lambda s: s)(status)
 
     def _print_sources(self, report: dict) -> None:
         sources = report["sources"]
