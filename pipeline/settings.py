@@ -128,7 +128,12 @@ TIME_ZONE = env.get("TIME_ZONE", "UTC")
 USE_I18N = True
 USE_TZ = True
 STATIC_URL = "static/"
-STATIC_ROOT = BASE_DIR / "var" / "static"
+STATIC_ROOT = Path(env.get("STATIC_ROOT", BASE_DIR / "var" / "static"))
+# WhiteNoise serves the admin's files from STATIC_ROOT (filled by collectstatic); in DEBUG it also
+# finds them in the apps, so a laptop needs no collectstatic.
+WHITENOISE_USE_FINDERS = DEBUG
+WHITENOISE_AUTOREFRESH = DEBUG
+STATIC_ROOT.mkdir(parents=True, exist_ok=True)
 
 # --- Ingest -------------------------------------------------------------------------------------
 INGEST_USER_AGENT = env.get(
