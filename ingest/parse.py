@@ -271,6 +271,7 @@ def _entry(entry: FeedParserDict, guid: str, latest: datetime) -> ParsedEntry:
         reported_comments=reported_comments,
         content_hash=hashlib.sha256(payload.encode("ascii")).hexdigest(),
         link_keys=outbound_link_keys(body, link),
+        link_key=link_key(link),
     )
 
 

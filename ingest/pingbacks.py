@@ -49,7 +49,7 @@ def pingbacks_record(*, touched: Sequence[tuple[int, ParsedEntry]]) -> int:
             candidates.update((own_link[source_id], t, source_id) for t in targets.get(key, ()) if t != source_id)
 
     # Inbound: entries stored earlier link to the entries just stored.
-    new_keys = {link_key(entry.link): entry_id for entry_id, entry in touched if entry.link}
+    new_keys = {entry.link_key or link_key(entry.link): entry_id for entry_id, entry in touched if entry.link}
     keys = sorted(new_keys)
     sources: dict[int, list[str]] = defaultdict(list)
     for batch in chunked(keys, in_batch_size()):

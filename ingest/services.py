@@ -34,7 +34,7 @@ from ingest.parse import parse_comments, parse_feed
 from ingest.pingbacks import pingbacks_record
 from ingest.retry import RetryStats, run_atomic
 from ingest.types import FetchRequest, FetchResult, ParsedComment, ParsedFeed, SourceResult
-from ingest.upsert import chunked, entries_decide, existing_load, feed_upsert, in_batch_size
+from ingest.upsert import chunked, commit_asynchronously, entries_decide, existing_load, feed_upsert, in_batch_size
 
 log = logging.getLogger("ingest.services")
 
@@ -280,6 +280,7 @@ def comments_store(*, fetched: CommentsFetched, stats: RetryStats | None = None)
 
     def write():
         counts = (0, 0)
+        commit_asynchronously()
         if not result.not_modified:
             counts = comments_upsert(entry_id=job.entry_id, comments=fetched.comments, fetched_at=fetched.fetched_at)
         CommentFeed.objects.update_or_create(entry_id=job.entry_id, defaults=state)

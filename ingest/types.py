@@ -56,6 +56,7 @@ class ParsedEntry:
     # Derived from body_text and link, so not part of the hash; computed while parsing, which runs
     # in worker processes, to keep the writing thread free.
     link_keys: tuple[str, ...] = ()
+    link_key: str = ""  # link_key(link), computed with the above for the same reason
 
 
 @dataclass(frozen=True)

@@ -153,6 +153,8 @@ INGEST_WORKERS = _number("INGEST_WORKERS", 4, kind=int, minimum=1)
 # Processes that parse feeds during a run (unset: one per CPU; 0 or 1: parse in the fetch threads).
 INGEST_PARSE_PROCESSES = _number("INGEST_PARSE_PROCESSES", 0, kind=int) if env.get("INGEST_PARSE_PROCESSES") else None
 INGEST_COMMENTS_DAYS = _number("INGEST_COMMENTS_DAYS", 14, kind=int)
+# PostgreSQL: per-source transactions commit without waiting for the WAL flush (see upsert.py).
+INGEST_ASYNC_COMMIT = _bool("INGEST_ASYNC_COMMIT", True)
 
 DB_RETRY_ATTEMPTS = _number("DB_RETRY_ATTEMPTS", 5, kind=int, minimum=1)
 DB_RETRY_BASE_DELAY = _number("DB_RETRY_BASE_DELAY", 0.05)

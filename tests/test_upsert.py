@@ -133,3 +133,16 @@ def test_existing_load_handles_more_guids_than_one_statement_may_carry(article):
     feed_upsert(article_id=article.pk, feed=parsed, fetched_at=FETCHED)
     found = existing_load(article_id=article.pk, guids=[e.guid for e in parsed.entries])
     assert len(found) == 2500
+
+
+def test_changed_entries_update_only_the_fields_that_changed(article):
+    feed_upsert(article_id=article.pk, feed=feed(entry(1), entry(2)), fetched_at=FETCHED)
+    with CaptureQueriesContext(connection) as queries:
+        feed_upsert(article_id=article.pk, feed=feed(entry(1, body="edited"), entry(2)), fetched_at=FETCHED)
+    updates = [q["sql"] for q in queries if q["sql"].lstrip().upper().startswith("UPDATE")]
+    assert len(updates) == 1
+    set_clause = updates[0].split(" WHERE ")[0]
+    assert "body_text" in set_clause and "content_hash" in set_clause
+    for untouched in ("headline", "link_key", "published_at", "comments_feed_url", "number_of_comments", "rating"):
+        assert untouched not in set_clause
+    assert Entry.objects.get(guid="guid-1").body_text == "edited"
