@@ -25,6 +25,7 @@ from django.db.models import Count, F, IntegerField, OuterRef, Q, QuerySet, Subq
 from django.db.models.functions import Coalesce
 
 from ingest.models import Comment, Entry, Pingback
+from ingest.upsert import commit_asynchronously
 
 MAX_CHUNK = 2000
 
@@ -133,7 +134,13 @@ STRATEGY = "range_aggregate"
 
 
 def chunk_reconcile(base: QuerySet, *, after: int, size: int, dry_run: bool = False, strategy: str | None = None) -> ChunkResult | None:
-    """Reconcile the next chunk after ``after``; None when the walk is over."""
+    """Reconcile the next chunk after ``after``; None when the walk is over.
+
+    The chunk's transaction commits asynchronously on PostgreSQL (see ``commit_asynchronously``):
+    a commit lost in a crash leaves counters that the next run recomputes.
+    """
+    if not dry_run:
+        commit_asynchronously()
     return STRATEGIES[strategy or STRATEGY](base, after, size, dry_run)
 
 
