@@ -3,7 +3,7 @@ peak memory of a process tree, counting database writes, ratios.
 
 Every measurement that needs isolation runs in a fresh child (``child_run``): its own interpreter,
 its own peak RSS, its own database connection. A child prints one JSON object as its last line of
-stdout; its stderr goes to a log file under ``bench/results/logs/`` (kept for post-mortems).
+stdout; its stderr goes to a log file under ``var/bench/logs/`` (kept for post-mortems).
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import json
 import os
 import re
 import resource
+import sqlite3
 import statistics
 import subprocess
 import sys
@@ -23,8 +24,10 @@ from urllib.parse import urlsplit, urlunsplit
 
 from bench.common import ROOT
 
-LOGS = ROOT / "bench" / "results" / "logs"
-WORK = ROOT / "var" / "bench"  # SQLite files and reader databases: on disk, like the product's var/
+# SQLite files, reader databases, generated feeds and the children's logs: on disk, like the
+# product's var/. BENCH_WORK_DIR moves them (the test suite uses a temporary folder).
+WORK = Path(os.environ.get("BENCH_WORK_DIR") or ROOT / "var" / "bench")
+LOGS = WORK / "logs"
 DEFAULT_POSTGRES = "postgres://postgres@127.0.0.1:5432/bench"
 
 
@@ -39,7 +42,7 @@ def child_run(module: str, args: list[str], *, env: dict[str, str] | None = None
     with log_path.open("ab") as stderr:
         stderr.write(f"\n=== {time.strftime('%H:%M:%S')} {module} {' '.join(args)}\n".encode())
         stderr.flush()
-        proc = subprocess.run([sys.executable, "-m", module, *args], cwd=ROOT, env=environment, stdout=subprocess.PIPE,
+        proc = subprocess.run([sys.executable, "-m", module, *args], check=False, cwd=ROOT, env=environment, stdout=subprocess.PIPE,
                               stderr=stderr, timeout=timeout)
     lines = [line for line in proc.stdout.decode("utf-8", "replace").splitlines() if line.startswith("{")]
     if proc.returncode != 0 or not lines:
@@ -70,6 +73,17 @@ def sqlite_drop(url: str) -> None:
     path = urlsplit(url).path[1:]
     for suffix in ("", "-wal", "-shm"):
         Path(f"{path}{suffix}").unlink(missing_ok=True)
+
+
+def sqlite_copy(src_url: str, name: str) -> str:
+    """A copy of a SQLite template (through the backup API: consistent even in WAL mode)."""
+    dst_url = sqlite_url(name)
+    src, dst = sqlite3.connect(src_url[len("sqlite:///"):]), sqlite3.connect(dst_url[len("sqlite:///"):])
+    with dst:
+        src.backup(dst)
+    src.close()
+    dst.close()
+    return dst_url
 
 
 def postgres_url(base: str, name: str) -> str:
@@ -230,27 +244,24 @@ ENTRY_TABLES = frozenset({"ingest_entry", "ingest_author", "ingest_entry_authors
 
 
 class WriteCounter:
-    """``connection.execute_wrapper`` that counts INSERT/UPDATE/DELETE statements (and rows) per table."""
+    """``connection.execute_wrapper`` that counts INSERT/UPDATE/DELETE statements per table.
+
+    Statements, not rows: drivers disagree on ``rowcount`` for multi-row and RETURNING statements.
+    """
 
     def __init__(self) -> None:
         self.statements: Counter[str] = Counter()
-        self.rows: Counter[str] = Counter()
 
     def __call__(self, execute, sql, params, many, context):
         match = _WRITE.match(sql)
-        result = execute(sql, params, many, context)
         if match:
-            table = match.group(2).lower()
-            self.statements[table] += 1
-            rowcount = getattr(context.get("cursor"), "rowcount", -1)
-            self.rows[table] += max(rowcount, 0) if rowcount is not None else 0
-        return result
+            self.statements[match.group(2).lower()] += 1
+        return execute(sql, params, many, context)
 
     def report(self) -> dict:
         entry = {t: n for t, n in self.statements.items() if t in ENTRY_TABLES}
         return {
             "entry_writes": sum(entry.values()),
-            "entry_rows_written": sum(n for t, n in self.rows.items() if t in ENTRY_TABLES),
             "bookkeeping_writes": sum(n for t, n in self.statements.items() if t not in ENTRY_TABLES),
             "writes_by_table": dict(sorted(self.statements.items())),
         }

@@ -26,17 +26,28 @@ from __future__ import annotations
 
 import argparse
 import gc
-import json
-import sqlite3
 import time
 from pathlib import Path
 
 from bench.harness import (
-    WORK, TreeRSS, WriteCounter, child_run, current_rss_mb, drop_database, emit, fresh_database, postgres_clone,
-    postgres_url, ratio, rss_report, spread,
+    WORK,
+    TreeRSS,
+    WriteCounter,
+    child_run,
+    current_rss_mb,
+    drop_database,
+    emit,
+    fresh_database,
+    postgres_clone,
+    postgres_url,
+    ratio,
+    rss_report,
+    spread,
+    sqlite_copy,
 )
 
 MODULE = "bench.ingest"
+READER_FILES = ("", "-wal", "-shm", ".search", ".search-wal", ".search-shm")  # reader's database and its search index
 
 
 # --- children -----------------------------------------------------------------------------------
@@ -58,8 +69,10 @@ def child_prepare(args) -> dict:
 
 def child_product(args) -> dict:
     from bench.common import django_setup
+    from bench.experiments import apply_from_env
 
     django_setup(args.db)
+    apply_from_env()
     from django.db import connection
 
     from ingest.models import Entry
@@ -85,10 +98,33 @@ def child_product(args) -> dict:
         "failed": totals["failed"],
         "failed_examples": failed[:5],
         "entries_in_db": Entry.objects.count(),
+        "fingerprint": fingerprint(),
         "rss_before_mb": before,
         **rss_report(tree),
         **counter.report(),
     }
+
+
+def stored_rows() -> list[list[tuple]]:
+    """What an ingest stored that does not depend on the clock or on ids: entries (by content hash),
+    their authors, outbound links and pingbacks, each as a sorted list of tuples."""
+    from ingest.models import Entry, EntryLink, Pingback
+
+    queries = [
+        Entry.objects.values_list("technical_article__feed_url", "guid", "content_hash", "link_key", "number_of_comments",
+                                  "number_of_pingbacks"),
+        Entry.authors.through.objects.values_list("entry__technical_article__feed_url", "entry__guid", "author__name", "author__email"),
+        EntryLink.objects.values_list("entry__technical_article__feed_url", "entry__guid", "link_key"),
+        Pingback.objects.values_list("source_url", "target__technical_article__feed_url", "target__guid", "source_entry__guid"),
+    ]
+    return [sorted(query.iterator(chunk_size=5000), key=repr) for query in queries]
+
+
+def fingerprint() -> str:
+    """Equal fingerprints: the same data was stored (sorted in Python: collations differ by backend)."""
+    import hashlib
+
+    return hashlib.sha256(repr(stored_rows()).encode()).hexdigest()[:16]
 
 
 def child_reader(args) -> dict:
@@ -124,17 +160,6 @@ CHILDREN = {"prepare": child_prepare, "product": child_product, "reader": child_
 # --- parent -------------------------------------------------------------------------------------
 
 
-def sqlite_copy(src_url: str, name: str) -> str:
-    """A copy of a SQLite template (through the backup API: consistent even in WAL mode)."""
-    dst_url = fresh_database("sqlite", name, None)
-    src, dst = sqlite3.connect(src_url[len("sqlite:///"):]), sqlite3.connect(dst_url[len("sqlite:///"):])
-    with dst:
-        src.backup(dst)
-    src.close()
-    dst.close()
-    return dst_url
-
-
 def clone(template: str, backend: str, name: str) -> str:
     if backend == "sqlite":
         return sqlite_copy(template, name)
@@ -150,12 +175,14 @@ def summarize(runs: list[dict], entries_key: str = "entries_in_db") -> dict:
     for key in ("peak_rss_mb", "peak_tree_rss_mb", "peak_rss_child_mb", "rss_before_mb"):
         if key in runs[0]:
             out[key] = spread([r[key] for r in runs], 1)
-    for key in ("failed", "failed_examples", "sources", "entries_created", "entry_writes", "entry_rows_written",
+    for key in ("failed", "failed_examples", "sources", "entries_created", "entry_writes",
                 "bookkeeping_writes", "writes_by_table", "not_modified", "entries_unchanged", "entries_updated"):
         if key in runs[-1]:
             out[key] = runs[-1][key]
     if "entry_writes" in runs[0]:
         out["entry_writes_max"] = max(r["entry_writes"] for r in runs)
+    if "fingerprint" in runs[0]:
+        out["fingerprints"] = sorted({r["fingerprint"] for r in runs})
     return out
 
 
@@ -168,6 +195,8 @@ def main(argv=None) -> dict:
     parser.add_argument("--parts", default="ingest,reingest")
     parser.add_argument("--no-reader", action="store_true")
     parser.add_argument("--no-threads-variant", action="store_true", help="skip the INGEST_PARSE_PROCESSES=0 variant")
+    parser.add_argument("--profile", action="store_true", help="also profile one product run (SQLite) with py-spy")
+    parser.add_argument("--experiments", default="", help="also run the product with these bench/experiments.py patches")
     parser.add_argument("--child", choices=sorted(CHILDREN))
     parser.add_argument("--db")
     parser.add_argument("--urls-file")
@@ -198,9 +227,11 @@ def main(argv=None) -> dict:
         variants = [(backend, "product", {}) for backend in backends]
         if not args.no_threads_variant:
             variants.append(("sqlite", "product_threads", {"INGEST_PARSE_PROCESSES": "0"}))
+        if args.experiments:
+            variants += [(backend, "experiment", {"BENCH_EXPERIMENTS": args.experiments}) for backend in backends]
         runs: dict[str, list[dict]] = {}
         reingest: dict[str, list[dict]] = {}
-        for rep in range(args.repeat):
+        for _ in range(args.repeat):
             # Interleaved (A B C, A B C, ...) so that a noisy minute hurts every contender alike.
             for backend, name, env in variants:
                 server.mode = "conditional"
@@ -216,10 +247,16 @@ def main(argv=None) -> dict:
                 drop_database(db)
             if not args.no_reader and "ingest" in parts:
                 path = WORK / "bench-reader.sqlite"
-                for suffix in ("", "-wal", "-shm"):
+                for suffix in READER_FILES:
                     Path(f"{path}{suffix}").unlink(missing_ok=True)
                 runs.setdefault("reader_sqlite", []).append(
                     child_run(MODULE, ["--child", "reader", "--db", str(path), *common], log="ingest"))
+        if args.profile:
+            from bench.profile import profile_child
+
+            db = clone(templates["sqlite"], "sqlite", "bench_ingest_profile")
+            _, results["profile"] = profile_child(MODULE, ["--child", "product", "--db", db, *common], anchor="source_store.<locals>.write")
+            drop_database(db)
         for template in templates.values():
             drop_database(template)
 
@@ -231,6 +268,14 @@ def main(argv=None) -> dict:
                 value["speedup_vs_reader"] = ratio(reader["wall_s"]["median"], value["wall_s"]["median"])
                 # Per entry stored, in case the two do not keep the same entries (reader drops bozo feeds).
                 value["entries_per_s_vs_reader"] = ratio(value["entries_per_s"], reader["entries_per_s"])
+        for backend in backends:
+            if f"experiment_{backend}" in first:
+                first[f"experiment_{backend}"]["speedup_vs_product"] = ratio(
+                    first[f"product_{backend}"]["wall_s"]["median"], first[f"experiment_{backend}"]["wall_s"]["median"])
+        stored = {key: value["fingerprints"] for key, value in first.items() if "fingerprints" in value}
+        # Every product-side run of this corpus stored the same data (the experiments included).
+        results["same_data"] = len({f for prints in stored.values() for f in prints}) == 1
+        results["experiments"] = args.experiments
         if "product_threads_sqlite" in first:
             first["product_sqlite"]["speedup_vs_threads"] = ratio(
                 first["product_threads_sqlite"]["wall_s"]["median"], first["product_sqlite"]["wall_s"]["median"])
@@ -240,7 +285,7 @@ def main(argv=None) -> dict:
         for key, value in results["reingest"].items():
             value["vs_first"] = ratio(results.get("first", {}).get(f"product_{key.rsplit('_', 1)[-1]}", {}).get("wall_s", {}).get("median"),
                                       value["wall_s"]["median"])
-    for suffix in ("", "-wal", "-shm"):
+    for suffix in READER_FILES:
         Path(f"{WORK / 'bench-reader.sqlite'}{suffix}").unlink(missing_ok=True)
     return emit(results)
 

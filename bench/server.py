@@ -115,7 +115,7 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server: _Server
 
-    def log_message(self, format, *args) -> None:  # noqa: A002
+    def log_message(self, format, *args) -> None:
         pass
 
     def do_GET(self) -> None:
@@ -134,8 +134,7 @@ class _Handler(BaseHTTPRequestHandler):
         if corpus.mode == "conditional" and self._not_modified(etag):
             self._send(304, validators, b"")
             return
-        self._send(200, {**validators, "Content-Type": ctype}, body)
-        corpus._count(route, len(body))
+        self._send(200, {**validators, "Content-Type": ctype}, body, route)
 
     def _not_modified(self, etag: str) -> bool:
         if_none_match = self.headers.get("If-None-Match")
@@ -143,7 +142,7 @@ class _Handler(BaseHTTPRequestHandler):
             return etag in {tag.strip().removeprefix("W/") for tag in if_none_match.split(",")}
         return self.headers.get("If-Modified-Since") == _LAST_MODIFIED
 
-    def _send(self, status: int, headers: dict[str, str], body: bytes) -> None:
+    def _send(self, status: int, headers: dict[str, str], body: bytes, route: str | None = None) -> None:
         self.send_response(status)
         for name, value in headers.items():
             self.send_header(name, value)
@@ -151,8 +150,12 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         try:
-            if body:
-                self.wfile.write(body)
+            self.wfile.flush()
+            view = memoryview(body)
+            for start in range(0, len(body), _CHUNK):  # in chunks, so that `sent` counts what got out
+                self.wfile.write(view[start:start + _CHUNK])
+                if route is not None:
+                    self.server.corpus._count(route, min(_CHUNK, len(body) - start))
             self.wfile.flush()
         except OSError:
             self.close_connection = True

@@ -12,13 +12,35 @@ import time
 from collections.abc import Sequence
 from contextlib import contextmanager
 
-from django.core.management.base import CommandError, OutputWrapper
+from django.core.management.base import BaseCommand, CommandError, OutputWrapper
+from django.db import DatabaseError, OperationalError
 
 # Exit statuses shared by every pipeline command (documented in the README).
 EXIT_OK = 0  # the run completed (some sources may have failed: they are reported and recorded)
 EXIT_RUN_FAILED = 1  # the run itself could not work (database unreachable, configuration)
 EXIT_USAGE = 2  # bad arguments
 EXIT_UNHEALTHY = 3  # pipeline_status: the pipeline needs attention
+
+
+class PipelineCommand(BaseCommand):
+    """Base of the pipeline's commands: on the command line, a database that cannot be reached (or
+    refuses the work) ends the command with one sentence and exit status 1, wherever it happens,
+    instead of a traceback; with --json, stdout still gets its one JSON object. Callers of
+    call_command (Azure timers, tests) keep getting the database's own exception."""
+
+    def execute(self, *args, **options):
+        try:
+            return super().execute(*args, **options)
+        except DatabaseError as exc:
+            if not getattr(self, "_called_from_command_line", False):
+                raise
+            text = str(exc).strip()
+            detail = text.splitlines()[0][:300] if text else type(exc).__name__
+            what = "The database is unreachable" if isinstance(exc, OperationalError) else "The database refused the work"
+            message = f"{what}: {detail}"
+            if options.get("json"):
+                print_json(self.stdout, {"run_id": None, "status": "failed", "error": message})
+            raise run_error(message) from exc
 
 
 def usage_error(message: str) -> CommandError:

@@ -52,6 +52,13 @@ class ParseError(SourceError):
     """The bytes are not a feed feedparser can read."""
 
 
+class StoreError(SourceError):
+    """The database refused this source's data (a value too large for the server, invalid for its
+    column). Only this source fails; the data will not become acceptable by retrying soon."""
+
+    transient = False
+
+
 class LeaseLost(PipelineError):
     """The source's lease expired mid-work and another run took the source over."""
 

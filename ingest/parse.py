@@ -49,6 +49,7 @@ _FUTURE_SLACK = timedelta(days=1)
 _FORWARDED_HEADERS = ("content-type", "content-location", "content-language")
 
 _SPACES = re.compile(r"[\s\x00-\x1f\x7f]+")
+_TAG_LIKE = re.compile(r"<[A-Za-z!/?]")
 _COUNT = re.compile(r"[0-9]{1,10}")
 _HTML_PAGE = re.compile(rb"<(?:!doctype\s+html|html)[\s>]", re.IGNORECASE)
 # Exact on the bodies this module produces: html5ever serializes every attribute double-quoted and
@@ -89,16 +90,17 @@ def parse_feed(
     now: datetime | None = None,
 ) -> ParsedFeed:
     """Parse an RSS/Atom body into a ``ParsedFeed``; ``url`` is where it was fetched (the base URI)."""
-    parsed = _feedparser_parse(content, headers, url)
+    parsed, base = _feedparser_parse(content, headers, url)
     latest = _latest_plausible(now)
     feed = parsed["feed"]
+    untyped = _untyped_titles(parsed)
     entries: list[ParsedEntry] = []
     for entry, guid in _unique_entries(parsed["entries"]):
-        entries.append(_entry(entry, guid, latest))
+        entries.append(_entry(entry, guid, latest, base, untyped))
     return ParsedFeed(
-        title=_text_field(feed, "title"),
-        site_url=_http_url(dict.get(feed, "link")),
-        tagline=_text_field(feed, "subtitle"),
+        title=_text_field(feed, "title", untyped=untyped),
+        site_url=_http_url(_absolute(base, dict.get(feed, "link"))),
+        tagline=_text_field(feed, "subtitle", untyped=untyped),
         entries=tuple(entries),
         warning=_bozo_reason(parsed) if parsed.get("bozo") else "",
     )
@@ -112,7 +114,7 @@ def parse_comments(
     now: datetime | None = None,
 ) -> tuple[ParsedComment, ...]:
     """Parse a per-post comment feed (WordPress ``/feed/`` of a post, or any RSS/Atom) into comments."""
-    parsed = _feedparser_parse(content, headers, url)
+    parsed, base = _feedparser_parse(content, headers, url)
     latest = _latest_plausible(now)
     comments: list[ParsedComment] = []
     for entry, guid in _unique_entries(parsed["entries"]):
@@ -122,7 +124,7 @@ def parse_comments(
                 guid=guid,
                 author_name=authors[0].name if authors else "",
                 author_email=authors[0].email if authors else "",
-                body=_body(entry),
+                body=_body(entry, base),
                 published_at=_first_date(entry, _PUBLISHED_KEYS, latest),
             )
         )
@@ -174,7 +176,15 @@ def extract_links(html: str, *, base_url: str = "") -> tuple[str, ...]:
 # --- document level -------------------------------------------------------------------------------
 
 
-def _feedparser_parse(content: bytes, headers: Mapping[str, str] | None, url: str) -> FeedParserDict:
+def _feedparser_parse(content: bytes, headers: Mapping[str, str] | None, url: str) -> tuple[FeedParserDict, str]:
+    """feedparser's result, and the document's base URI (Content-Location resolved against ``url``).
+
+    feedparser is given no base URI: it would resolve every entry id that is not an absolute URI
+    against it (RSS guids without isPermaLink="false", Atom ids), so the identity of an entry would
+    change with the URL the bytes were fetched from (a mirror behind a 302, a 301 move) and the
+    same entries would be stored again. Links are resolved against the base here instead; an
+    xml:base inside the document still applies, as feedparser tracks it itself.
+    """
     if not content or content.isspace():
         raise ParseError("The response body is empty.")
     response_headers = {
@@ -183,9 +193,7 @@ def _feedparser_parse(content: bytes, headers: Mapping[str, str] | None, url: st
     # As soon as any header is passed, feedparser reads a missing Content-Type as ISO-8859-1; a body
     # without one is XML, whose default is the declared encoding, else UTF-8.
     response_headers.setdefault("content-type", "application/xml")
-    base = urljoin(url, response_headers.get("content-location", ""))
-    if base:
-        response_headers["content-location"] = base
+    base = urljoin(url, response_headers.pop("content-location", ""))
     try:
         # A stream, because feedparser opens a bytes argument as a local file path if one exists.
         parsed = feedparser.parse(
@@ -206,7 +214,23 @@ def _feedparser_parse(content: bytes, headers: Mapping[str, str] | None, url: st
         if parsed.get("bozo") and not isinstance(parsed.get("bozo_exception"), feedparser.ThingsNobodyCaresAboutButMe):
             raise ParseError(f"The document is not a readable feed: {_bozo_reason(parsed)}.")
         raise ParseError("The document is XML but not an RSS or Atom feed.")
-    return parsed
+    return parsed, base
+
+
+def _absolute(base: str, value: str | None) -> str:
+    """``value`` resolved against the document's base URI (unchanged when already absolute)."""
+    value = (value or "").strip()
+    if not value or not base:
+        return value
+    try:
+        return urljoin(base, value)
+    except ValueError:  # a malformed URL (bad IPv6 literal, port): _http_url drops it
+        return value
+
+
+def _untyped_titles(parsed: FeedParserDict) -> bool:
+    """RSS and RDF titles carry no type, so markup in them is markup; Atom declares its text type."""
+    return not (parsed.get("version") or "").startswith("atom")
 
 
 def _bozo_reason(parsed: FeedParserDict) -> str:
@@ -235,14 +259,14 @@ def _unique_entries(entries: list[FeedParserDict]) -> Iterator[tuple[FeedParserD
 # deprecation warning) and runs a key-alias lookup on every access.
 
 
-def _entry(entry: FeedParserDict, guid: str, latest: datetime) -> ParsedEntry:
-    headline = _text_field(entry, "title")[:HEADLINE_MAX].rstrip()
-    body = _body(entry)
-    link = _http_url(dict.get(entry, "link"))
+def _entry(entry: FeedParserDict, guid: str, latest: datetime, base: str, untyped: bool) -> ParsedEntry:
+    headline = _text_field(entry, "title", untyped=untyped)[:HEADLINE_MAX].rstrip()
+    body = _body(entry, base)
+    link = _http_url(_absolute(base, dict.get(entry, "link")))
     published_at = _first_date(entry, _PUBLISHED_KEYS, latest)
     updated_at = _first_date(entry, ("updated_parsed",), latest)
     authors = _authors(entry)
-    comments_feed_url = _http_url(dict.get(entry, "wfw_commentrss"))
+    comments_feed_url = _http_url(_absolute(base, dict.get(entry, "wfw_commentrss")))
     reported_comments = _reported_comments(entry)
     payload = json.dumps(
         [
@@ -298,7 +322,7 @@ def _digest(text: str) -> str:
     return _HASH_PREFIX + hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def _body(entry: FeedParserDict) -> str:
+def _body(entry: FeedParserDict, base: str) -> str:
     """Sanitized HTML of the richest content: an HTML ``content`` over plain text, longer over shorter,
     any ``content`` over ``summary``."""
     contents = [detail for detail in dict.get(entry, "content") or () if (detail.get("value") or "").strip()]
@@ -310,16 +334,22 @@ def _body(entry: FeedParserDict) -> str:
             return ""
     value = detail.get("value") or ""
     if detail.get("type") in _HTML_TYPES:
-        return _body_cleaner(detail.get("base") or "").clean(value)
+        return _body_cleaner(_absolute(base, detail.get("base")) or base).clean(value)
     return escape(value.replace("\x00", ""), quote=False)
 
 
-def _text_field(item: FeedParserDict, key: str) -> str:
+def _text_field(item: FeedParserDict, key: str, *, untyped: bool) -> str:
     """A feedparser text construct as plain text: tags stripped when it is markup, entities decoded,
-    whitespace collapsed."""
+    whitespace collapsed.
+
+    In an untyped (RSS, RDF) title anything that looks like a tag is markup: feedparser guesses
+    "HTML" only when every tag is one it considers safe, so without this a title holding
+    <script> or an onerror= attribute would be the one kept verbatim.
+    """
     value = dict.get(item, key) or ""
     detail = dict.get(item, key + "_detail")
-    return _plain_text(value, markup=bool(detail) and detail.get("type") in _HTML_TYPES)
+    declared_html = bool(detail) and detail.get("type") in _HTML_TYPES
+    return _plain_text(value, markup=declared_html or (untyped and bool(_TAG_LIKE.search(value))))
 
 
 def _plain_text(value: str, *, markup: bool) -> str:

@@ -22,17 +22,17 @@ from datetime import datetime, timedelta
 from urllib.parse import urlsplit
 
 from django.conf import settings
-from django.db import DatabaseError, close_old_connections
+from django.db import DatabaseError, close_old_connections, connection
 from django.db.models import F, Q
 from django.utils import timezone
 
 from ingest import fetch as fetching
 from ingest.comments import comments_upsert
-from ingest.errors import BlockedURL, LeaseLost, RunError, SourceError
+from ingest.errors import BlockedURL, LeaseLost, RunError, SourceError, StoreError
 from ingest.models import CommentFeed, Entry, IngestRun, TechnicalArticle
 from ingest.parse import parse_comments, parse_feed
 from ingest.pingbacks import pingbacks_record
-from ingest.retry import RetryStats, run_atomic
+from ingest.retry import RetryStats, is_transient, run_atomic
 from ingest.types import FetchRequest, FetchResult, ParsedComment, ParsedFeed, SourceResult
 from ingest.upsert import chunked, commit_asynchronously, entries_decide, existing_load, feed_upsert, in_batch_size
 
@@ -396,6 +396,16 @@ def source_store(
     except LeaseLost as exc:
         log.warning("lease lost before commit", extra={"source_id": source.pk, "owner": owner})
         return SourceResult(**base, outcome="failed", error=str(exc))
+    except DatabaseError as exc:
+        if is_transient(exc, connection.vendor):
+            raise  # the database itself is failing (its retries are spent): the run cannot go on
+        # Anything else is about this source's data (MariaDB: a value over max_allowed_packet;
+        # a value invalid for its column): record it as this source's failure, go on with the others.
+        error = StoreError(f"The database refused this feed's entries: {_first_line(exc)}")
+        result = SourceResult(**base, outcome="failed", error=str(error))
+        source_record_failure(source=source, error=error, owner=owner, now=now,
+                              also=(lambda: run_add_result(run_id, result)) if run_id else None)
+        return result
 
 
 def _result(base: dict, counts, pingbacks: int) -> SourceResult:
@@ -549,8 +559,8 @@ def _abort(run: IngestRun, owner: str, exc: BaseException, results: list[SourceR
         failed = sum(1 for r in results if r.outcome == "failed")
         run_finish(run, status=IngestRun.Status.FAILED, error=f"{type(exc).__name__}: {_first_line(exc)}"[:4000],
                    sources_fetched=len(results) - failed, sources_failed=failed)
-    except Exception:  # the database may be what failed; the original error is what matters
-        log.exception("could not record the failed run", extra={"run_id": run.pk})
+    except Exception as err:  # the database may be what failed; the original error is what matters
+        log.warning("could not record the failed run", extra={"run_id": run.pk, "error": _first_line(err)})
 
 
 def _ingest_sources(sources, *, owner, workers, dry_run, force, stats, on_progress, comments) -> list[SourceResult]:
@@ -728,8 +738,8 @@ def counts_recompute(
             try:
                 run_finish(run, status=IngestRun.Status.FAILED, error=f"{type(exc).__name__}: {_first_line(exc)}",
                            stats={"scanned": report.scanned, "changed": report.changed, "chunks": report.chunks})
-            except Exception:
-                log.exception("could not record the failed run", extra={"run_id": run.pk})
+            except Exception as err:
+                log.warning("could not record the failed run", extra={"run_id": run.pk, "error": _first_line(err)})
         raise
     report.retries = stats.retries
     report.elapsed_s = time.monotonic() - started

@@ -228,8 +228,11 @@ if env.get("CELERY_BROKER_KEY_PREFIX"):
 # would be delivered twice), and a bound on attempts.
 PIPELINE_TASK_MAX_RETRIES = _number("PIPELINE_TASK_MAX_RETRIES", 5, kind=int)
 PIPELINE_TASK_RETRY_BACKOFF_MAX = max(1, min(300, CELERY_VISIBILITY_TIMEOUT // 2))
-# On a lost broker connection the unacked messages are redelivered anyway: stop the running copies.
-CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = True
+# Off: on a lost Redis connection, cancelling terminates the running tasks and then, once the
+# broker is back, acknowledges their messages (the requeue needs the broker that is down), so the
+# sources wait for their lease to expire. A task that keeps running finishes its work; its message
+# stays unacknowledged and is redelivered after the visibility timeout, where the lease makes it a no-op.
+CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = False
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # Task events, so that Flower and `celery events` show tasks, queued ones included.
 CELERY_WORKER_SEND_TASK_EVENTS = True

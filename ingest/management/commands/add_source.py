@@ -1,13 +1,13 @@
 from __future__ import annotations
 
-from django.core.management.base import BaseCommand, CommandParser
+from django.core.management.base import CommandParser
 
 from ingest import cli
 from ingest.errors import SourceError
 from ingest.services import source_add
 
 
-class Command(BaseCommand):
+class Command(cli.PipelineCommand):
     help = (
         "Register a feed URL as a source (a TechnicalArticle). Idempotent: an already registered URL is "
         "reported and left as it is. Only http(s) URLs to public addresses are accepted "

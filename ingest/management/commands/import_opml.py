@@ -2,14 +2,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from django.core.management.base import BaseCommand, CommandParser
+from django.core.management.base import CommandParser
 
 from ingest import cli
 from ingest.errors import ParseError
 from ingest.services import opml_import
 
 
-class Command(BaseCommand):
+class Command(cli.PipelineCommand):
     help = (
         "Register every feed listed in an OPML file (the format feed readers export). Idempotent: feeds "
         "already registered are left as they are. URLs that are not http(s) or point into a private "

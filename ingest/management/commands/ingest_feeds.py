@@ -1,13 +1,13 @@
 from __future__ import annotations
 
-from django.core.management.base import BaseCommand, CommandParser
+from django.core.management.base import CommandParser
 
 from ingest import cli
 from ingest.models import IngestRun
 from ingest.services import feeds_ingest
 
 
-class Command(BaseCommand):
+class Command(cli.PipelineCommand):
     help = (
         "Fetch the registered RSS/Atom feeds and upsert their entries. By default only active sources "
         "that are due are fetched; --all ignores the schedule. Conditional GET skips unchanged feeds; "

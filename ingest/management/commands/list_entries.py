@@ -1,12 +1,12 @@
 from __future__ import annotations
 
-from django.core.management.base import BaseCommand, CommandParser
+from django.core.management.base import CommandParser
 
 from ingest import cli
 from ingest.selectors import entries_list
 
 
-class Command(BaseCommand):
+class Command(cli.PipelineCommand):
     help = (
         "List stored entries, newest first, with their comment and pingback counters "
         "(number_of_comments / number_of_pingbacks) beside the comment count the feed reports."

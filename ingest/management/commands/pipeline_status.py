@@ -5,7 +5,7 @@ import time
 from datetime import datetime
 
 from django.conf import settings
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 from django.db import DatabaseError
 from django.utils import timezone
 
@@ -49,7 +49,7 @@ def _source_dict(source) -> dict:
     }
 
 
-class Command(BaseCommand):
+class Command(cli.PipelineCommand):
     help = (
         "Show the pipeline's health: the last runs of each job, the sources failing or backed off and why, "
         "the entries ingested in the last 24 hours, and (when Celery runs the pipeline) the live workers, "

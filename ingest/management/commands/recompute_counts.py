@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from datetime import datetime, time as dtime
 
-from django.core.management.base import BaseCommand, CommandParser
+from django.core.management.base import CommandParser
 from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 
@@ -22,7 +22,7 @@ def _since(value: str) -> datetime:
     return moment if timezone.is_aware(moment) else timezone.make_aware(moment)
 
 
-class Command(BaseCommand):
+class Command(cli.PipelineCommand):
     help = (
         "Recompute Entry.number_of_comments and number_of_pingbacks from the Comment and Pingback rows. "
         "Walks entries in primary-key order in chunks, each in its own retried transaction, and writes "
