@@ -20,7 +20,6 @@ from datetime import UTC, datetime
 from email.utils import format_datetime
 from io import StringIO
 from pathlib import Path
-from urllib.parse import quote
 from xml.sax.saxutils import escape
 
 import pytest
@@ -28,6 +27,7 @@ from django.core.management import call_command
 from django.db import connection
 
 from tests.reliability import tripwire
+from tests.workers import database_url  # noqa: F401  (re-exported: one definition for every suite)
 
 ROOT = Path(__file__).resolve().parents[2]
 DATA = Path(__file__).parent / "data"
@@ -58,31 +58,12 @@ def observe(scenario: str, text: str, **data) -> None:
 # --- Commands -------------------------------------------------------------------------------------
 
 
+
 def call(command: str, *args, **options) -> dict:
     """``call_command(command, "--json", ...)`` in this process; the parsed JSON object."""
     out = StringIO()
     call_command(command, "--json", *args, stdout=out, stderr=StringIO(), **options)
     return json.loads(out.getvalue())
-
-
-def database_url() -> str:
-    """DATABASE_URL of the current test database, for a process started by a test."""
-    settings = connection.settings_dict
-    engine = settings["ENGINE"]
-    if engine == "django.db.backends.sqlite3":
-        name = str(settings["NAME"])
-        if name == ":memory:" or "mode=memory" in name:
-            pytest.skip("an in-memory SQLite database is not reachable from another process")
-        return "sqlite:///" + name
-    schemes = {"django.db.backends.postgresql": "postgres", "django.db.backends.mysql": "mysql"}
-    if engine not in schemes:
-        pytest.skip(f"no process-level test for {engine}")
-    auth = quote(settings["USER"] or "", safe="")
-    if settings["PASSWORD"]:
-        auth += ":" + quote(settings["PASSWORD"], safe="")
-    host = settings["HOST"] or "127.0.0.1"
-    port = f":{settings['PORT']}" if settings["PORT"] else ""
-    return f"{schemes[engine]}://{auth}@{host}{port}/{quote(settings['NAME'], safe='')}"
 
 
 @dataclass
