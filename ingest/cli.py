@@ -7,7 +7,6 @@ Interface code only: no domain decisions. Everything is written through the comm
 from __future__ import annotations
 
 import json
-import sys
 import time
 from collections.abc import Sequence
 from contextlib import contextmanager
@@ -146,7 +145,3 @@ def table(headers: Sequence[str], rows: Sequence[Sequence], *, align_right: set[
 
 def shorten(text: str, width: int) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
-
-
-def stdin_is_terminal() -> bool:
-    return sys.stdin.isatty()

@@ -38,7 +38,6 @@ from ingest.upsert import chunked, commit_asynchronously, entries_decide, existi
 
 log = logging.getLogger("ingest.services")
 
-OUTCOMES = ("created", "updated", "unchanged", "not_modified", "failed")
 FEEDS_PER_PARSE_PROCESS = 8
 
 

@@ -27,6 +27,7 @@ from django.core.management import call_command
 from django.db import connection
 
 from tests.reliability import tripwire
+from tests import workers
 from tests.workers import database_url  # noqa: F401  (re-exported: one definition for every suite)
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -224,15 +225,9 @@ def wipe() -> None:
         model.objects.all().delete()
 
 
-def wait_until(predicate, *, timeout: float = 30.0, interval: float = 0.05, message: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {message}")
-        time.sleep(interval)
+def wait_until(predicate, *, timeout: float = 30.0, **options):
+    """``tests.workers.wait_until`` with the longer default these end-to-end scenarios need."""
+    return workers.wait_until(predicate, timeout=timeout, **options)
 
 
 # --- Feeds ----------------------------------------------------------------------------------------
