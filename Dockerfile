@@ -32,9 +32,11 @@ RUN pip install -r requirements.txt
 
 COPY . .
 # Static files of the admin, collected at build time (no secret or database needed for that).
+# var/beat is the mount point of beat's volume, which takes its owner from it; nothing else is
+# written at run time (docker-compose.yml runs the application containers read-only).
 RUN DJANGO_DEBUG=1 python manage.py collectstatic --noinput --verbosity 0 \
     && mkdir -p var/beat \
-    && chown -R app:app var
+    && chown app:app var/beat
 
 USER app
 EXPOSE 8000 5555

@@ -50,14 +50,15 @@ def apply_from_env() -> list[str]:
 
 
 def lean_existing_load(*, article_id, guids):
+    from ingest.identity import guid_key
     from ingest.models import Entry
     from ingest.upsert import ExistingEntry, chunked, in_batch_size
 
     found = {}
-    for batch in chunked(list(guids), in_batch_size()):
-        for guid, pk, content_hash in Entry.objects.filter(technical_article_id=article_id, guid__in=batch).values_list(
-                "guid", "id", "content_hash"):
-            found[guid] = ExistingEntry(pk, content_hash, None)
+    for batch in chunked(list(dict.fromkeys(guid_key(guid) for guid in guids)), in_batch_size()):
+        for key, pk, content_hash in Entry.objects.filter(technical_article_id=article_id, guid_key__in=batch).values_list(
+                "guid_key", "id", "content_hash"):
+            found[key] = ExistingEntry(pk, content_hash, None)
     return found
 
 
@@ -75,11 +76,12 @@ def _published_of(ids):
 
 
 def _entry_values(article_id, parsed, published_at, fetched_at, ops):
+    from ingest.identity import guid_key
     from ingest.parse import link_key
     from ingest.upsert import _local_date
 
     return {
-        "technical_article_id": article_id, "guid": parsed.guid, "headline": parsed.headline, "body_text": parsed.body_text,
+        "technical_article_id": article_id, "guid": parsed.guid, "guid_key": guid_key(parsed.guid), "headline": parsed.headline, "body_text": parsed.body_text,
         "link": parsed.link, "link_key": getattr(parsed, "link_key", "") or link_key(parsed.link), "published_at": ops.adapt_datetimefield_value(published_at),
         "pub_date": ops.adapt_datefield_value(_local_date(published_at)),
         "mod_date": ops.adapt_datefield_value(_local_date(parsed.updated_at or fetched_at)),
@@ -110,7 +112,8 @@ def executemany_apply(article_id, plan, fetched_at):
             cursor.executemany(
                 f"INSERT INTO {quote(Entry._meta.db_table)} ({', '.join(quote(c) for c in columns)}) VALUES ({', '.join(['%s'] * len(columns))})",
                 [[row[c] for c in columns] for row in rows])
-            new_ids = {guid: ex.id for guid, ex in existing_load(article_id=article_id, guids=[e.guid for e in plan.new]).items()}
+            new_ids = existing_load(article_id=article_id, guids=[e.guid for e in plan.new])  # by guid key
+            new_ids = {row["guid"]: new_ids[row["guid_key"]].id for row in rows}
             _created_ids.update(new_ids.values())
             for entry in plan.new:
                 touched.append((new_ids[entry.guid], entry))

@@ -36,26 +36,33 @@ FROM want WHERE want.id = e.id AND (e.number_of_comments <> want.nc OR e.number_
 def fill(entries: int, comments: int) -> None:
     from django.db import connection
 
+    from ingest.identity import feed_url_key
+
+    # Identity keys as ingest.identity computes them: sha256 hex of the (ASCII, already normal) text.
     with connection.cursor() as cur:
-        cur.execute("INSERT INTO ingest_technicalarticle (name, tagline, feed_url, site_url, active, fetch_comments, etag, "
-                    "last_modified, consecutive_failures, last_error, lease_owner, created_at) "
-                    "VALUES ('bench', '', 'https://bench.example/feed', '', true, false, '', '', 0, '', '', now()) RETURNING id")
+        cur.execute("INSERT INTO ingest_technicalarticle (name, tagline, feed_url, feed_url_key, site_url, active, "
+                    "fetch_comments, etag, last_modified, consecutive_failures, last_error, lease_owner, created_at) "
+                    "VALUES ('bench', '', 'https://bench.example/feed', %s, '', true, false, '', '', 0, '', '', now()) "
+                    "RETURNING id", [feed_url_key("https://bench.example/feed")])
         article = cur.fetchone()[0]
         cur.execute(
             "INSERT INTO ingest_entry (technical_article_id, headline, body_text, pub_date, mod_date, number_of_comments, "
-            "number_of_pingbacks, rating, guid, link, link_key, published_at, content_hash, comments_feed_url, ingested_at) "
-            "SELECT %s, 'h' || g, '', current_date, current_date, 0, 0, 5, 'g' || g, '', '', now(), '', '', now() "
+            "number_of_pingbacks, rating, guid, guid_key, link, link_key, published_at, content_hash, comments_feed_url, ingested_at) "
+            "SELECT %s, 'h' || g, '', current_date, current_date, 0, 0, 5, 'g' || g, "
+            "encode(sha256(convert_to('g' || g, 'UTF8')), 'hex'), '', '', now(), '', '', now() "
             "FROM generate_series(1, %s) g", [article, entries])
         cur.execute("SELECT min(id) FROM ingest_entry")
         first = cur.fetchone()[0]
         # Skewed: comments land on entries by a hash of g, so counts vary from 0 to several.
         cur.execute(
-            "INSERT INTO ingest_comment (entry_id, guid, author_name, author_email, body, published_at, created_at) "
-            "SELECT %s + (hashint4(g) & 2147483647) %% %s, 'c' || g, 'r', '', '', now(), now() FROM generate_series(1, %s) g",
+            "INSERT INTO ingest_comment (entry_id, guid, guid_key, author_name, author_email, body, published_at, created_at) "
+            "SELECT %s + (hashint4(g) & 2147483647) %% %s, 'c' || g, encode(sha256(convert_to('c' || g, 'UTF8')), 'hex'), "
+            "'r', '', '', now(), now() FROM generate_series(1, %s) g",
             [first, entries, comments])
         cur.execute(
-            "INSERT INTO ingest_pingback (target_id, source_url, created_at) "
-            "SELECT %s + (hashint4(-g) & 2147483647) %% %s, 'https://s.example/' || g, now() FROM generate_series(1, %s) g",
+            "INSERT INTO ingest_pingback (target_id, source_url, source_key, created_at) "
+            "SELECT %s + (hashint4(-g) & 2147483647) %% %s, 'https://s.example/' || g, "
+            "encode(sha256(convert_to('https://s.example/' || g, 'UTF8')), 'hex'), now() FROM generate_series(1, %s) g",
             [first, entries, entries // 3])
         cur.execute(HAND_SQL)  # start from correct counters
         cur.execute("VACUUM ANALYZE")

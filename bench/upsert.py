@@ -58,7 +58,7 @@ FETCHED = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
 CASES = ("new", "unchanged", "changed")
 COLUMNS = ("technical_article_id", "guid", "headline", "body_text", "link", "link_key", "published_at", "pub_date",
            "mod_date", "content_hash", "comments_feed_url", "reported_comments", "ingested_at",
-           "number_of_comments", "number_of_pingbacks", "rating")
+           "number_of_comments", "number_of_pingbacks", "rating", "guid_key")
 UPDATE_COLUMNS = ("headline", "body_text", "link", "link_key", "published_at", "pub_date", "mod_date", "content_hash",
                   "comments_feed_url", "reported_comments")
 WORDS = ["index", "query", "plan", "latency", "replica", "shard", "cache", "vacuum", "lock", "commit", "rollback", "snapshot", "cursor", "batch", "stream"]
@@ -93,11 +93,14 @@ def make_feeds(article_ids: list[int], per_source: int, *, version: int = 0):
 
 def _row_values(article_id, entry, ops, link_key, local_date):
     """The values ``ingest.upsert._entry_row`` stores, adapted for the driver as the ORM would."""
+    from ingest.identity import guid_key
+
     published = entry.published_at or FETCHED
     return (article_id, entry.guid, entry.headline, entry.body_text, entry.link, link_key(entry.link),
             ops.adapt_datetimefield_value(published), ops.adapt_datefield_value(local_date(published)),
             ops.adapt_datefield_value(local_date(entry.updated_at or FETCHED)), entry.content_hash,
-            entry.comments_feed_url, entry.reported_comments, ops.adapt_datetimefield_value(FETCHED), 0, 0, 5)
+            entry.comments_feed_url, entry.reported_comments, ops.adapt_datetimefield_value(FETCHED), 0, 0, 5,
+            guid_key(entry.guid))
 
 
 # --- contenders (each: one call per source, inside one transaction) ----------------------------

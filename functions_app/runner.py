@@ -43,8 +43,16 @@ def django_setup() -> None:
     with _setup_lock:  # the worker may run two functions at once in its thread pool
         if not apps.ready:
             import django
+            from django.core.exceptions import ImproperlyConfigured
 
-            django.setup()
+            try:
+                django.setup()
+            except ImproperlyConfigured as exc:
+                # The sentence names the app setting to fix; a traceback into settings.py would not
+                # add to it. Every invocation fails the same way until the setting is fixed.
+                sentence = " ".join(str(exc).split())
+                log.error("configuration error: %s", sentence)
+                raise RunFailed(f"configuration error: {sentence}") from None
 
 
 def _timer_fields(timer: Any) -> dict:

@@ -1,7 +1,11 @@
+from django.apps import apps
 from django.contrib import admin
+from django.contrib.admin.options import csrf_protect_m
+from django.utils.text import capfirst
 
 from ingest.counters import counters_refresh
 from ingest.models import Author, Comment, Entry, IngestRun, Pingback, TechnicalArticle
+from ingest.services_delete import source_delete, source_delete_preview
 
 
 class CounterSourceAdmin(admin.ModelAdmin):
@@ -48,6 +52,45 @@ class TechnicalArticleAdmin(admin.ModelAdmin):
     def fetch_now(self, request, queryset):
         updated = queryset.update(next_fetch_at=None, active=True)
         self.message_user(request, f"{updated} source(s) will be fetched by the next run.")
+
+    # Deleting a source goes through ingest.services_delete, chunk by chunk, like `manage.py
+    # delete_source`: Django's collector would list and delete every entry, comment and pingback in
+    # statements that grow with the source (and spill into #Temp_params on SQL Server).
+
+    def get_deleted_objects(self, objs, request):
+        """The confirmation page: per source, how many rows of each kind go with it (counted, not listed)."""
+        deleted, model_count, perms_needed = [], {}, set()
+        for obj in objs:
+            plan = source_delete_preview(source_id=obj.pk)
+            lines = []
+            for label, n in plan.rows.items():
+                model = apps.get_model(label)
+                if model is TechnicalArticle or (not n and model is not Entry):
+                    continue
+                opts = model._meta
+                lines.append(f"{n:,} {opts.verbose_name if n == 1 else opts.verbose_name_plural}")
+                if n and self.admin_site.is_registered(model) and \
+                        not self.admin_site.get_model_admin(model).has_delete_permission(request):
+                    perms_needed.add(opts.verbose_name)
+            for label, n in plan.rows.items():
+                name = apps.get_model(label)._meta.verbose_name_plural
+                model_count[name] = model_count.get(name, 0) + n
+            deleted.append(f"{capfirst(self.opts.verbose_name)}: {obj}")
+            deleted.append(lines)
+        return deleted, {name: n for name, n in model_count.items() if n}, perms_needed, []
+
+    @csrf_protect_m  # as Django's own delete_view
+    def delete_view(self, request, object_id, extra_context=None):
+        # Django runs a confirmed delete inside one transaction; the chunked delete commits a
+        # transaction per chunk (run_atomic refuses to run inside another one).
+        return self._delete_view(request, object_id, extra_context)
+
+    def delete_model(self, request, obj):
+        source_delete(source_id=obj.pk)
+
+    def delete_queryset(self, request, queryset):
+        for pk in list(queryset.values_list("pk", flat=True)):
+            source_delete(source_id=pk)
 
 
 @admin.register(Author)

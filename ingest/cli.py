@@ -11,13 +11,15 @@ import time
 from collections.abc import Sequence
 from contextlib import contextmanager
 
+from django import db
 from django.core.management.base import BaseCommand, CommandError, OutputWrapper
-from django.db import DatabaseError, OperationalError
+
+from ingest.errors import first_line
 
 # Exit statuses shared by every pipeline command (documented in the README).
 EXIT_OK = 0  # the run completed (some sources may have failed: they are reported and recorded)
-EXIT_RUN_FAILED = 1  # the run itself could not work (database unreachable, configuration)
-EXIT_USAGE = 2  # bad arguments
+EXIT_RUN_FAILED = 1  # the run itself could not work (database unreachable)
+EXIT_USAGE = 2  # bad arguments; manage.py also exits 2 on a configuration error
 EXIT_UNHEALTHY = 3  # pipeline_status: the pipeline needs attention
 
 
@@ -30,20 +32,66 @@ class PipelineCommand(BaseCommand):
     def execute(self, *args, **options):
         try:
             return super().execute(*args, **options)
-        except DatabaseError as exc:
+        except db.Error as exc:
+            # The base class: through ODBC Driver 18 a deadlock arrives as django.db.Error itself,
+            # which is not a DatabaseError.
             if not getattr(self, "_called_from_command_line", False):
                 raise
-            text = str(exc).strip()
-            detail = text.splitlines()[0][:300] if text else type(exc).__name__
-            what = "The database is unreachable" if isinstance(exc, OperationalError) else "The database refused the work"
-            message = f"{what}: {detail}"
+            detail = first_line(exc, 300)
+            unreachable = isinstance(exc, (db.OperationalError, db.InterfaceError))
+            what = "The database is unreachable" if unreachable else "The database refused the work"
+            message = missing_driver_sentence(exc) or f"{what}: {detail}"
             if options.get("json"):
                 print_json(self.stdout, {"run_id": None, "status": "failed", "error": message})
             raise run_error(message) from exc
 
 
+# Primary keys are BigAutoField on every backend: a larger id overflows in the database itself.
+ID_MAX = 2**63 - 1
+
+
+def missing_driver_sentence(exc: BaseException) -> str | None:
+    """One sentence for "Can't open lib 'ODBC Driver 18 for SQL Server'" (no ODBC driver), or None."""
+    from ingest.retry import missing_odbc_driver
+
+    driver = missing_odbc_driver(exc)
+    if driver is None:
+        return None
+    named = f" {driver!r}" if driver else ""
+    return (f"The ODBC driver{named} is not installed: install msodbcsql18 from Microsoft's package repository "
+            "(README, \"Installing the driver\"), or use the driver inside the mssql-python wheel (it brings "
+            "mssql-python-odbc) by adding python_driver=mssql_python to DATABASE_URL.")
+
+
 def usage_error(message: str) -> CommandError:
     return CommandError(message, returncode=EXIT_USAGE)
+
+
+def int_option(value, option: str, *, low: int, high: int) -> int:
+    """An integer option within ``low``..``high``, or a usage error before the database is touched.
+
+    Commands check every integer option here, in ``handle``: argparse's ``type=int`` only runs on
+    the command line, while ``call_command(limit=...)`` hands the keyword over unparsed.
+    """
+    if isinstance(value, bool) or not isinstance(value, int):
+        try:
+            value = int(str(value).strip())
+        except ValueError:
+            raise usage_error(f"{option} must be a whole number, not {value!r}.") from None
+    if not low <= value <= high:
+        raise usage_error(f"{option} must be between {low} and {high}, not {value}.")
+    return value
+
+
+def id_options(values, option: str, *, what: str) -> list[int]:
+    """Repeatable id options (``--entry 3 --entry 5``): each a positive id that fits the database."""
+    ids = []
+    for value in values:
+        try:
+            ids.append(int_option(value, option, low=1, high=ID_MAX))
+        except CommandError:
+            raise usage_error(f"{option} takes positive {what} ids (1 to {ID_MAX}), not {value}.") from None
+    return ids
 
 
 def run_error(message: str) -> CommandError:
@@ -55,6 +103,10 @@ def source_ids(selectors: Sequence[str]) -> list[int]:
     from ingest.errors import RunError
     from ingest.services import sources_resolve
 
+    for value in selectors:
+        text = str(value).strip()
+        if text.isdigit() and not (text.isdecimal() and 1 <= int(text) <= ID_MAX):
+            raise usage_error(f"--source takes a source id from 1 to {ID_MAX} or a feed URL, not {text!r}.")
     try:
         return sources_resolve(selectors) if selectors else []
     except RunError as exc:
@@ -73,9 +125,10 @@ def run_errors(json_out: OutputWrapper | None = None):
     try:
         yield
     except RunError as exc:
+        message = missing_driver_sentence(exc) or str(exc)
         if json_out is not None:
-            print_json(json_out, {"run_id": None, "status": "failed", "error": str(exc)})
-        raise run_error(str(exc)) from exc
+            print_json(json_out, {"run_id": None, "status": "failed", "error": message})
+        raise run_error(message) from exc
 
 
 def progress_bar(stream: OutputWrapper, *, label: str, options: dict) -> ProgressBar:

@@ -1,6 +1,7 @@
 """Comment rows from an entry's comment feed (wfw:commentRss). ORM only.
 
-Comments are matched by guid within their entry; a new one is inserted, an edited one updated, and
+Comments are matched by guid key (``ingest.identity.guid_key``) within their entry, of several
+with one key in a feed the first counts; a new one is inserted, an edited one updated, and
 one that has dropped out of the feed is kept (comment feeds show only the latest comments). The
 entry's counter is refreshed in the same transaction.
 """
@@ -11,6 +12,7 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from ingest.counters import counters_refresh
+from ingest.identity import guid_key
 from ingest.models import Comment
 from ingest.types import ParsedComment
 from ingest.upsert import MAX_ROWS_PER_STATEMENT
@@ -21,15 +23,21 @@ FIELDS = ("author_name", "author_email", "body", "published_at")
 def comments_upsert(*, entry_id: int, comments: Sequence[ParsedComment], fetched_at: datetime) -> tuple[int, int]:
     """Returns (created, updated). Must run inside the caller's atomic block."""
     existing = {
-        guid: (pk, values)
-        for guid, pk, *values in Comment.objects.filter(entry_id=entry_id).values_list("guid", "pk", *FIELDS)
+        key: (pk, values)
+        for key, pk, *values in Comment.objects.filter(entry_id=entry_id).values_list("guid_key", "pk", *FIELDS)
     }
     new, changed = [], []
+    seen: set[str] = set()
     for parsed in comments:
-        current = existing.get(parsed.guid)
+        key = guid_key(parsed.guid)
+        if key in seen:
+            continue
+        seen.add(key)
+        current = existing.get(key)
         values = [parsed.author_name, parsed.author_email, parsed.body, parsed.published_at or fetched_at]
         if current is None:
-            new.append(Comment(entry_id=entry_id, guid=parsed.guid, created_at=fetched_at, **dict(zip(FIELDS, values))))
+            new.append(Comment(entry_id=entry_id, guid=parsed.guid, guid_key=key, created_at=fetched_at,
+                               **dict(zip(FIELDS, values))))
         elif parsed.published_at is None:
             # An undated comment keeps its first-seen date; compare the rest only.
             if list(current[1][:3]) != values[:3]:

@@ -16,6 +16,7 @@ class SourceError(PipelineError):
     """A failure that concerns one source only. ``str(exc)`` is the reason shown to users."""
 
     transient = True
+    internal = False  # True only for InternalError: a bug or an unforeseen input, counted apart
     retry_after: float | None = None  # seconds, from a Retry-After header
     deactivate = False  # True: stop fetching this source (HTTP 410 Gone)
 
@@ -52,6 +53,24 @@ class ParseError(SourceError):
     """The bytes are not a feed feedparser can read."""
 
 
+class InternalError(SourceError):
+    """Something unexpected (a bug, or input no rule foresaw) happened while handling one source.
+
+    Recorded as that source's failure, ``internal error: <Type>: <message>``, logged with its
+    traceback at ERROR, counted apart in every report and backed off like any failure: one
+    publisher must not be able to stop every run, and a bug must stay loud.
+    """
+
+    internal = True
+
+    @classmethod
+    def wrap(cls, exc: BaseException) -> InternalError:
+        detail = first_line(exc) if str(exc).strip() else "(no message)"
+        error = cls(f"internal error: {type(exc).__name__}: {detail}")
+        error.__cause__ = exc
+        return error
+
+
 class StoreError(SourceError):
     """The database refused this source's data (a value too large for the server, invalid for its
     column). Only this source fails; the data will not become acceptable by retrying soon."""
@@ -69,3 +88,15 @@ class RunError(PipelineError):
 
 class NestedAtomicError(RuntimeError):
     """The retrying helper was called inside an outer atomic block, where a retry cannot restart."""
+
+
+def first_line(exc: BaseException, width: int = 500) -> str:
+    """The first line of an exception's own message, for a one-sentence report.
+
+    pyodbc's args are (SQLSTATE, message), so its ``str()`` is a tuple's repr; the message itself
+    already starts with "[SQLSTATE]". An exception without a message is named by its type.
+    """
+    args = getattr(exc, "args", ())
+    text = args[1] if len(args) == 2 and all(isinstance(a, str) for a in args) else str(exc)
+    text = text.strip()
+    return text.splitlines()[0][:width] if text else type(exc).__name__

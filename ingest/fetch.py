@@ -69,6 +69,8 @@ class FetchSettings:
         from django.conf import settings
         from django.core.exceptions import ImproperlyConfigured
 
+        # pipeline/settings.py already parsed (and so validated) these at start-up; strings still
+        # arrive from settings changed at run time (override_settings), and are checked here.
         networks = []
         for cidr in settings.INGEST_ALLOWED_NETWORKS:
             try:
@@ -153,18 +155,71 @@ def _resolve_allowed(host: str, port: int, allowed: tuple[IPNetwork, ...]) -> li
     return addresses
 
 
+# The widest URL column (Entry.link, comments_feed_url); this module cannot import the models.
+# A feed's own URL has a narrower column, which registration checks.
+_URL_MAX = 2000
+_HOST_MAX = 253  # DNS: a name of at most 253 characters, in labels of 1 to 63
+_LABEL_MAX = 63
+# What an IDNA-encoded host name may contain. The underscore is not valid DNS for a host, but real
+# publishers use it and resolvers answer it.
+_HOST_CHARACTERS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-_")
+
+
 def _parse_target(url: str | httpx.URL) -> httpx.URL:
-    """The URL as httpx will send it, if its scheme and host may be fetched at all."""
+    """The URL as httpx will send it, if it is a well-formed http(s) URL that may be fetched.
+
+    The one check of every URL that is registered, fetched or followed (redirects too): refused
+    with a sentence (``BlockedURL``) are other schemes, over-long URLs, whitespace and control
+    characters anywhere, a missing or malformed host, and ports outside 1-65535.
+    """
+    text = str(url)
+    shown = text[:200]
+    if len(text) > _URL_MAX:
+        raise BlockedURL(f"The URL is longer than {_URL_MAX} characters.")
     try:
         parsed = httpx.URL(url)
-    except httpx.InvalidURL as exc:
-        raise BlockedURL(f"{str(url)[:200]!r} is not a valid URL ({exc}).") from None
+        parsed.host  # noqa: B018  (decodes the IDNA host lazily; error messages use it later)
+    except (httpx.InvalidURL, ValueError) as exc:  # ValueError: idna's IDNAError for hosts like xn--
+        _refuse_invisible(text)
+        raise BlockedURL(f"{shown!r} is not a valid URL ({exc}).") from None
     if parsed.scheme not in _DEFAULT_PORTS:
-        shown = f"{parsed.scheme}: URLs" if parsed.scheme else "URLs without a scheme"
-        raise BlockedURL(f"Only http and https URLs can be fetched, not {shown}.")
-    if not parsed.host:
-        raise BlockedURL(f"The URL {str(url)[:200]} has no host name.")
+        what = f"{parsed.scheme}: URLs" if parsed.scheme else "URLs without a scheme"
+        raise BlockedURL(f"Only http and https URLs can be fetched, not {what}.")
+    _refuse_invisible(text)
+    if not parsed.raw_host:
+        raise BlockedURL(f"The URL {shown} has no host name.")
+    _refuse_malformed_host(parsed.raw_host.decode("ascii"))
+    if parsed.port is not None and not 1 <= parsed.port <= 65535:
+        raise BlockedURL(f"The URL {shown} has the port {parsed.port}; a port is a number from 1 to 65535.")
+    if len(str(parsed)) > _URL_MAX:  # percent-encoding and IDNA make a URL longer
+        raise BlockedURL(f"The URL is longer than {_URL_MAX} characters once encoded.")
     return parsed
+
+
+def _refuse_invisible(text: str) -> None:
+    # A URL has no whitespace or control characters; httpx would percent-encode some of them (a
+    # space in a host becomes "%20"), so the URL stored or fetched would not be the one given.
+    # isprintable() is False for controls and for invisible format characters (bidi overrides).
+    for position, character in enumerate(text):
+        if character.isspace() or not character.isprintable():
+            what = "a space" if character == " " else f"the character {character!r}"
+            raise BlockedURL(f"The URL {text[:200]!r} contains {what} at position {position}; "
+                             "percent-encode it (a space is %20).")
+
+
+def _refuse_malformed_host(host: str) -> None:
+    """``host`` as httpx sends it (IDNA-encoded, lower case): an IP literal or a DNS name."""
+    if ":" in host:  # an IPv6 literal, without its brackets; its zone id arrives as %25
+        try:
+            ipaddress.ip_address(host.replace("%25", "%", 1))
+        except ValueError:
+            raise BlockedURL(f"The host [{host[:100]}] is not a valid IPv6 address.") from None
+        return
+    labels = host.removesuffix(".").split(".")
+    if (len(host) > _HOST_MAX or not all(0 < len(label) <= _LABEL_MAX for label in labels)
+            or not set(host) <= _HOST_CHARACTERS | {"."}):
+        raise BlockedURL(f"The host name {host[:100]!r} is not valid: a host name is letters, digits and "
+                         f"hyphens in dot-separated labels of at most {_LABEL_MAX} characters.")
 
 
 def check_url(url: str, settings: FetchSettings) -> None:
@@ -353,10 +408,13 @@ def _follow_redirects(
 ) -> FetchResult:
     url = _parse_target(request.url)
     headers = {"Accept": ACCEPT, "Accept-Encoding": ACCEPT_ENCODING}
-    if request.etag:
+    # Stored state is checked again before it is sent: a row written by an older version, or by
+    # hand, must cost at most its conditional request, never the run.
+    if validator(request.etag, VALIDATOR_MAX["etag"]):
         headers["If-None-Match"] = request.etag
-    if request.last_modified:
+    if validator(request.last_modified, VALIDATOR_MAX["last_modified"]):
         headers["If-Modified-Since"] = request.last_modified
+    conditional = len(headers) > 2
 
     visited = {str(url)}
     only_permanent = True
@@ -365,7 +423,7 @@ def _follow_redirects(
         try:
             if response.status_code not in _REDIRECTS:
                 permanent_url = str(url) if redirects and only_permanent else None
-                return _complete(response, url, request, settings, budget, permanent_url)
+                return _complete(response, url, request, settings, budget, permanent_url, conditional)
             target = _redirect_target(response, url)
         finally:
             response.close()
@@ -386,7 +444,21 @@ def _send(
     # The address check for this hop happens in the transport, at connect time (see above).
     http_request = client.build_request("GET", url, headers=headers, timeout=_timeouts(settings, pool=remaining))
     with _transport_errors(url.host, settings, budget):
-        return client.send(http_request, stream=True)
+        for attempt in range(2):
+            try:
+                return client.send(http_request, stream=True)
+            except (httpx.RemoteProtocolError, httpx.ReadError):
+                # A kept-alive connection the server closed in the meantime fails before any byte
+                # of the response (httpcore does not retry it). A GET may be sent again: once, on a
+                # fresh connection, as browsers do.
+                if attempt or budget.deadline <= time.monotonic():
+                    raise
+            except (httpx.InvalidURL, UnicodeError) as exc:
+                # httpx builds the next request of a redirect even with follow_redirects off (for
+                # response.next_request), so a Location it cannot parse (or whose host is not valid
+                # IDNA) fails here, before ours is read.
+                raise FetchError(f"{url.host} redirected to a URL that cannot be followed ({exc}).") from None
+    raise AssertionError("unreachable")  # the loop returns or raises
 
 
 def _redirect_target(response: httpx.Response, url: httpx.URL) -> httpx.URL:
@@ -397,11 +469,11 @@ def _redirect_target(response: httpx.Response, url: httpx.URL) -> httpx.URL:
             status=response.status_code,
         )
     try:
-        target = url.join(location.strip())
-    except httpx.InvalidURL:
+        # A fragment is never sent and would only defeat the loop detection.
+        target = url.join(location.strip()).copy_with(fragment=None)
+    except (httpx.InvalidURL, UnicodeError, ValueError):
         raise FetchError(f"{url.host} redirected to an invalid URL ({location[:200]!r}).") from None
-    # A fragment is never sent and would only defeat the loop detection.
-    return _parse_target(target.copy_with(fragment=None))
+    return _parse_target(target)
 
 
 def _complete(
@@ -411,8 +483,16 @@ def _complete(
     settings: FetchSettings,
     budget: _Budget,
     permanent_url: str | None,
+    conditional: bool,
 ) -> FetchResult:
     status = response.status_code
+    if status == 304 and not conditional:
+        # "Not modified since" what? Taken as success, the source would stay empty for good.
+        raise HTTPStatusError(
+            f"{url.host} answered HTTP 304 Not Modified to a request that sent no validators (no ETag or "
+            f"Last-Modified is stored), so there is nothing it can be unchanged from.",
+            status=status,
+        )
     if status == 304:
         content = b""
     elif 200 <= status < 300:
@@ -426,10 +506,31 @@ def _complete(
         content=content,
         headers=dict(response.headers.items()),  # httpx lower-cases names and joins repeats
         # A 304 may omit the validators; the ones the request carried then remain current.
-        etag=response.headers.get("etag") or (request.etag if status == 304 else ""),
-        last_modified=response.headers.get("last-modified") or (request.last_modified if status == 304 else ""),
+        etag=_kept_validator(response, "etag", request.etag if status == 304 else ""),
+        last_modified=_kept_validator(response, "last-modified", request.last_modified if status == 304 else ""),
         permanent_url=permanent_url,
     )
+
+
+# Column widths of the stored validators (TechnicalArticle / CommentFeed): a longer value is not
+# kept at all, since a cut validator would never match and would only cost a full fetch.
+VALIDATOR_MAX = {"etag": 255, "last_modified": 64}
+_VISIBLE_ASCII = frozenset(range(0x20, 0x7F))
+
+
+def validator(value: str, limit: int) -> bool:
+    """True when ``value`` can be stored and sent back verbatim as a request header.
+
+    HTTP field values may carry obs-text (bytes over 0x7F), but httpx encodes outgoing values as
+    ASCII and a validator is opaque: one that cannot be echoed byte for byte is useless, and one
+    stored would break every later request of its source.
+    """
+    return bool(value) and len(value) <= limit and value.strip() == value and all(ord(c) in _VISIBLE_ASCII for c in value)
+
+
+def _kept_validator(response: httpx.Response, name: str, fallback: str) -> str:
+    value = response.headers.get(name) or fallback
+    return value if validator(value, VALIDATOR_MAX[name.replace("-", "_")]) else ""
 
 
 def _status_error(status: int, headers: httpx.Headers, host: str) -> HTTPStatusError:

@@ -9,25 +9,133 @@ Field names and types of the seed (name, tagline, headline, body_text, pub_date,
 number_of_comments, number_of_pingbacks, rating) are kept so that readers of the tutorial recognise
 them. Column widths are chosen for every backend: unique keys stay under SQL Server's 1,700-byte
 nonclustered index limit and MariaDB's 3,072-byte InnoDB limit (utf8mb4).
+
+Identity is never a text column compared by the database's collation (case-insensitive on SQL
+Server and MariaDB, accent-insensitive on MariaDB, byte-exact on SQLite and PostgreSQL): every
+unique key is a fixed-width hex key column (``feed_url_key``, ``identity_key``, ``guid_key``,
+``source_key``) computed by ``ingest.identity`` from the text column it stands for, which stays
+for display. ``Keyed`` derives the keys on every ORM write (``save``, ``bulk_create``,
+``bulk_update``, ``update``), so no row can be written with a key that disagrees with its text.
 """
 
 from __future__ import annotations
 
 import datetime
 import uuid
+from collections.abc import Callable
+from typing import ClassVar
 
+from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
 from django.db import models
 from django.utils import timezone
 
-FEED_URL_MAX = 700  # unique: 700 nvarchar = 1,400 bytes (SQL Server), 2,800 bytes utf8mb4 (MariaDB)
+from ingest import identity
+
+# No longer in a unique key (feed_url_key and source_key are); kept at its old width, which every
+# stored value already fits.
+FEED_URL_MAX = 700
 LINK_MAX = 2000
+KEY_MAX = identity.KEY_LENGTH
 
 
-class TechnicalArticle(models.Model):
+def _key_field(help_text: str, verbose_name: str | None = None) -> models.CharField:
+    return models.CharField(max_length=KEY_MAX, editable=False, help_text=help_text, verbose_name=verbose_name)
+
+
+class KeyedQuerySet(models.QuerySet):
+    """Bulk writes derive the identity keys too: ``bulk_create`` always, ``bulk_update`` and
+    ``update`` whenever they write a column a key is computed from."""
+
+    def bulk_create(self, objs, *args, **kwargs):
+        objs = list(objs)
+        for obj in objs:
+            obj.keys_fill()
+        return super().bulk_create(objs, *args, **kwargs)
+
+    def bulk_update(self, objs, fields, *args, **kwargs):
+        fields = list(fields)
+        keys = [key for key in self.model.keys_of(fields) if key not in fields]
+        if keys:
+            objs = list(objs)
+            for obj in objs:
+                obj.keys_fill()
+            fields += keys
+        return super().bulk_update(objs, fields, *args, **kwargs)
+
+    def update(self, **kwargs):
+        return super().update(**{**kwargs, **self.model.keys_for(**kwargs)})
+
+
+class Keyed(models.Model):
+    """A table whose identity is a key column computed from text columns (``ingest.identity``)."""
+
+    # key column -> (how it is computed, the columns it is computed from)
+    KEYS: ClassVar[dict[str, tuple[Callable[..., str], tuple[str, ...]]]] = {}
+
+    objects = KeyedQuerySet.as_manager()
+
+    class Meta:
+        abstract = True
+
+    def keys_fill(self) -> None:
+        for key, (compute, sources) in self.KEYS.items():
+            setattr(self, key, compute(*(getattr(self, name) for name in sources)))
+
+    @classmethod
+    def keys_of(cls, fields) -> list[str]:
+        """The key columns computed from any of ``fields``."""
+        names = set(fields)
+        return [key for key, (_, sources) in cls.KEYS.items() if names & set(sources)]
+
+    @classmethod
+    def keys_for(cls, **values) -> dict[str, str]:
+        """The key columns of the text columns among ``values``: what to look a row up by, as in
+        ``TechnicalArticle.objects.filter(**TechnicalArticle.keys_for(feed_url=url))``."""
+        keys = {}
+        for key in cls.keys_of(values):
+            compute, sources = cls.KEYS[key]
+            texts = [values.get(name) for name in sources]
+            if not all(isinstance(text, str) for text in texts):
+                raise TypeError(f"{cls.__name__}.{key} is computed from {', '.join(sources)}: each is needed, as text")
+            keys[key] = compute(*texts)
+        return keys
+
+    def save(self, *args, **kwargs):
+        self.keys_fill()
+        if kwargs.get("update_fields") is not None:
+            kwargs["update_fields"] = {*kwargs["update_fields"], *self.keys_of(kwargs["update_fields"])}
+        super().save(*args, **kwargs)
+
+    def validate_constraints(self, exclude=None):
+        """Unique keys checked as forms (the admin) see them: on the text field a key is computed
+        from, since the key column itself is in no form."""
+        self.keys_fill()
+        exclude = set(exclude or ())
+        for key, (_, sources) in self.KEYS.items():
+            if not exclude.issuperset(sources):
+                exclude.discard(key)
+        try:
+            super().validate_constraints(exclude=exclude)
+        except ValidationError as error:
+            errors: dict[str, list] = {}
+            for name, messages in error.error_dict.items():
+                shown = self.KEYS[name][1][0] if name in self.KEYS else name
+                errors.setdefault(NON_FIELD_ERRORS if shown in exclude else shown, []).extend(messages)
+            raise ValidationError(errors) from None
+
+
+class TechnicalArticle(Keyed):
+    """A publication and the state of its feed. Its identity is its feed URL as ``normalize_url``
+    writes it (scheme and host case, default port, fragment and trailing slash do not matter; path
+    and query are compared byte for byte): ``feed_url_key``."""
+
+    KEYS = {"feed_url_key": (identity.feed_url_key, ("feed_url",))}
+
     name = models.CharField(max_length=100)
     tagline = models.TextField(blank=True)
 
-    feed_url = models.URLField(max_length=FEED_URL_MAX, unique=True)
+    feed_url = models.URLField(max_length=FEED_URL_MAX, help_text="As registered; fetched as it is.")
+    feed_url_key = _key_field("sha256 of the normalized feed URL: the source's identity.", "feed URL")
     site_url = models.URLField(max_length=LINK_MAX, blank=True)
     active = models.BooleanField(default=True, help_text="Inactive sources are never fetched.")
     fetch_comments = models.BooleanField(
@@ -49,25 +157,40 @@ class TechnicalArticle(models.Model):
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
+        constraints = [models.UniqueConstraint(fields=["feed_url_key"], name="source_feed_url_key_uniq")]
         ordering = ["name"]
 
     def __str__(self) -> str:
         return self.name
 
 
-class Author(models.Model):
+class Author(Keyed):
+    """A person, identified by name and email together (``identity_key``): the name exactly, after
+    Unicode NFC normalization and trimming (``Ada Lovelace`` and ``ada lovelace`` are two
+    authors), the email case-insensitively (``ADA@example.com`` is ``ada@example.com``)."""
+
+    KEYS = {"identity_key": (identity.author_key, ("name", "email"))}
+
     name = models.CharField(max_length=200)
     email = models.EmailField(blank=True)
+    identity_key = _key_field("sha256 of the NFC name and the case-folded email: the author's identity.", "author")
 
     class Meta:
-        constraints = [models.UniqueConstraint(fields=["name", "email"], name="author_name_email_uniq")]
+        constraints = [models.UniqueConstraint(fields=["identity_key"], name="author_identity_key_uniq")]
         ordering = ["name"]
 
     def __str__(self) -> str:
         return self.name
 
 
-class Entry(models.Model):
+class Entry(Keyed):
+    """One item of a feed, identified within its feed by its guid (``guid_key``): compared byte for
+    byte after Unicode NFC normalization and trimming, so case- and accent-sensitive (``POST-ABC``
+    and ``post-abc``, ``café`` and ``cafe`` are two entries), a composed and a decomposed ``é``
+    the same."""
+
+    KEYS = {"guid_key": (identity.guid_key, ("guid",))}
+
     technical_article = models.ForeignKey(TechnicalArticle, on_delete=models.CASCADE)
     headline = models.CharField(max_length=255)
     body_text = models.TextField()
@@ -78,7 +201,8 @@ class Entry(models.Model):
     number_of_pingbacks = models.IntegerField(default=0)
     rating = models.IntegerField(default=5)
 
-    guid = models.CharField(max_length=255, help_text="Identity of the entry within its feed.")
+    guid = models.CharField(max_length=255, help_text="Identity of the entry within its feed, as the feed wrote it.")
+    guid_key = _key_field("sha256 of the NFC, trimmed guid: the entry's identity within its feed.", "guid")
     link = models.URLField(max_length=LINK_MAX, blank=True)
     link_key = models.CharField(
         max_length=64, blank=True, db_index=True, help_text="sha256 of the normalized link, for cross-references."
@@ -92,7 +216,9 @@ class Entry(models.Model):
     ingested_at = models.DateTimeField(default=timezone.now, db_index=True)
 
     class Meta:
-        constraints = [models.UniqueConstraint(fields=["technical_article", "guid"], name="entry_article_guid_uniq")]
+        constraints = [
+            models.UniqueConstraint(fields=["technical_article", "guid_key"], name="entry_article_guid_key_uniq")
+        ]
         verbose_name_plural = "entries"
 
     def __str__(self) -> str:
@@ -103,9 +229,15 @@ def _new_guid() -> str:
     return f"local:{uuid.uuid4().hex}"
 
 
-class Comment(models.Model):
+class Comment(Keyed):
+    """A comment on an entry, identified within it by its guid (``guid_key``), compared as an
+    entry's guid is."""
+
+    KEYS = {"guid_key": (identity.guid_key, ("guid",))}
+
     entry = models.ForeignKey(Entry, on_delete=models.CASCADE, related_name="comments")
     guid = models.CharField(max_length=255, default=_new_guid)
+    guid_key = _key_field("sha256 of the NFC, trimmed guid: the comment's identity within its entry.", "guid")
     author_name = models.CharField(max_length=200, blank=True)
     author_email = models.EmailField(blank=True)
     body = models.TextField(blank=True)
@@ -113,22 +245,28 @@ class Comment(models.Model):
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
 
     class Meta:
-        constraints = [models.UniqueConstraint(fields=["entry", "guid"], name="comment_entry_guid_uniq")]
+        constraints = [models.UniqueConstraint(fields=["entry", "guid_key"], name="comment_entry_guid_key_uniq")]
 
     def __str__(self) -> str:
         return f"{self.author_name or 'anonymous'} on {self.entry_id}"
 
 
-class Pingback(models.Model):
+class Pingback(Keyed):
+    """A link from one entry to another, identified by its target and its source URL as
+    ``normalize_url`` writes it (``source_key``, the ``link_key`` of ``source_url``)."""
+
+    KEYS = {"source_key": (identity.url_key, ("source_url",))}
+
     target = models.ForeignKey(Entry, on_delete=models.CASCADE, related_name="pingbacks")
     source_url = models.URLField(max_length=FEED_URL_MAX)
+    source_key = _key_field("sha256 of the normalized source URL: with the target, the pingback's identity.", "source URL")
     source_entry = models.ForeignKey(
         Entry, on_delete=models.SET_NULL, null=True, blank=True, related_name="pingbacks_sent"
     )
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
 
     class Meta:
-        constraints = [models.UniqueConstraint(fields=["source_url", "target"], name="pingback_source_target_uniq")]
+        constraints = [models.UniqueConstraint(fields=["target", "source_key"], name="pingback_target_source_key_uniq")]
 
     def __str__(self) -> str:
         return f"{self.source_url} -> {self.target_id}"
@@ -180,10 +318,16 @@ class IngestRun(models.Model):
     finished_at = models.DateTimeField(null=True, blank=True)
     hostname = models.CharField(max_length=255, blank=True)
     pid = models.PositiveIntegerField(null=True, blank=True)
+    # The lease owner of the sources this run claimed: how a later run tells a dead run (no
+    # process, or no live lease) from a slow one, and frees what it held.
+    lease_owner = models.CharField(max_length=64, blank=True)
     sources_total = models.PositiveIntegerField(default=0, help_text="Sources claimed by this run.")
     sources_fetched = models.PositiveIntegerField(default=0)
     sources_not_modified = models.PositiveIntegerField(default=0)
     sources_failed = models.PositiveIntegerField(default=0)
+    sources_internal_errors = models.PositiveIntegerField(
+        default=0, help_text="Of the failed sources, those that failed on something unexpected (a bug): look at the logs."
+    )
     entries_created = models.PositiveIntegerField(default=0)
     entries_updated = models.PositiveIntegerField(default=0)
     entries_unchanged = models.PositiveIntegerField(default=0)

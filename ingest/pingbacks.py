@@ -6,7 +6,9 @@ default port, trailing slash and fragment do not matter). Each created or update
 links are kept as ``EntryLink`` rows, so the pingback is found whichever entry is ingested first:
 outbound (the new body links to stored entries) and inbound (stored bodies link to the new entry).
 A link to itself or to an unknown URL records nothing. Existing pingbacks are never deleted: a
-pingback is an event, and an edited post does not un-send it.
+pingback is an event, and an edited post does not un-send it. A pingback is one per target and
+source key (``ingest.identity.url_key`` of its source URL): of two source URLs that normalize to
+the same URL, the one that sorts first is stored.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 
 from ingest.counters import counters_refresh
+from ingest.identity import url_key
 from ingest.models import Entry, EntryLink, Pingback
 from ingest.parse import link_key
 from ingest.types import ParsedEntry
@@ -85,15 +88,16 @@ def _insert_new(candidates: set[tuple[str, int, int]]) -> int:
     max_url = Pingback._meta.get_field("source_url").max_length
     candidates = {c for c in candidates if len(c[0]) <= max_url}
     target_ids = sorted({target for _, target, _ in candidates})
-    existing: set[tuple[str, int]] = set()
+    seen: set[tuple[str, int]] = set()  # (source key, target): those stored, then those added
     for batch in chunked(target_ids, in_batch_size()):
-        existing.update(Pingback.objects.filter(target_id__in=batch).values_list("source_url", "target_id"))
-    rows, seen = [], set()
+        seen.update(Pingback.objects.filter(target_id__in=batch).values_list("source_key", "target_id"))
+    rows = []
     for source_url, target, source_entry in sorted(candidates):
-        if (source_url, target) in existing or (source_url, target) in seen:
+        key = url_key(source_url)
+        if (key, target) in seen:
             continue
-        seen.add((source_url, target))
-        rows.append(Pingback(source_url=source_url, target_id=target, source_entry_id=source_entry))
+        seen.add((key, target))
+        rows.append(Pingback(source_url=source_url, source_key=key, target_id=target, source_entry_id=source_entry))
     Pingback.objects.bulk_create(rows, batch_size=MAX_ROWS_PER_STATEMENT)
     counters_refresh([row.target_id for row in rows])
     return len(rows)

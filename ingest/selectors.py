@@ -82,6 +82,21 @@ def sources_failing(*, limit: int = 50) -> tuple[int, list[TechnicalArticle]]:
     return query.count(), rows
 
 
+INTERNAL_ERROR_PREFIX = "internal error:"  # how ingest.errors.InternalError reasons start
+
+
+def sources_internal_errors(*, limit: int = 20) -> tuple[int, list[TechnicalArticle]]:
+    """Sources whose last failure was an internal error (a bug, or input no rule foresaw)."""
+    query = TechnicalArticle.objects.filter(consecutive_failures__gt=0, last_error__startswith=INTERNAL_ERROR_PREFIX)
+    return query.count(), list(query.order_by("pk")[:limit])
+
+
+def runs_overdue(*, now: datetime, max_running_s: int) -> list[IngestRun]:
+    """Runs still ``running`` longer than ``max_running_s``: killed, hung, or their tasks lost."""
+    cutoff = now - timedelta(seconds=max_running_s)
+    return list(IngestRun.objects.filter(status=IngestRun.Status.RUNNING, started_at__lt=cutoff).order_by("started_at"))
+
+
 @dataclass(frozen=True)
 class SourceCounts:
     total: int

@@ -15,24 +15,24 @@ import socket
 import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import FIRST_COMPLETED, BrokenExecutor, Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor, wait
-from contextlib import nullcontext
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from urllib.parse import urlsplit
 
 from django.conf import settings
-from django.db import DatabaseError, close_old_connections, connection
+from django.db import Error, IntegrityError, close_old_connections, connection
 from django.db.models import F, Q
 from django.utils import timezone
 
 from ingest import fetch as fetching
 from ingest.comments import comments_upsert
-from ingest.errors import BlockedURL, LeaseLost, RunError, SourceError, StoreError
+from ingest.errors import BlockedURL, InternalError, LeaseLost, RunError, SourceError, StoreError, first_line
 from ingest.models import CommentFeed, Entry, IngestRun, TechnicalArticle
 from ingest.parse import parse_comments, parse_feed
+from ingest.parsepool import ParsePool
 from ingest.pingbacks import pingbacks_record
-from ingest.retry import RetryStats, is_transient, run_atomic
+from ingest.retry import RetryStats, constraint_named, is_transient, run_atomic
 from ingest.types import FetchRequest, FetchResult, ParsedComment, ParsedFeed, SourceResult
 from ingest.upsert import chunked, commit_asynchronously, entries_decide, existing_load, feed_upsert, in_batch_size
 
@@ -44,12 +44,13 @@ FEEDS_PER_PARSE_PROCESS = 8
 # --- Run ledger ---------------------------------------------------------------------------------
 
 
-def run_start(*, command: str, trigger: str) -> IngestRun:
+def run_start(*, command: str, trigger: str, lease_owner: str = "") -> IngestRun:
     try:
         return IngestRun.objects.create(
-            command=command, trigger=trigger, hostname=socket.gethostname()[:255], pid=os.getpid()
+            command=command, trigger=trigger, hostname=socket.gethostname()[:255], pid=os.getpid(),
+            lease_owner=lease_owner,
         )
-    except DatabaseError as exc:
+    except Error as exc:
         raise RunError(f"The database is unreachable, so the run cannot start: {_first_line(exc)}") from exc
 
 
@@ -63,8 +64,27 @@ def run_finish(run: IngestRun, *, status: str, error: str = "", **counters) -> N
 
 
 def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0][:500] if text else type(exc).__name__
+    return first_line(exc, 500)
+
+
+_UNSTORABLE = dict.fromkeys(range(0x20), " ") | {0x7F: " "}
+
+
+def _storable(text: str, limit: int = 2000) -> str:
+    """An error text safe for a text column: no NUL or control characters (PostgreSQL refuses NUL;
+    a reason may quote the publisher's bytes), cut to ``limit``."""
+    return text.translate(_UNSTORABLE)[:limit]
+
+
+def _internal(exc: Exception, *, what: str, **ids) -> InternalError:
+    """The containment boundary's verdict on an unexpected exception: this item's failure, loudly.
+
+    Reader re-raises such errors to keep bugs visible; a worker that runs unattended must not let
+    one publisher stop every run, so the traceback goes to the log at ERROR and the failure is
+    counted apart (``internal_errors``) in the report, the run ledger and ``pipeline_status``.
+    """
+    log.error(f"internal error while handling {what}", exc_info=exc, extra={**ids, "error": _first_line(exc)})
+    return InternalError.wrap(exc)
 
 
 # --- Sources ------------------------------------------------------------------------------------
@@ -75,7 +95,9 @@ def _default_name(url: str) -> str:
 
 
 def source_add(*, url: str, name: str = "", fetch_comments: bool = False) -> tuple[TechnicalArticle, bool]:
-    """Register a feed. Idempotent: an already registered URL returns the existing row.
+    """Register a feed. Idempotent: an already registered URL returns the existing row, "already
+    registered" meaning the same feed URL key (``ingest.identity``: scheme and host case, default
+    port, fragment and trailing slash do not matter; path and query do).
 
     Refuses at once what can never be fetched (not http(s), a private address, too long); a host
     that does not resolve right now is accepted, since the guard checks again at every fetch.
@@ -91,8 +113,8 @@ def source_add(*, url: str, name: str = "", fetch_comments: bool = False) -> tup
     except SourceError as exc:
         log.info("source registered while its host does not resolve", extra={"url": url, "error": str(exc)})
     article, created = TechnicalArticle.objects.get_or_create(
-        feed_url=url,
-        defaults={"name": (name or _default_name(url))[:100], "fetch_comments": fetch_comments},
+        **TechnicalArticle.keys_for(feed_url=url),
+        defaults={"feed_url": url, "name": (name or _default_name(url))[:100], "fetch_comments": fetch_comments},
     )
     return article, created
 
@@ -102,7 +124,7 @@ def sources_resolve(selectors: Iterable[str]) -> list[int]:
     ids: list[int] = []
     for raw in selectors:
         value = str(raw).strip()
-        query = Q(pk=int(value)) if value.isdigit() else Q(feed_url=value)
+        query = Q(pk=int(value)) if value.isdigit() else Q(**TechnicalArticle.keys_for(feed_url=value))
         pk = TechnicalArticle.objects.filter(query).values_list("pk", flat=True).first()
         if pk is None:
             raise RunError(f"No source matches {value!r}; list them with the admin or `manage.py pipeline_status`.")
@@ -160,7 +182,7 @@ class Fetched:
 
 
 def source_fetch_parse(
-    source: TechnicalArticle, *, client, fetch_settings: fetching.FetchSettings, parse_pool: Executor | None = None
+    source: TechnicalArticle, *, client, fetch_settings: fetching.FetchSettings, parse_pool: ParsePool | None = None
 ) -> Fetched:
     """Fetch and parse one source. I/O + CPU only: touches no database, safe in a thread.
 
@@ -176,20 +198,16 @@ def source_fetch_parse(
         )
         if result.not_modified:
             return Fetched(source.pk, fetched_at, result=result)
-        feed = None
-        if parse_pool is not None:
-            try:
-                feed = parse_pool.submit(parse_feed, result.content, headers=result.headers, url=result.url).result()
-            except BrokenExecutor:
-                # The pool could not start (e.g. a __main__ module without an `if __name__ == "__main__"`
-                # guard, which spawn re-imports): parse here rather than fail the source.
-                log.warning("parse process pool unavailable; parsing in the fetch thread", extra={"source_id": source.pk})
-        if feed is None:
-            feed = parse_feed(result.content, headers=result.headers, url=result.url)
+        # Without a pool (a Celery task, a small run) the parse runs here, behind parse.py's HTML
+        # limits; in the pool it also has INGEST_PARSE_TIMEOUT, past which ParseError fails the source.
+        pool = parse_pool or ParsePool(0, timeout=settings.INGEST_PARSE_TIMEOUT)
+        feed = pool.parse(parse_feed, result.content, headers=result.headers, url=result.url)
         # The body is parsed: do not keep it in memory while the writer catches up.
         return Fetched(source.pk, fetched_at, result=replace(result, content=b""), feed=feed)
     except SourceError as exc:
         return Fetched(source.pk, fetched_at, error=exc)
+    except Exception as exc:  # the containment boundary: anything else fails this source alone
+        return Fetched(source.pk, fetched_at, error=_internal(exc, what="a source", source_id=source.pk))
 
 
 def parse_processes(sources: int) -> int:
@@ -208,11 +226,9 @@ def parse_processes(sources: int) -> int:
     return wanted if wanted > 1 else 0
 
 
-def _parse_pool(processes: int):
-    if not processes:
-        return nullcontext(None)
-    # spawn, not fork: forking a process that already runs threads and holds database connections is unsafe.
-    return ProcessPoolExecutor(max_workers=processes, mp_context=multiprocessing.get_context("spawn"))
+def _parse_pool(processes: int) -> ParsePool:
+    # 0: parse in the fetch threads (overruns logged); else spawned workers, each parse under the budget.
+    return ParsePool(processes, timeout=settings.INGEST_PARSE_TIMEOUT)
 
 
 @dataclass(frozen=True)
@@ -245,6 +261,8 @@ def comments_fetch_parse(job: CommentJob, *, client, fetch_settings: fetching.Fe
         return CommentsFetched(job, fetched_at, result=result, comments=parse_comments(result.content, headers=result.headers, url=result.url))
     except SourceError as exc:
         return CommentsFetched(job, fetched_at, error=exc)
+    except Exception as exc:  # the containment boundary, as for sources
+        return CommentsFetched(job, fetched_at, error=_internal(exc, what="a comment feed", entry_id=job.entry_id))
 
 
 def comment_feeds_due(*, source: TechnicalArticle, now: datetime, force: bool = False) -> list[CommentJob]:
@@ -261,17 +279,34 @@ def comment_feeds_due(*, source: TechnicalArticle, now: datetime, force: bool = 
     return [CommentJob(pk, url, etag or "", modified or "", failures or 0, interval) for pk, url, etag, modified, failures in rows]
 
 
+def comment_feeds_unclaimed(*, now: datetime) -> list[CommentJob]:
+    """Due comment feeds of active comment-fetching sources that this run did not claim.
+
+    A source's comment feeds are normally polled right after its entries are stored. A run that
+    died in between (killed, crashed) stored the source, so the source is not due again for a
+    whole interval; its comment feeds are taken by the next run from here instead. Leased sources
+    (this run's own claims included) are left to the run that holds them.
+    """
+    recent = now - timedelta(days=settings.INGEST_COMMENTS_DAYS)
+    rows = (
+        Entry.objects.filter(technical_article__active=True, technical_article__fetch_comments=True, published_at__gte=recent)
+        .exclude(comments_feed_url="")
+        .filter(Q(technical_article__lease_expires_at__isnull=True) | Q(technical_article__lease_expires_at__lt=now))
+        .filter(Q(comment_feed__isnull=True) | Q(comment_feed__next_fetch_at__isnull=True) | Q(comment_feed__next_fetch_at__lte=now))
+        .order_by("pk")
+        .values_list("pk", "comments_feed_url", "comment_feed__etag", "comment_feed__last_modified",
+                     "comment_feed__consecutive_failures", "technical_article__fetch_interval")
+    )
+    return [CommentJob(pk, url, etag or "", modified or "", failures or 0, interval or settings.INGEST_DEFAULT_INTERVAL)
+            for pk, url, etag, modified, failures, interval in rows]
+
+
 def comments_store(*, fetched: CommentsFetched, stats: RetryStats | None = None) -> tuple[str, int, int]:
     """Write one comment feed's comments and its fetch state; returns (outcome, created, updated)."""
     now = timezone.now()
     job = fetched.job
     if fetched.error is not None:
-        failures = job.failures + 1
-        state = {"last_fetched_at": now, "consecutive_failures": failures, "last_error": str(fetched.error)[:2000],
-                 "next_fetch_at": now + timedelta(seconds=backoff_seconds(failures, fetched.error.retry_after))}
-        run_atomic(lambda: CommentFeed.objects.update_or_create(entry_id=job.entry_id, defaults=state), stats=stats,
-                   label=f"comments {job.entry_id}")
-        return "failed", 0, 0
+        return _comment_failure(job, fetched.error, now=now, stats=stats)
     result = fetched.result
     state = {"etag": (result.etag or "")[:255], "last_modified": (result.last_modified or "")[:64],
              "last_fetched_at": now, "consecutive_failures": 0, "last_error": "",
@@ -285,8 +320,43 @@ def comments_store(*, fetched: CommentsFetched, stats: RetryStats | None = None)
         CommentFeed.objects.update_or_create(entry_id=job.entry_id, defaults=state)
         return counts
 
-    created, updated = run_atomic(write, stats=stats, label=f"comments {job.entry_id}")
+    try:
+        created, updated = run_atomic(write, stats=stats, label=f"comments {job.entry_id}")
+    except Exception as exc:  # noqa: BLE001 - the containment boundary (a failing database re-raises)
+        return _comment_failure(job, _write_failure(exc, what="a comment feed", entry_id=job.entry_id), now=now, stats=stats)
     return ("not_modified" if result.not_modified else "fetched"), created, updated
+
+
+def _comment_failure(job: CommentJob, error: SourceError, *, now: datetime, stats: RetryStats | None) -> tuple[str, int, int]:
+    failures = job.failures + 1
+    state = {"last_fetched_at": now, "consecutive_failures": failures, "last_error": _storable(str(error)),
+             "next_fetch_at": now + timedelta(seconds=backoff_seconds(failures, error.retry_after))}
+    run_atomic(lambda: CommentFeed.objects.update_or_create(entry_id=job.entry_id, defaults=state), stats=stats,
+               label=f"comments {job.entry_id}")
+    return "failed", 0, 0
+
+
+def _write_failure(exc: Exception, *, what: str, **ids) -> SourceError:
+    """What a write that raised means for the one item it was writing.
+
+    A database that is failing (a transient error whose retries are spent) is not this item's
+    fault: it re-raises and the run stops. A unique key that collided again after the retry, or a
+    value the database refuses, is about this item's data: a ``StoreError``. Anything else is an
+    internal error of this item.
+    """
+    if isinstance(exc, IntegrityError):
+        name = constraint_named(exc)
+        return StoreError(
+            f"The database refused this feed's entries: two of its keys collide in a unique constraint"
+            f"{f' ({name})' if name else ''}, which a database with a case- or accent-insensitive collation "
+            f"reports for keys that differ only in case or accents: {_first_line(exc)[:300]}"
+        )
+    if isinstance(exc, Error):
+        if is_transient(exc, connection.vendor):
+            raise exc  # the database itself is failing (its retries are spent): the run cannot go on
+        # MariaDB: a value over max_allowed_packet; a value invalid for its column.
+        return StoreError(f"The database refused this feed's entries: {_first_line(exc)}")
+    return _internal(exc, what=what, **ids)
 
 
 # --- Per-source writes --------------------------------------------------------------------------
@@ -320,7 +390,7 @@ def _success_fields(source: TechnicalArticle, fetched: Fetched, now: datetime) -
             values["last_error"] = f"warning: {feed.warning}"[:2000]
     new_url = result.permanent_url
     if new_url and new_url != source.feed_url and len(new_url) <= TechnicalArticle._meta.get_field("feed_url").max_length:
-        if not TechnicalArticle.objects.filter(feed_url=new_url).exclude(pk=source.pk).exists():
+        if not TechnicalArticle.objects.filter(**TechnicalArticle.keys_for(feed_url=new_url)).exclude(pk=source.pk).exists():
             values["feed_url"] = new_url
             log.info("source moved permanently", extra={"source_id": source.pk, "old_url": source.feed_url, "new_url": new_url})
     return values
@@ -342,14 +412,14 @@ def source_record_failure(
         "last_fetched_at": now,
         "last_status": getattr(error, "status", None),
         "consecutive_failures": F("consecutive_failures") + 1,
-        "last_error": str(error)[:2000],
+        "last_error": _storable(str(error)),
         "next_fetch_at": now + timedelta(seconds=backoff_seconds(failures, error.retry_after)),
         "lease_owner": "",
         "lease_expires_at": None,
     }
     if error.deactivate:
         values["active"] = False
-        values["last_error"] = f"{error} The source was deactivated; re-activate it in the admin."[:2000]
+        values["last_error"] = _storable(f"{error} The source was deactivated; re-activate it in the admin.")
 
     def write() -> None:
         if TechnicalArticle.objects.filter(pk=source.pk, lease_owner=owner).update(**values) and also:
@@ -369,10 +439,7 @@ def source_store(
     now = timezone.now()
     base = {"id": source.pk, "url": source.feed_url, "name": source.name}
     if fetched.error is not None:
-        result = SourceResult(**base, outcome="failed", error=str(fetched.error))
-        source_record_failure(source=source, error=fetched.error, owner=owner, now=now,
-                              also=(lambda: run_add_result(run_id, result)) if run_id else None)
-        return result
+        return _store_failure(source, fetched.error, base=base, owner=owner, now=now, run_id=run_id)
 
     def write():
         counts, pingbacks = None, 0
@@ -395,16 +462,17 @@ def source_store(
     except LeaseLost as exc:
         log.warning("lease lost before commit", extra={"source_id": source.pk, "owner": owner})
         return SourceResult(**base, outcome="failed", error=str(exc))
-    except DatabaseError as exc:
-        if is_transient(exc, connection.vendor):
-            raise  # the database itself is failing (its retries are spent): the run cannot go on
-        # Anything else is about this source's data (MariaDB: a value over max_allowed_packet;
-        # a value invalid for its column): record it as this source's failure, go on with the others.
-        error = StoreError(f"The database refused this feed's entries: {_first_line(exc)}")
-        result = SourceResult(**base, outcome="failed", error=str(error))
-        source_record_failure(source=source, error=error, owner=owner, now=now,
-                              also=(lambda: run_add_result(run_id, result)) if run_id else None)
-        return result
+    except Exception as exc:  # noqa: BLE001 - the containment boundary (a failing database re-raises)
+        error = _write_failure(exc, what="a source", source_id=source.pk)
+        return _store_failure(source, error, base=base, owner=owner, now=now, run_id=run_id)
+
+
+def _store_failure(source: TechnicalArticle, error: SourceError, *, base: dict, owner: str, now: datetime,
+                   run_id: int | None) -> SourceResult:
+    result = SourceResult(**base, outcome="failed", error=_storable(str(error)), internal_error=error.internal)
+    source_record_failure(source=source, error=error, owner=owner, now=now,
+                          also=(lambda: run_add_result(run_id, result)) if run_id else None)
+    return result
 
 
 def _result(base: dict, counts, pingbacks: int) -> SourceResult:
@@ -445,8 +513,9 @@ class IngestReport:
     @property
     def totals(self) -> dict[str, int]:
         totals = {"sources": len(self.results), "created": 0, "updated": 0, "unchanged": 0, "not_modified": 0,
-                  "failed": 0, "pingbacks": 0}
+                  "failed": 0, "internal_errors": 0, "pingbacks": 0}
         for result in self.results:
+            totals["internal_errors"] += result.internal_error
             totals["pingbacks"] += result.pingbacks
             totals["created"] += result.created
             totals["updated"] += result.updated
@@ -494,8 +563,13 @@ def feeds_ingest(
     started = time.monotonic()
     workers = max(1, workers or settings.INGEST_WORKERS)
     now = timezone.now()
-    run = None if dry_run else run_start(command="ingest_feeds", trigger=trigger)
     owner = f"{socket.gethostname()[:40]}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
+    if not dry_run:
+        try:
+            runs_close_stale(now=now)
+        except Error as exc:
+            raise RunError(f"The database is unreachable, so the run cannot start: {_first_line(exc)}") from exc
+    run = None if dry_run else run_start(command="ingest_feeds", trigger=trigger, lease_owner=owner)
     stats = RetryStats()
     results: list[SourceResult] = []
     comments = {"feeds": 0, "created": 0, "updated": 0, "not_modified": 0, "failed": 0}
@@ -504,7 +578,9 @@ def feeds_ingest(
         try:
             due = sources_due(now=now, ids=source_ids, force=force or bool(source_ids))
             sources = list(TechnicalArticle.objects.filter(pk__in=due).order_by("pk")) if dry_run else sources_claim(ids=due, owner=owner, now=now)
-        except DatabaseError as exc:
+            # After the claim: the sources this run holds are leased, so they are not in this list.
+            orphans = [] if dry_run or source_ids else comment_feeds_unclaimed(now=now)
+        except Error as exc:
             raise RunError(f"The database is unreachable: {_first_line(exc)}") from exc
         skipped = len(due) - len(sources)
         if run is not None:
@@ -515,7 +591,7 @@ def feeds_ingest(
         if on_start:
             on_start(len(sources))
         results = _ingest_sources(sources, owner=owner, workers=workers, dry_run=dry_run, force=force, stats=stats,
-                                  on_progress=on_progress, comments=comments)
+                                  on_progress=on_progress, comments=comments, comment_jobs=orphans)
     except BaseException as exc:
         if run is not None:
             _abort(run, owner, exc, results)
@@ -539,6 +615,7 @@ def feeds_ingest(
             sources_fetched=totals["sources"] - totals["failed"],
             sources_not_modified=totals["not_modified"],
             sources_failed=totals["failed"],
+            sources_internal_errors=totals["internal_errors"],
             entries_created=totals["created"],
             entries_updated=totals["updated"],
             entries_unchanged=totals["unchanged"],
@@ -562,7 +639,7 @@ def _abort(run: IngestRun, owner: str, exc: BaseException, results: list[SourceR
         log.warning("could not record the failed run", extra={"run_id": run.pk, "error": _first_line(err)})
 
 
-def _ingest_sources(sources, *, owner, workers, dry_run, force, stats, on_progress, comments) -> list[SourceResult]:
+def _ingest_sources(sources, *, owner, workers, dry_run, force, stats, on_progress, comments, comment_jobs=()) -> list[SourceResult]:
     """Fetch + parse in a thread pool; store in this thread as results arrive.
 
     Sources with comment fetching on add their due comment feeds to the same pool once their
@@ -571,7 +648,8 @@ def _ingest_sources(sources, *, owner, workers, dry_run, force, stats, on_progre
     fetch_settings = fetching.FetchSettings.from_settings()
     results: list[SourceResult] = []
     by_id = {s.pk: s for s in sources}
-    pending: list = [("source", s) for s in reversed(sources)]
+    # Popped from the end: sources first, then comment feeds no claimed source will bring.
+    pending: list = [("comments", job) for job in reversed(comment_jobs)] + [("source", s) for s in reversed(sources)]
     with (
         _parse_pool(parse_processes(len(sources))) as parse_pool,
         fetching.make_client(fetch_settings) as client,
@@ -605,7 +683,12 @@ def _ingest_sources(sources, *, owner, workers, dry_run, force, stats, on_progre
                 fetched: Fetched = future.result()
                 source = by_id[fetched.source_id]
                 if dry_run:
-                    result = source_preview(source=source, fetched=fetched)
+                    try:
+                        result = source_preview(source=source, fetched=fetched)
+                    except Exception as exc:  # noqa: BLE001 - the containment boundary, as in source_store
+                        error = _write_failure(exc, what="a source", source_id=source.pk)
+                        result = SourceResult(id=source.pk, url=source.feed_url, name=source.name, outcome="failed",
+                                              error=_storable(str(error)), internal_error=error.internal)
                 else:
                     result = source_store(source=source, fetched=fetched, owner=owner, stats=stats)
                     if source.fetch_comments and result.outcome != "failed":
@@ -714,7 +797,7 @@ def counts_recompute(
         try:
             base = counts_scope(source_ids=source_ids, entry_ids=entry_ids, since=since)
             total = base.count() if (on_start or on_progress) else 0
-        except DatabaseError as exc:
+        except Error as exc:
             raise RunError(f"The database is unreachable: {_first_line(exc)}") from exc
         if on_start:
             on_start(total)
@@ -763,6 +846,7 @@ def run_add_result(run_id: int, result: SourceResult) -> None:
     IngestRun.objects.filter(pk=run_id).update(
         sources_fetched=F("sources_fetched") + (0 if failed else 1),
         sources_failed=F("sources_failed") + (1 if failed else 0),
+        sources_internal_errors=F("sources_internal_errors") + (1 if result.internal_error else 0),
         sources_not_modified=F("sources_not_modified") + (1 if result.outcome == "not_modified" else 0),
         entries_created=F("entries_created") + result.created,
         entries_updated=F("entries_updated") + result.updated,
@@ -797,10 +881,11 @@ def ingest_dispatch(*, trigger: str = IngestRun.Trigger.CELERY, source_ids: Sequ
     runs_close_stale(now=now)
     run = run_start(command="ingest_feeds", trigger=trigger)
     owner = f"run-{run.pk}"
+    IngestRun.objects.filter(pk=run.pk).update(lease_owner=owner)
     try:
         due = sources_due(now=now, ids=source_ids, force=force or bool(source_ids))
         claimed = [s.pk for s in sources_claim(ids=due, owner=owner, now=now)]
-    except DatabaseError as exc:
+    except Error as exc:
         run_finish(run, status=IngestRun.Status.FAILED, error=_first_line(exc))
         raise RunError(f"The database is unreachable: {_first_line(exc)}") from exc
     stats = {"skipped_leased": len(due) - len(claimed)}
@@ -833,12 +918,60 @@ def source_ingest(*, source_id: int, owner: str, run_id: int | None = None) -> S
 
 
 def runs_close_stale(*, now: datetime) -> int:
-    """Close fanned-out runs whose tasks can no longer report (older than the lease TTL)."""
-    cutoff = now - timedelta(seconds=settings.INGEST_LEASE_SECONDS * 2)
-    stale = list(IngestRun.objects.filter(status=IngestRun.Status.RUNNING, started_at__lt=cutoff, sources_total__gt=0))
-    for run in stale:
-        _close_fanned_out(run, lost=max(0, run.sources_total - run.sources_fetched - run.sources_failed))
-    return len(stale)
+    """Close the runs still marked ``running`` that can no longer finish; returns how many.
+
+    Called at the start of every ingest run, whatever started it (cron, by hand, Celery, Azure), so
+    that a killed run is never left ``running``. A run is over when
+
+    * its process is gone: it ran on this host and its pid no longer exists (its leases are freed
+      at once, so the next run takes its sources now rather than after the lease TTL); or
+    * it is older than the lease TTL and no source holds a live lease of its owner: whatever it
+      had claimed is free again, wherever it ran.
+
+    A fanned-out run whose tasks never all reported is closed ``partial`` once it is older than
+    twice the TTL (its tasks cannot hold a source longer than that).
+    """
+    ttl = timedelta(seconds=settings.INGEST_LEASE_SECONDS)
+    host, me = socket.gethostname()[:255], os.getpid()
+    closed = 0
+    for run in IngestRun.objects.filter(status=IngestRun.Status.RUNNING, started_at__lt=now).order_by("pk"):
+        fanned_out = run.lease_owner.startswith("run-") or (not run.lease_owner and run.sources_total > 0)
+        if fanned_out:
+            if run.started_at < now - 2 * ttl:
+                _close_fanned_out(run, lost=max(0, run.sources_total - run.sources_fetched - run.sources_failed))
+                closed += 1
+            continue
+        gone = run.hostname == host and run.pid and run.pid != me and not _process_exists(run.pid)
+        # Only an ingest run says what it holds; a recount elsewhere is judged by its process alone.
+        leases_expired = bool(run.lease_owner) and run.started_at < now - ttl and not TechnicalArticle.objects.filter(
+            lease_owner=run.lease_owner, lease_expires_at__gt=now).exists()
+        if not (gone or leases_expired):
+            continue
+        reason = ("its process ended without finishing it (killed or crashed)" if gone
+                  else f"it holds no live lease {_duration_text(ttl.total_seconds())} after it started")
+        if IngestRun.objects.filter(pk=run.pk, status=IngestRun.Status.RUNNING).update(
+            status=IngestRun.Status.FAILED, finished_at=now,
+            error=f"Closed by a later run: {reason}; the sources it had not stored are due again.",
+        ):
+            closed += 1
+            log.warning("stale run closed", extra={"run_id": run.pk, "reason": reason})
+            if gone and run.lease_owner:
+                sources_release(owner=run.lease_owner)
+    return closed
+
+
+def _process_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, OSError):
+        return True  # exists but belongs to someone else (or cannot be asked): not provably gone
+    return True
+
+
+def _duration_text(seconds: float) -> str:
+    return f"{seconds / 3600:g} h" if seconds >= 3600 else f"{seconds / 60:g} min" if seconds >= 60 else f"{seconds:g} s"
 
 
 def source_abandon(*, source_id: int, owner: str, run_id: int | None, reason: str) -> SourceResult | None:

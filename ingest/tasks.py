@@ -11,19 +11,42 @@ source), and the lease keeps overlapping runs (Celery, cron, Azure, manual) off 
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 from celery import shared_task
 from celery.exceptions import SoftTimeLimitExceeded
+from django import db
 from django.conf import settings
 from django.db import InterfaceError, OperationalError
 from kombu.exceptions import OperationalError as BrokerError
 
 from ingest.errors import RunError
 from ingest.models import IngestRun
+from ingest.retry import is_transient
 from ingest.services import counts_recompute, ingest_dispatch, source_abandon, source_ingest
 
-# Worth another try later: the database or the broker was unreachable (a deadlock that outlived
-# run_atomic's own retries arrives as OperationalError too). Anything else is a bug: it fails.
-TRANSIENT = (OperationalError, InterfaceError, RunError, BrokerError)
+
+class DatabaseBusy(Exception):
+    """A transient database error that outlived run_atomic's own retries (deadlock victim, lock
+    timeout, Azure SQL throttling). Through ODBC Driver 18 those arrive as ``django.db.Error`` or
+    ``ProgrammingError``, which no class in ``autoretry_for`` can tell from a bug; is_transient can."""
+
+
+@contextmanager
+def database_busy_retried():
+    """Turn a transient database error the task's service let through into ``DatabaseBusy``."""
+    try:
+        yield
+    except db.Error as exc:
+        if not isinstance(exc, TRANSIENT) and is_transient(exc, db.connection.vendor):
+            detail = str(exc).strip()
+            raise DatabaseBusy(detail.splitlines()[0][:500] if detail else type(exc).__name__) from exc
+        raise
+
+
+# Worth another try later: the database or the broker was unreachable, or the database was busy
+# (DatabaseBusy). Anything else is a bug: it fails.
+TRANSIENT = (OperationalError, InterfaceError, DatabaseBusy, RunError, BrokerError)
 
 RETRY = {
     "autoretry_for": TRANSIENT,
@@ -38,7 +61,8 @@ RETRY = {
 def ingest_feeds(source_ids: list[int] | None = None, force: bool = False) -> dict:
     """Claim the due sources (or ``source_ids``) and queue one ``ingest_source`` per source."""
     ids = [int(pk) for pk in source_ids or ()]
-    run_id, owner, claimed = ingest_dispatch(trigger=IngestRun.Trigger.CELERY, source_ids=ids, force=bool(force))
+    with database_busy_retried():
+        run_id, owner, claimed = ingest_dispatch(trigger=IngestRun.Trigger.CELERY, source_ids=ids, force=bool(force))
     for source_id in claimed:
         # A task not started within the lease is pointless: another run may own the source by then.
         ingest_source.apply_async(
@@ -51,12 +75,13 @@ def ingest_feeds(source_ids: list[int] | None = None, force: bool = False) -> di
 def ingest_source(source_id: int, owner: str, run_id: int | None = None) -> dict:
     """Fetch and store one source leased by ``owner``; counts it on run ``run_id``."""
     source_id, owner, run_id = int(source_id), str(owner), int(run_id) if run_id else None
-    try:
-        result = source_ingest(source_id=source_id, owner=owner, run_id=run_id)
-    except SoftTimeLimitExceeded:
-        # The transaction in flight was rolled back; record why and free the source now.
-        result = source_abandon(source_id=source_id, owner=owner, run_id=run_id,
-                                reason=f"The task exceeded its soft time limit of {settings.CELERY_TASK_SOFT_TIME_LIMIT} s.")
+    with database_busy_retried():
+        try:
+            result = source_ingest(source_id=source_id, owner=owner, run_id=run_id)
+        except SoftTimeLimitExceeded:
+            # The transaction in flight was rolled back; record why and free the source now.
+            result = source_abandon(source_id=source_id, owner=owner, run_id=run_id,
+                                    reason=f"The task exceeded its soft time limit of {settings.CELERY_TASK_SOFT_TIME_LIMIT} s.")
     if result is None:
         return {"id": source_id, "outcome": "skipped", "error": "lease not held: already stored or taken over"}
     return result.as_dict()
@@ -65,4 +90,5 @@ def ingest_source(source_id: int, owner: str, run_id: int | None = None) -> dict
 @shared_task(name="ingest.tasks.recompute_counts", **RETRY)
 def recompute_counts() -> dict:
     """Reconcile the comment and pingback counters (a full run, recorded with trigger celery)."""
-    return counts_recompute(trigger=IngestRun.Trigger.CELERY).as_dict()
+    with database_busy_retried():
+        return counts_recompute(trigger=IngestRun.Trigger.CELERY).as_dict()

@@ -81,6 +81,7 @@ class SourceResult:
     error: str = ""
     name: str = ""
     pingbacks: int = 0  # cross-references recorded from or to this source's entries
+    internal_error: bool = False  # failed on something unexpected (a bug): counted apart, kept loud
 
     def as_dict(self) -> dict:
         return {
@@ -93,6 +94,7 @@ class SourceResult:
             "unchanged": self.unchanged,
             "pingbacks": self.pingbacks,
             "error": self.error,
+            "internal_error": self.internal_error,
         }
 
 

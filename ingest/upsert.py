@@ -2,11 +2,17 @@
 
 Per source, inside the caller's retry-wrapped atomic block:
 
-1. ``existing_load``: one query per IN-batch loads (guid, id, hash, dates) for the feed's guids.
+1. ``existing_load``: one query per IN-batch loads (id, hash, dates) for the feed's guid keys.
 2. ``entries_decide`` (pure): new, changed (hash differs) or unchanged.
 3. ``entries_apply``: ``bulk_create`` the new entries, ``bulk_update`` the changed ones (only the
    fields that changed; counters and rating belong to other writers), resolve authors and link
    them through the M2M's through model in bulk. Unchanged entries cause no write.
+
+Rows are matched by their identity keys (``ingest.identity``: ``Entry.guid_key``,
+``Author.identity_key``), never by text: a text comparison in Python is byte-exact while the
+database's may ignore case, accents or trailing spaces, and then a key the code calls new is a
+duplicate to the database. Two parsed values with one key are one row: the first one in the feed
+is written.
 
 The number of statements grows with the number of batches, never with the number of entries.
 Batch sizes come from the connection (``connection.ops.bulk_batch_size``; SQL Server allows 2,100
@@ -14,9 +20,9 @@ parameters per statement) and are capped so that no statement touches more than
 ``MAX_ROWS_PER_STATEMENT`` rows, below SQL Server's lock escalation threshold (~5,000 locks).
 
 SQL Server's ``bulk_create`` returns no primary keys and has no ``ignore_conflicts``: ids of new
-rows are read back by guid unless the backend returns them, and a unique-key collision with a
-concurrent writer becomes ``WriteConflict``, which the retry helper treats as transient (on the
-retry the rows exist and take the update path).
+rows are read back by guid key unless the backend returns them, and a unique-key collision becomes
+``WriteConflict``. The retry helper retries a collision once (a concurrent writer's rows then
+exist and take the update path); one that repeats is about the data and fails this source alone.
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ from django.conf import settings
 from django.db import IntegrityError, connection
 from django.utils import timezone
 
+from ingest.identity import author_key, guid_key
 from ingest.models import Author, Entry
 from ingest.parse import link_key
 from ingest.retry import WriteConflict
@@ -97,23 +104,33 @@ def commit_asynchronously() -> None:
 
 
 def existing_load(*, article_id: int, guids: Sequence[str]) -> dict[str, ExistingEntry]:
+    """The stored entries of these guids, by guid key (``ingest.identity.guid_key``)."""
     found: dict[str, ExistingEntry] = {}
-    for batch in chunked(list(guids), in_batch_size()):
-        rows = Entry.objects.filter(technical_article_id=article_id, guid__in=batch).values_list(
-            "guid", "id", "content_hash", "published_at"
+    keys = list(dict.fromkeys(guid_key(guid) for guid in guids))
+    for batch in chunked(keys, in_batch_size()):
+        rows = Entry.objects.filter(technical_article_id=article_id, guid_key__in=batch).values_list(
+            "guid_key", "id", "content_hash", "published_at"
         )
-        for guid, pk, content_hash, published_at in rows:
-            found[guid] = ExistingEntry(pk, content_hash, published_at)
+        for key, pk, content_hash, published_at in rows:
+            found[key] = ExistingEntry(pk, content_hash, published_at)
     return found
 
 
 def entries_decide(entries: Iterable[ParsedEntry], existing: dict[str, ExistingEntry]) -> Plan:
-    """Pure: which parsed entries are new, which changed (by content hash), how many are unchanged."""
+    """Pure: which parsed entries are new, which changed (by content hash), how many are unchanged.
+
+    ``existing`` is keyed by guid key; of several entries with one guid key only the first counts.
+    """
     new: list[ParsedEntry] = []
     changed: list[tuple[ParsedEntry, ExistingEntry]] = []
     unchanged = 0
+    seen: set[str] = set()
     for entry in entries:
-        current = existing.get(entry.guid)
+        key = guid_key(entry.guid)
+        if key in seen:
+            continue
+        seen.add(key)
+        current = existing.get(key)
         if current is None:
             new.append(entry)
         elif current.content_hash != entry.content_hash:
@@ -131,6 +148,7 @@ def _entry_row(article_id: int, parsed: ParsedEntry, *, published_at: datetime, 
     return Entry(
         technical_article_id=article_id,
         guid=parsed.guid,
+        guid_key=guid_key(parsed.guid),
         headline=parsed.headline,
         body_text=parsed.body_text,
         link=parsed.link,
@@ -145,27 +163,34 @@ def _entry_row(article_id: int, parsed: ParsedEntry, *, published_at: datetime, 
     )
 
 
-def authors_resolve(pairs: set[tuple[str, str]]) -> dict[tuple[str, str], int]:
-    """Ids for (name, email) pairs, creating the missing authors in bulk."""
-    if not pairs:
-        return {}
-    names = sorted({name for name, _ in pairs})
+def authors_resolve(pairs: Iterable[tuple[str, str]]) -> dict[tuple[str, str], int]:
+    """Ids for (name, email) pairs, creating the missing authors in bulk.
 
-    def lookup() -> dict[tuple[str, str], int]:
-        ids: dict[tuple[str, str], int] = {}
-        for batch in chunked(names, in_batch_size()):
-            for pk, name, email in Author.objects.filter(name__in=batch).values_list("id", "name", "email"):
-                if (name, email) in pairs:
-                    ids[(name, email)] = pk
+    Pairs with one identity key (``ingest.identity.author_key``) get one id; a new author is
+    stored as the first of its pairs in ``pairs``' order (the feed's order, for the callers here).
+    """
+    first: dict[str, tuple[str, str]] = {}
+    key_of: dict[tuple[str, str], str] = {}
+    for pair in pairs:
+        if pair not in key_of:
+            key_of[pair] = key = author_key(*pair)
+            first.setdefault(key, pair)
+    if not first:
+        return {}
+
+    def lookup() -> dict[str, int]:
+        ids: dict[str, int] = {}
+        for batch in chunked(sorted(first), in_batch_size()):
+            ids.update(Author.objects.filter(identity_key__in=batch).values_list("identity_key", "id"))
         return ids
 
     ids = lookup()
-    missing = [Author(name=name, email=email) for name, email in sorted(pairs - ids.keys())]
+    missing = [Author(name=name, email=email, identity_key=key) for key, (name, email) in first.items() if key not in ids]
     if missing:
         ignore = connection.features.supports_ignore_conflicts
         Author.objects.bulk_create(missing, batch_size=MAX_ROWS_PER_STATEMENT, ignore_conflicts=ignore)
         ids = lookup()
-    return ids
+    return {pair: ids[key] for pair, key in key_of.items()}
 
 
 def _author_pairs(entry: ParsedEntry) -> list[tuple[str, str]]:
@@ -178,14 +203,14 @@ def entries_apply(*, article_id: int, plan: Plan, fetched_at: datetime) -> Upser
         return _apply(article_id, plan, fetched_at)
     except IntegrityError as exc:
         # A concurrent writer inserted the same natural key first (an expired lease, or an author
-        # shared by two feeds on a backend without ignore_conflicts). Retrying sees its rows.
+        # shared by two feeds on a backend without ignore_conflicts): retrying once sees its rows.
         raise WriteConflict(str(exc)) from exc
 
 
 def _apply(article_id: int, plan: Plan, fetched_at: datetime) -> UpsertCounts:
     through = Entry.authors.through
-    pairs = {pair for entry in plan.new for pair in _author_pairs(entry)}
-    pairs |= {pair for entry, _ in plan.changed for pair in _author_pairs(entry)}
+    pairs = [pair for entry in plan.new for pair in _author_pairs(entry)]
+    pairs += [pair for entry, _ in plan.changed for pair in _author_pairs(entry)]
     author_ids = authors_resolve(pairs)
     links: list = []
     touched: list[tuple[int, ParsedEntry]] = []
@@ -197,13 +222,14 @@ def _apply(article_id: int, plan: Plan, fetched_at: datetime) -> UpsertCounts:
         ]
         Entry.objects.bulk_create(rows, batch_size=write_batch_size([f.name for f in Entry._meta.concrete_fields], rows))
         if all(row.pk for row in rows):
-            new_ids = {row.guid: row.pk for row in rows}
+            new_ids = {row.guid_key: row.pk for row in rows}
         else:
-            new_ids = {guid: ex.id for guid, ex in existing_load(article_id=article_id, guids=[e.guid for e in plan.new]).items()}
-        for entry in plan.new:
-            touched.append((new_ids[entry.guid], entry))
-            for pair in dict.fromkeys(_author_pairs(entry)):
-                links.append(through(entry_id=new_ids[entry.guid], author_id=author_ids[pair]))
+            new_ids = {key: ex.id for key, ex in existing_load(article_id=article_id, guids=[e.guid for e in plan.new]).items()}
+        for entry, row in zip(plan.new, rows):
+            entry_id = new_ids[row.guid_key]
+            touched.append((entry_id, entry))
+            for author_id in dict.fromkeys(author_ids[pair] for pair in _author_pairs(entry)):
+                links.append(through(entry_id=entry_id, author_id=author_id))
 
     if plan.changed:
         rows = []

@@ -8,8 +8,8 @@ a worker is down. The body names no host, user, URL or error text: it is safe to
 
 from __future__ import annotations
 
+from django import db
 from django.conf import settings
-from django.db import DatabaseError
 from django.http import JsonResponse
 from django.utils import timezone
 from django.views.decorators.cache import never_cache
@@ -27,7 +27,7 @@ def healthz(request):
         selectors.database_ping()
         ingest = selectors.job_freshness(job="ingest_feeds", now=now, max_age_s=settings.PIPELINE_HEALTH_MAX_AGE)
         recount = selectors.run_last_completed(job="recompute_counts")
-    except DatabaseError:
+    except db.Error:  # the base: through ODBC Driver 18 a deadlock is not a DatabaseError
         body.update(status="unavailable", database="unreachable")
         return JsonResponse(body, status=503)
     body["ingest"] = {key: value for key, value in ingest.as_dict().items() if key != "job"}

@@ -6,7 +6,10 @@ sentence naming the variable, so a typo in a cron line or an app setting is caug
 
 from __future__ import annotations
 
+import ipaddress
+import math
 import os
+import zoneinfo
 from pathlib import Path
 
 from django.core.exceptions import ImproperlyConfigured
@@ -19,30 +22,58 @@ env = os.environ
 
 def _bool(name: str, default: bool) -> bool:
     raw = env.get(name)
-    if raw is None or raw == "":
+    if raw is None or raw.strip() == "":
         return default
-    if raw.lower() in ("1", "true", "yes", "on"):
+    if raw.strip().lower() in ("1", "true", "yes", "on"):
         return True
-    if raw.lower() in ("0", "false", "no", "off"):
+    if raw.strip().lower() in ("0", "false", "no", "off"):
         return False
     raise ImproperlyConfigured(f"{name} must be true or false, not {raw!r}.")
 
 
-def _number(name: str, default: float, *, kind=float, minimum: float | None = 0):
+# Durations feed datetime arithmetic (next fetch, lease expiry, staleness); past some centuries
+# it overflows mid-run, so a typo with extra zeros is refused here instead.
+_MAX_SECONDS = 10 * 365 * 86400
+
+
+def _number(name: str, default: float, *, kind=float, minimum: float = 0, positive: bool = False,
+            maximum: float | None = None):
+    """The variable as ``kind`` (int: a whole number), at least ``minimum`` (above 0 with
+    ``positive``) and at most ``maximum``; nan and infinities are never a setting."""
     raw = env.get(name)
-    if raw is None or raw == "":
+    if raw is None or raw.strip() == "":
         return kind(default)
     try:
         value = kind(raw)
     except ValueError:
-        raise ImproperlyConfigured(f"{name} must be a number, not {raw!r}.") from None
-    if minimum is not None and value < minimum:
+        what = "a whole number" if kind is int else "a number"
+        raise ImproperlyConfigured(f"{name} must be {what}, not {raw!r}.") from None
+    if not math.isfinite(value):
+        raise ImproperlyConfigured(f"{name} must be a finite number, not {raw!r}.")
+    if positive and value <= 0:
+        raise ImproperlyConfigured(f"{name} must be greater than 0, not {raw!r}.")
+    if value < minimum:
         raise ImproperlyConfigured(f"{name} must be at least {minimum}, not {raw!r}.")
+    if maximum is not None and value > maximum:
+        raise ImproperlyConfigured(f"{name} must be at most {maximum}, not {raw!r}.")
     return value
 
 
 def _list(name: str, default: str = "") -> list[str]:
     return [item.strip() for item in env.get(name, default).split(",") if item.strip()]
+
+
+def _networks(name: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    networks = []
+    for cidr in _list(name):
+        try:
+            networks.append(ipaddress.ip_network(cidr))
+        except ValueError as exc:
+            raise ImproperlyConfigured(
+                f"{name} contains {cidr!r}, which is not a network in CIDR notation such as 10.0.0.0/8 "
+                f"or fd00::/8 ({exc})."
+            ) from None
+    return tuple(networks)
 
 
 # --- Core ---------------------------------------------------------------------------------------
@@ -52,8 +83,8 @@ SECRET_KEY = env.get("DJANGO_SECRET_KEY", "")
 if not SECRET_KEY:
     if not DEBUG:
         raise ImproperlyConfigured(
-            "DJANGO_SECRET_KEY is not set. Production mode (DJANGO_DEBUG off) needs a real secret key; "
-            "set DJANGO_SECRET_KEY to 50+ random characters, or DJANGO_DEBUG=1 on a laptop."
+            "DJANGO_SECRET_KEY is not set, and production mode (DJANGO_DEBUG off) needs 50+ random characters "
+            "there (python -c 'import secrets; print(secrets.token_urlsafe(50))'), or DJANGO_DEBUG=1 on a laptop."
         )
     SECRET_KEY = _INSECURE_KEY
 elif not DEBUG and (SECRET_KEY.startswith("django-insecure") or len(SECRET_KEY) < 50 or len(set(SECRET_KEY)) < 5):
@@ -107,8 +138,12 @@ TEMPLATES = [
 ]
 
 # --- Database -----------------------------------------------------------------------------------
-_db = parse_database_url(env.get("DATABASE_URL"), base_dir=BASE_DIR)
-_db["CONN_MAX_AGE"] = _number("CONN_MAX_AGE", 0, kind=int)
+# Seconds a new database connection may take, handshake and login included (pipeline/dburl.py
+# hands it to each driver): a server that accepts TCP and never answers would otherwise hold a
+# command for 130 s per attempt (psycopg's default) or forever (PyMySQL reads its greeting unbounded).
+DB_CONNECT_TIMEOUT = _number("DB_CONNECT_TIMEOUT", 10, kind=int, positive=True, maximum=3600)
+_db = parse_database_url(env.get("DATABASE_URL"), base_dir=BASE_DIR, connect_timeout=DB_CONNECT_TIMEOUT)
+_db["CONN_MAX_AGE"] = _number("CONN_MAX_AGE", 0, kind=int, maximum=_MAX_SECONDS)
 _db["CONN_HEALTH_CHECKS"] = _bool("CONN_HEALTH_CHECKS", False)
 if _db["ENGINE"] == "django.db.backends.mysql":
     # PyMySQL is pure Python (no C client library to build). It presents itself as MySQLdb;
@@ -117,14 +152,36 @@ if _db["ENGINE"] == "django.db.backends.mysql":
 
     pymysql.version_info = (2, 2, 1, "final", 0)
     pymysql.install_as_MySQLdb()
+    if "read_timeout" not in _db["OPTIONS"]:
+        # PyMySQL reads the server's greeting and the login with read_timeout (connect_timeout only
+        # covers TCP): bounded while connecting, unbounded from then on (pipeline/dburl.py).
+        from django.db.backends.signals import connection_created
+
+        from pipeline.dburl import mysql_reads_unbounded
+
+        _db["OPTIONS"]["read_timeout"] = _db["OPTIONS"]["connect_timeout"]
+        connection_created.connect(mysql_reads_unbounded, dispatch_uid="pipeline-mysql-reads-unbounded")
 elif _db["ENGINE"] == "django.db.backends.sqlite3" and _db["NAME"] != ":memory:":
-    Path(_db["NAME"]).parent.mkdir(parents=True, exist_ok=True)
+    # Nothing is written at import (read-only installs import these settings): the database
+    # file's folder (var/ by default) is made when a connection first opens it. pipeline/sqlite.py.
+    from pipeline.sqlite import ParentCreatingConnection
+
+    _db["OPTIONS"] = {**_db.get("OPTIONS", {}), "factory": ParentCreatingConnection}
 DATABASES = {"default": _db}
+if _db["ENGINE"] == "mssql" and (env.get("TIME_ZONE", "").strip() or "UTC") != "UTC":
+    # mssql-django issue 371: with USE_TZ and another TIME_ZONE, datetimes are written with the
+    # wrong offset and filters on them match nothing.
+    raise ImproperlyConfigured(f"TIME_ZONE must be UTC on SQL Server (mssql-django issue 371), not "
+                               f"{env['TIME_ZONE'].strip()!r}: leave TIME_ZONE unset or set it to UTC.")
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- I18N / static ------------------------------------------------------------------------------
 LANGUAGE_CODE = "en-us"
-TIME_ZONE = env.get("TIME_ZONE", "UTC")
+TIME_ZONE = env.get("TIME_ZONE", "").strip() or "UTC"
+try:
+    zoneinfo.ZoneInfo(TIME_ZONE)
+except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+    raise ImproperlyConfigured(f"TIME_ZONE must be an IANA time zone such as UTC or Europe/Berlin, not {TIME_ZONE!r}.") from None
 USE_I18N = True
 USE_TZ = True
 STATIC_URL = "static/"
@@ -133,36 +190,45 @@ STATIC_ROOT = Path(env.get("STATIC_ROOT", BASE_DIR / "var" / "static"))
 # finds them in the apps, so a laptop needs no collectstatic.
 WHITENOISE_USE_FINDERS = DEBUG
 WHITENOISE_AUTOREFRESH = DEBUG
-STATIC_ROOT.mkdir(parents=True, exist_ok=True)
+# Not created here (nothing is written at import): collectstatic creates it. Without DEBUG,
+# WhiteNoise warns "No directory at" when collectstatic has not run.
 
 # --- Ingest -------------------------------------------------------------------------------------
 INGEST_USER_AGENT = env.get(
     "INGEST_USER_AGENT", "feed-pipeline/1.0 (+https://example.invalid/feed-pipeline; scheduled feed ingest)"
 )
-INGEST_ALLOWED_NETWORKS = _list("INGEST_ALLOWED_NETWORKS")
-INGEST_CONNECT_TIMEOUT = _number("INGEST_CONNECT_TIMEOUT", 5.0)
-INGEST_READ_TIMEOUT = _number("INGEST_READ_TIMEOUT", 15.0)
-INGEST_DEADLINE = _number("INGEST_DEADLINE", 60.0)
-INGEST_MAX_BYTES = _number("INGEST_MAX_BYTES", 10 * 1024 * 1024, kind=int, minimum=1)
-INGEST_MAX_REDIRECTS = _number("INGEST_MAX_REDIRECTS", 5, kind=int)
-INGEST_DEFAULT_INTERVAL = _number("INGEST_DEFAULT_INTERVAL", 1800, kind=int, minimum=1)
-INGEST_BACKOFF_BASE = _number("INGEST_BACKOFF_BASE", 300, kind=int, minimum=1)
-INGEST_MAX_BACKOFF = _number("INGEST_MAX_BACKOFF", 86400, kind=int, minimum=1)
-INGEST_LEASE_SECONDS = _number("INGEST_LEASE_SECONDS", 900, kind=int, minimum=1)
-INGEST_WORKERS = _number("INGEST_WORKERS", 4, kind=int, minimum=1)
+# Parsed here, so that a typo stops start-up instead of the first fetch (ingest/fetch.py reads these).
+INGEST_ALLOWED_NETWORKS = _networks("INGEST_ALLOWED_NETWORKS")
+INGEST_CONNECT_TIMEOUT = _number("INGEST_CONNECT_TIMEOUT", 5.0, positive=True, maximum=_MAX_SECONDS)
+INGEST_READ_TIMEOUT = _number("INGEST_READ_TIMEOUT", 15.0, positive=True, maximum=_MAX_SECONDS)
+INGEST_DEADLINE = _number("INGEST_DEADLINE", 60.0, positive=True, maximum=_MAX_SECONDS)
+INGEST_MAX_BYTES = _number("INGEST_MAX_BYTES", 10 * 1024 * 1024, kind=int, positive=True)
+# 0: a redirect is a failure of the source.
+INGEST_MAX_REDIRECTS = _number("INGEST_MAX_REDIRECTS", 5, kind=int, maximum=100)
+INGEST_DEFAULT_INTERVAL = _number("INGEST_DEFAULT_INTERVAL", 1800, kind=int, positive=True, maximum=_MAX_SECONDS)
+INGEST_BACKOFF_BASE = _number("INGEST_BACKOFF_BASE", 300, kind=int, positive=True, maximum=_MAX_SECONDS)
+INGEST_MAX_BACKOFF = _number("INGEST_MAX_BACKOFF", 86400, kind=int, positive=True, maximum=_MAX_SECONDS)
+INGEST_LEASE_SECONDS = _number("INGEST_LEASE_SECONDS", 900, kind=int, positive=True, maximum=_MAX_SECONDS)
+# The same bound as ingest_feeds --workers.
+INGEST_WORKERS = _number("INGEST_WORKERS", 4, kind=int, positive=True, maximum=64)
 # Processes that parse feeds during a run (unset: one per CPU; 0 or 1: parse in the fetch threads).
-INGEST_PARSE_PROCESSES = _number("INGEST_PARSE_PROCESSES", 0, kind=int) if env.get("INGEST_PARSE_PROCESSES") else None
-INGEST_COMMENTS_DAYS = _number("INGEST_COMMENTS_DAYS", 14, kind=int)
+INGEST_PARSE_PROCESSES = (_number("INGEST_PARSE_PROCESSES", 0, kind=int, maximum=256)
+                          if env.get("INGEST_PARSE_PROCESSES", "").strip() else None)
+INGEST_PARSE_TIMEOUT = _number("INGEST_PARSE_TIMEOUT", 60.0, positive=True, maximum=_MAX_SECONDS)  # s per feed
+INGEST_COMMENTS_DAYS = _number("INGEST_COMMENTS_DAYS", 14, kind=int, maximum=36500)
 # PostgreSQL: per-source transactions commit without waiting for the WAL flush (see upsert.py).
 INGEST_ASYNC_COMMIT = _bool("INGEST_ASYNC_COMMIT", True)
 
-DB_RETRY_ATTEMPTS = _number("DB_RETRY_ATTEMPTS", 5, kind=int, minimum=1)
-DB_RETRY_BASE_DELAY = _number("DB_RETRY_BASE_DELAY", 0.05)
-DB_RETRY_MAX_DELAY = _number("DB_RETRY_MAX_DELAY", 2.0)
+DB_RETRY_ATTEMPTS = _number("DB_RETRY_ATTEMPTS", 5, kind=int, positive=True, maximum=100)
+# 0: retry at once.
+DB_RETRY_BASE_DELAY = _number("DB_RETRY_BASE_DELAY", 0.05, maximum=3600)
+DB_RETRY_MAX_DELAY = _number("DB_RETRY_MAX_DELAY", 2.0, maximum=3600)
 
 # --- Logging ------------------------------------------------------------------------------------
-LOG_LEVEL = env.get("LOG_LEVEL", "INFO").upper()
-LOG_FORMAT = env.get("LOG_FORMAT", "text").lower()
+LOG_LEVEL = env.get("LOG_LEVEL", "").strip().upper() or "INFO"
+if LOG_LEVEL not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+    raise ImproperlyConfigured(f"LOG_LEVEL must be DEBUG, INFO, WARNING, ERROR or CRITICAL, not {LOG_LEVEL!r}.")
+LOG_FORMAT = env.get("LOG_FORMAT", "").strip().lower() or "text"
 if LOG_FORMAT not in ("text", "json"):
     raise ImproperlyConfigured(f"LOG_FORMAT must be text or json, not {LOG_FORMAT!r}.")
 LOGGING = {
@@ -185,7 +251,7 @@ LOGGING = {
 CELERY_BROKER_URL = env.get("CELERY_BROKER_URL", "redis://127.0.0.1:6379/0")
 # Results are small summaries (IngestRun is the record); Flower and `celery result` show them.
 CELERY_RESULT_BACKEND = env.get("CELERY_RESULT_BACKEND", CELERY_BROKER_URL)
-CELERY_RESULT_EXPIRES = _number("CELERY_RESULT_EXPIRES", 86400, kind=int, minimum=60)
+CELERY_RESULT_EXPIRES = _number("CELERY_RESULT_EXPIRES", 86400, kind=int, minimum=60, maximum=_MAX_SECONDS)
 CELERY_TIMEZONE = TIME_ZONE
 # JSON only: a pickled message from a compromised broker would run code on every worker.
 CELERY_ACCEPT_CONTENT = ["json"]
@@ -200,11 +266,11 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 # One reserved message per worker process: a slow feed holds up no other, and a crash re-queues one.
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 # The soft limit raises SoftTimeLimitExceeded inside the task; the hard limit kills the process.
-CELERY_TASK_SOFT_TIME_LIMIT = _number("CELERY_TASK_SOFT_TIME_LIMIT", 300, kind=int, minimum=1)
-CELERY_TASK_TIME_LIMIT = _number("CELERY_TASK_TIME_LIMIT", 360, kind=int, minimum=1)
+CELERY_TASK_SOFT_TIME_LIMIT = _number("CELERY_TASK_SOFT_TIME_LIMIT", 300, kind=int, positive=True, maximum=_MAX_SECONDS)
+CELERY_TASK_TIME_LIMIT = _number("CELERY_TASK_TIME_LIMIT", 360, kind=int, positive=True, maximum=_MAX_SECONDS)
 # Redis redelivers an unacknowledged message after this many seconds; it must exceed the hard
 # time limit, or a long task still running is delivered to a second worker.
-CELERY_VISIBILITY_TIMEOUT = _number("CELERY_VISIBILITY_TIMEOUT", 3600, kind=int, minimum=1)
+CELERY_VISIBILITY_TIMEOUT = _number("CELERY_VISIBILITY_TIMEOUT", 3600, kind=int, positive=True, maximum=_MAX_SECONDS)
 if CELERY_TASK_SOFT_TIME_LIMIT >= CELERY_TASK_TIME_LIMIT:
     raise ImproperlyConfigured(
         f"CELERY_TASK_SOFT_TIME_LIMIT ({CELERY_TASK_SOFT_TIME_LIMIT}) must be below CELERY_TASK_TIME_LIMIT "
@@ -226,7 +292,7 @@ if env.get("CELERY_BROKER_KEY_PREFIX"):
     CELERY_BROKER_TRANSPORT_OPTIONS["global_keyprefix"] = env["CELERY_BROKER_KEY_PREFIX"]
 # Autoretry of transient errors: backoff capped below the visibility timeout (a longer countdown
 # would be delivered twice), and a bound on attempts.
-PIPELINE_TASK_MAX_RETRIES = _number("PIPELINE_TASK_MAX_RETRIES", 5, kind=int)
+PIPELINE_TASK_MAX_RETRIES = _number("PIPELINE_TASK_MAX_RETRIES", 5, kind=int, maximum=100)
 PIPELINE_TASK_RETRY_BACKOFF_MAX = max(1, min(300, CELERY_VISIBILITY_TIMEOUT // 2))
 # Off: on a lost Redis connection, cancelling terminates the running tasks and then, once the
 # broker is back, acknowledges their messages (the requeue needs the broker that is down), so the
@@ -242,8 +308,8 @@ CELERY_TASK_TRACK_STARTED = True
 
 # Beat. Exactly one beat process may run: two would enqueue every entry twice (the source lease
 # still keeps a source from being processed twice, but the work and the IngestRun rows double).
-INGEST_SCHEDULE_SECONDS = _number("INGEST_SCHEDULE_SECONDS", 300, kind=int, minimum=1)
-RECOUNT_SCHEDULE_SECONDS = _number("RECOUNT_SCHEDULE_SECONDS", 3600, kind=int, minimum=1)
+INGEST_SCHEDULE_SECONDS = _number("INGEST_SCHEDULE_SECONDS", 300, kind=int, positive=True, maximum=_MAX_SECONDS)
+RECOUNT_SCHEDULE_SECONDS = _number("RECOUNT_SCHEDULE_SECONDS", 3600, kind=int, positive=True, maximum=_MAX_SECONDS)
 CELERY_BEAT_SCHEDULE = {
     # Claims the due sources and fans out one ingest_source task per source.
     "ingest-feeds": {
@@ -263,9 +329,9 @@ CELERY_BEAT_SCHEDULE = {
 # admin (Periodic tasks) is where operators edit, add or disable schedules.
 PIPELINE_BEAT_SCHEDULER = env.get("PIPELINE_BEAT_SCHEDULER", "settings").strip().lower()
 if PIPELINE_BEAT_SCHEDULER == "settings":
-    CELERY_BEAT_SCHEDULER = "celery.beat:PersistentScheduler"
+    # Celery's file scheduler, which creates the file's folder when beat starts (pipeline/beat.py).
+    CELERY_BEAT_SCHEDULER = "pipeline.beat:PersistentScheduler"
     CELERY_BEAT_SCHEDULE_FILENAME = env.get("CELERY_BEAT_SCHEDULE_FILENAME", str(BASE_DIR / "var" / "celerybeat-schedule"))
-    Path(CELERY_BEAT_SCHEDULE_FILENAME).parent.mkdir(parents=True, exist_ok=True)
 elif PIPELINE_BEAT_SCHEDULER == "database":
     CELERY_BEAT_SCHEDULER = "pipeline.beat:SeedingDatabaseScheduler"
 else:
@@ -273,5 +339,6 @@ else:
 
 # Monitoring (pipeline_status, /healthz): unhealthy when no ingest run completed within this many
 # seconds; with PIPELINE_CELERY on (the default when CELERY_BROKER_URL is set), also when no worker answers.
-PIPELINE_HEALTH_MAX_AGE = _number("PIPELINE_HEALTH_MAX_AGE", max(3600, 3 * INGEST_SCHEDULE_SECONDS), kind=int, minimum=1)
+PIPELINE_HEALTH_MAX_AGE = _number("PIPELINE_HEALTH_MAX_AGE", min(_MAX_SECONDS, max(3600, 3 * INGEST_SCHEDULE_SECONDS)),
+                                  kind=int, positive=True, maximum=_MAX_SECONDS)
 PIPELINE_CELERY = _bool("PIPELINE_CELERY", bool(env.get("CELERY_BROKER_URL")))

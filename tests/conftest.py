@@ -12,7 +12,7 @@ def feed_server():
 
 
 # Modules that never touch the database run once, in the SQLite pass (see scripts/test).
-_NODB_MODULES = {"test_fetch", "test_parse", "test_opml"}
+_NODB_MODULES = {"test_fetch", "test_parse", "test_opml", "test_mssql_driver"}
 
 
 def pytest_collection_modifyitems(config, items):

@@ -9,8 +9,11 @@
 
 Each route replies with the next scripted response (the last one repeats). Responses can be
 conditional (ETag / Last-Modified), delayed, dripped byte by byte, gzip-compressed, read from a
-file, or endless. Clients that hang up mid-body are fine; ``stop()`` returns promptly even while
-responses are still streaming, because it shuts down every open connection.
+file, or endless. A raw reply, ``server.add("/x", raw=b"HTTP/1.1 200 OK\\r\\n...")``, is written
+byte for byte (status line, headers, body; nothing added) and the connection closed, so a test can
+send header bytes that http.server would refuse or rewrite. Clients that hang up mid-body are fine;
+``stop()`` returns promptly even while responses are still streaming, because it shuts down every
+open connection.
 """
 
 from __future__ import annotations
@@ -53,6 +56,7 @@ class Reply:
     drip: float | None = None  # seconds between single bytes of the body
     endless: bool = False  # stream the body (or filler) over and over, chunked, until the client leaves
     file: str | Path | None = None  # the body is this file's bytes
+    raw: bytes | None = None  # the whole response, byte for byte; then the connection is closed
 
     def __post_init__(self) -> None:
         if isinstance(self.body, str):
@@ -62,6 +66,8 @@ class Reply:
                 raise ValueError("a reply takes a body or a file, not both")
             if not Path(self.file).is_file():
                 raise FileNotFoundError(self.file)
+        if self.raw is not None and (self.body or self.file or self.endless or self.gzip or self.drip):
+            raise ValueError("a raw reply is the whole response; body, file, endless, gzip and drip do not apply")
         if self.endless and (self.gzip or self.drip or self.file):
             raise ValueError("an endless reply streams its plain body; gzip, drip and file do not apply")
 
@@ -237,6 +243,11 @@ class _Handler(BaseHTTPRequestHandler):
             self._respond(404, {"Content-Type": "text/plain", "Content-Length": "10"}, [b"not found\n"])
             return
         if reply.delay and feed._stopping.wait(reply.delay):
+            self.close_connection = True
+            return
+        if reply.raw is not None:
+            self.wfile.write(reply.raw)
+            self.wfile.flush()
             self.close_connection = True
             return
         validators = {"ETag": reply.etag, "Last-Modified": reply.last_modified}

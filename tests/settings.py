@@ -33,5 +33,18 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":  # noqa: F405
         "NAME": os.path.join(tempfile.gettempdir(), f"pipeline-test-{os.getpid()}.sqlite3")
     }
 
+if DATABASES["default"]["ENGINE"] == "django.db.backends.mysql":  # noqa: F405
+    # The test database as users have theirs: utf8mb4 with the server's default collation, which
+    # on MariaDB 10.11 is utf8mb4_general_ci (case- and accent-insensitive, trailing spaces
+    # ignored; MariaDB 11.4+ defaults to utf8mb4_uca1400_ai_ci, alike in those respects). Django
+    # creates the test database with CHARACTER SET / COLLATE only when TEST names them, else with
+    # the server's defaults, whatever they are; named here, so that a server configured otherwise
+    # still tests the identity rules (tests/test_identity.py) under the collation they are for.
+    DATABASES["default"]["TEST"] = {  # noqa: F405
+        **DATABASES["default"].get("TEST", {}),  # noqa: F405
+        "CHARSET": "utf8mb4",
+        "COLLATION": "utf8mb4_general_ci",
+    }
+
 # Logging in to the admin in tests need not cost a real key derivation.
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

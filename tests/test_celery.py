@@ -102,7 +102,25 @@ def test_beat_schedule_entries_resolve_to_tasks_and_expire():
         assert 0 < entry["options"]["expires"] <= entry["schedule"], f"{name}: a queued run must expire"
     assert schedule["ingest-feeds"]["schedule"] == settings.INGEST_SCHEDULE_SECONDS
     assert schedule["recompute-counts"]["schedule"] == settings.RECOUNT_SCHEDULE_SECONDS
-    assert settings.CELERY_BEAT_SCHEDULER == "celery.beat:PersistentScheduler"
+    assert settings.CELERY_BEAT_SCHEDULER == "pipeline.beat:PersistentScheduler"
+
+
+def test_beat_creates_the_folder_of_its_schedule_file_when_it_starts_not_at_import(tmp_path):
+    from django.core.exceptions import ImproperlyConfigured
+
+    from pipeline.beat import PersistentScheduler
+
+    filename = tmp_path / "beat" / "state" / "celerybeat-schedule"
+    lazy = PersistentScheduler(app=app, schedule_filename=str(filename), lazy=True)  # beat's banner
+    assert not filename.parent.exists()
+    lazy.setup_schedule()
+    try:
+        assert filename.parent.is_dir() and "ingest-feeds" in lazy.schedule
+    finally:
+        lazy.close()
+    (tmp_path / "a-file").write_text("")
+    with pytest.raises(ImproperlyConfigured, match="CELERY_BEAT_SCHEDULE_FILENAME"):
+        PersistentScheduler(app=app, schedule_filename=str(tmp_path / "a-file" / "sub" / "schedule"))
 
 
 def test_beat_sends_its_entries_with_an_expiry(broker):

@@ -147,6 +147,17 @@ def test_exactly_one_beat_and_no_worker_embeds_one(compose):
     assert any(v.endswith(":/app/var/beat") for v in beat["volumes"])
 
 
+def test_application_containers_are_read_only_but_for_tmp_and_beat_state(compose):
+    # What scripts/smoke checks for real from a read-only tree: no command writes into /app.
+    for name in APP_SERVICES:
+        service = compose["services"][name]
+        assert service["read_only"] is True and service["tmpfs"] == ["/tmp"], name
+        assert service["environment"]["XDG_RUNTIME_DIR"] == "/tmp", name  # gunicorn's control socket
+    assert [v for s in compose["services"].values() if s.get("read_only") for v in s.get("volumes", ())] == \
+        ["beat-state:/app/var/beat"]
+    assert "chown app:app var/beat" in (ROOT / "Dockerfile").read_text()  # the new volume's owner
+
+
 def test_flower_asks_for_basic_auth(compose):
     flower = compose["services"]["flower"]
     assert flower["environment"]["FLOWER_BASIC_AUTH"] == "admin:flower-secret"

@@ -597,3 +597,42 @@ def test_server_stops_promptly_while_streaming():
         server.stop()
     assert time.monotonic() - started < 1
     assert not any(t.name.startswith("FeedServer") for t in threading.enumerate())
+
+
+def test_a_kept_alive_connection_the_server_closed_is_retried_once_on_a_fresh_one():
+    # A server whose keep-alive timeout expires as the next request arrives closes the connection
+    # without answering; the next feed on the same host must not fail for it (httpcore does not
+    # retry). This server answers one request per connection and drops the second one unanswered.
+    response = b"HTTP/1.1 200 OK\r\nContent-Type: application/rss+xml\r\nContent-Length: %d\r\n\r\n%s" % (len(FEED), FEED)
+    listener = socket.create_server(("127.0.0.1", 0))
+    connections = []
+
+    def serve() -> None:
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            connections.append(conn)
+            with conn:
+                conn.recv(65536)
+                conn.sendall(response)
+                conn.recv(65536)  # the next request on this kept-alive connection: dropped
+
+    threading.Thread(target=serve, daemon=True).start()
+    url = f"http://127.0.0.1:{listener.getsockname()[1]}"
+    try:
+        with make_client(SETTINGS) as client:
+            first = fetch_feed(FetchRequest(url=url + "/a.rss"), client=client, settings=SETTINGS)
+            second = fetch_feed(FetchRequest(url=url + "/b.rss"), client=client, settings=SETTINGS)
+    finally:
+        listener.close()
+    assert (first.status, second.status) == (200, 200)
+    assert second.content == FEED
+    assert len(connections) == 2  # the second feed came over a fresh connection
+
+
+def test_a_redirect_to_a_host_that_is_not_valid_idna_fails_with_a_reason(feed_server):
+    feed_server.add("/r", b"", status=302, headers={"Location": "http://xn--/feed"})
+    with make_client(SETTINGS) as client, pytest.raises(FetchError, match="cannot be followed"):
+        fetch_feed(FetchRequest(url=feed_server.url("/r")), client=client, settings=SETTINGS)

@@ -184,7 +184,9 @@ def test_plain_text_content_is_escaped_not_interpreted():
     text = load("sanitize.atom").entries[0]
 
     assert text.body_text == "Plain text content: &lt;script&gt;alert(1)&lt;/script&gt; stays visible &amp; harmless."
-    assert text.headline == "Plain text with <angle brackets>"
+    # A headline is shown by templates and API clients that may not escape it: even in a
+    # text-typed title, what reads as a tag loses its brackets (its words stay).
+    assert text.headline == "Plain text with angle brackets"
 
 
 def test_headline_and_feed_fields_are_plain_text():
@@ -504,3 +506,136 @@ def test_illformed_corpus_parses_or_raises_parse_error():
         except ParseError:
             continue
         assert isinstance(result, ParsedFeed), path
+
+
+# --- HTML limits: bodies that would make sanitizing superlinear are cut, normal ones never -------
+
+import time  # noqa: E402  (kept with the tests that need it)
+
+import ingest.parse as parse_module  # noqa: E402
+from ingest.parse import BODY_MAX_DEPTH, BODY_MAX_REOPENED  # noqa: E402
+
+REAL_FEEDS = ROOT.parent / "shared" / "corpus" / "real-feeds"
+
+
+def rss_with_bodies(*bodies: str) -> bytes:
+    items = "".join(
+        f"<item><guid>urn:limits:{number}</guid><title>Item {number}</title>"
+        f"<description><![CDATA[{body}]]></description></item>"
+        for number, body in enumerate(bodies)
+    )
+    return f'<?xml version="1.0"?><rss version="2.0"><channel><title>Limits</title>{items}</channel></rss>'.encode()
+
+
+@pytest.fixture
+def scan_every_body(monkeypatch):
+    """Scan bodies of any size (small ones are otherwise scanned only past a per-feed allowance)."""
+    monkeypatch.setattr(parse_module, "_SCAN_FROM_TAGS", 0)
+
+
+def test_deeply_nested_html_is_cut_to_the_depth_limit_within_seconds():
+    hostile = "<div>" * 100_000 + "the end"  # sanitized as is: a minute of html5ever
+    started = time.monotonic()
+    feed = parse_feed(rss_with_bodies(hostile, "<p>A normal <b>entry</b>.</p>"), now=NOW)
+    elapsed = time.monotonic() - started
+
+    assert elapsed < 10
+    hostile_entry, normal_entry = feed.entries  # the entry is kept, with what came before the cut
+    assert hostile_entry.body_text.count("<div>") == BODY_MAX_DEPTH
+    assert "the end" not in hostile_entry.body_text
+    assert normal_entry.body_text == "<p>A normal <b>entry</b>.</p>"
+    assert feed.warning == (f"1 entry body was cut short to stay sanitizable (e.g. 'urn:limits:0': elements nested "
+                            f"more than {BODY_MAX_DEPTH} deep)")
+
+
+@pytest.mark.parametrize(
+    "hostile, reason",
+    [
+        ("<b><i>" * 50_000, "nested more than"),
+        ("<div/>" * 50_000, "nested more than"),  # "/>" closes nothing in HTML
+        ("<div></span>" * 50_000, "nested more than"),  # end tags of elements that are not open
+        ("<span><div></span></div>" * 30_000, "nested more than"),  # end tags a <div> keeps from closing
+        ("<svg>" + "<g>" * 50_000, "nested more than"),
+        ("".join(f"<div><b class=c{n}></div>x" for n in range(20_000)), "formatting elements left open"),
+        ("".join(f"<b class=c{n}><p>x" for n in range(20_000)), "formatting elements left open"),
+        ('<a title="<!--">' + "<div>" * 50_000 + "-->", "nested more than"),  # no comment: an attribute value
+        ("<script><!--</script>" + "<div>" * 50_000 + "-->", "nested more than"),  # no comment: script text
+        ("<svg><foreignObject>" + "<section/>" * 50_000, "nested more than"),  # HTML again: "/>" closes nothing
+    ],
+    ids=["b-i", "self-closed-div", "stray-end-tags", "blocked-end-tags", "svg", "reopened-b", "b-p",
+         "comment-in-attribute", "comment-in-script", "html-in-svg"],
+)
+def test_markup_that_defeats_simple_counting_is_cut_too(hostile, reason):
+    started = time.monotonic()
+    feed = parse_feed(rss_with_bodies(hostile), now=NOW)
+
+    assert time.monotonic() - started < 10
+    assert reason in feed.warning
+    assert len(feed.entries[0].body_text) < len(hostile) // 10
+
+
+def test_a_body_longer_than_the_size_limit_keeps_its_start(monkeypatch):
+    monkeypatch.setattr(parse_module, "BODY_MAX_CHARS", 1000)
+    feed = parse_feed(rss_with_bodies("<p>" + "word " * 400 + "</p>", "<p>short</p>"), now=NOW)
+
+    long_entry, short_entry = feed.entries
+    assert long_entry.body_text.startswith("<p>word word") and 900 < len(long_entry.body_text) <= 1010
+    assert short_entry.body_text == "<p>short</p>"
+    assert "longer than 1,000 characters" in feed.warning
+
+
+def test_comment_bodies_are_cut_as_well(caplog):
+    feed = rss_with_bodies("<div>" * 20_000, "<p>Nice post</p>")
+    with caplog.at_level("WARNING", logger="ingest.parse"):
+        hostile, normal = parse_comments(feed, url="https://limits.example/post/feed/", now=NOW)
+
+    assert hostile.body.count("<div>") == BODY_MAX_DEPTH
+    assert normal.body == "<p>Nice post</p>"
+    assert any("nested more than" in record.warning for record in caplog.records)
+
+
+@pytest.mark.parametrize(
+    "sloppy",
+    [
+        "<p>paragraph" * 3000,  # never closed: each <p> closes the one before
+        "<ul>" + "<li>item <a href='/x'>link</a>" * 3000 + "</ul>",
+        "<table>" + "<tr><td>cell<td><font face=Arial>cell" * 1500 + "</table>",
+        "<p><font face=Arial><b>lost in a paragraph</p>" * 1000,  # identical ones are reopened three times at most
+        "<svg>" + "<rect x='1' y='2'/>" * 3000 + "</svg>",  # "/>" does close SVG elements
+        "<!-- <div><div><div> -->" * 1000 + "<script>var s = '<div><div>';</script>" * 500,
+        "<div><span class=a/><span class=b>x</span></div>" * 2000,  # KaTeX: html5ever leaves <span/> open
+        "<div><p>text<div>block</div></p></div>" * 2000,
+    ],
+    ids=["paragraphs", "list-items", "table-cells", "font-in-paragraphs", "svg-shapes", "comments-and-scripts",
+         "katex-spans", "misnested-p"],
+)
+def test_sloppy_but_ordinary_markup_is_never_cut(sloppy, scan_every_body):
+    feed = parse_feed(rss_with_bodies(sloppy), now=NOW)
+
+    assert feed.warning == ""
+
+
+def test_the_reopen_limit_counts_distinct_formatting_elements(scan_every_body):
+    def reopened(count: int) -> str:
+        return "".join(f"<p><font color=c{n}>text</p>" for n in range(count)) + "<p>end</p>"
+
+    assert parse_feed(rss_with_bodies(reopened(BODY_MAX_REOPENED)), now=NOW).warning == ""
+    too_many = parse_feed(rss_with_bodies(reopened(BODY_MAX_REOPENED + 1)), now=NOW)
+    assert "formatting elements left open" in too_many.warning
+
+
+REAL_FEED_FILES = sorted(p for p in REAL_FEEDS.iterdir() if p.is_file()) if REAL_FEEDS.is_dir() else []
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not REAL_FEED_FILES, reason=f"corpus folder {REAL_FEEDS} is absent")
+def test_no_real_feed_reaches_the_html_limits(scan_every_body):
+    cut = []
+    for path in REAL_FEED_FILES:
+        try:
+            feed = parse_feed(path.read_bytes(), headers={"content-type": "application/xml"}, url="http://127.0.0.1/")
+        except ParseError:
+            continue
+        if "cut short" in feed.warning:
+            cut.append((path.name, feed.warning))
+    assert cut == []

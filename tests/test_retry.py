@@ -65,9 +65,90 @@ def test_sql_server_errors_classified_by_number_even_as_plain_django_error(args,
     assert is_transient(wrapped(FakeOdbcError(*args), cls=db_utils.Error)) is expected
 
 
+_ODBC18 = "[Microsoft][ODBC Driver 18 for SQL Server][SQL Server]"
+
+
 @pytest.mark.nodb
-def test_write_conflict_is_transient():
-    assert is_transient(WriteConflict("duplicate key"))
+@pytest.mark.parametrize("args, expected", [
+    # Only the number pyodbc puts before the ODBC function is the error's; others are data.
+    (("23000", f"[23000] {_ODBC18}Violation of UNIQUE KEY constraint 'uq'. Cannot insert duplicate key in object "
+      "'dbo.ingest_entry'. The duplicate key value is (233). (2627) (SQLExecDirectW)"), False),
+    (("42000", f"[42000] {_ODBC18}String or binary data would be truncated in table 'e', column 'title'. Truncated "
+      "value: 'Deadlock (1205)'. (2628) (SQLExecDirectW)"), False),
+    (("23000", f"[23000] {_ODBC18}Violation of PRIMARY KEY constraint 'pk'. The duplicate key value is (1205). "
+      f"(2627); [01000] {_ODBC18}The statement has been terminated. (3621) (SQLExecute)"), False),
+    (("42000", f"[42000] {_ODBC18}The SQL pool is warming up. Please try again. (42109) (SQLExecDirectW)"), True),
+    (("HY000", f"[HY000] {_ODBC18}The instance of the SQL Server Database Engine cannot obtain a LOCK resource at "
+      "this time. (1204) (SQLExecDirectW)"), True),
+    (("42000", f"[42000] {_ODBC18}Database 'p' on server 's' is not currently available. (40613) (SQLDriverConnect)"), True),
+])
+def test_sql_server_native_number_is_read_from_its_place_only(args, expected):
+    assert is_transient(wrapped(FakeOdbcError(*args), cls=db_utils.Error), "microsoft") is expected
+
+
+class FakeMssqlPythonError(Exception):
+    """Shaped like an mssql-python error: no native number, no SQLSTATE; its phrase and the text."""
+
+    __module__ = "mssql_python.exceptions"
+
+    def __init__(self, driver_error, ddbc_error):
+        self.driver_error, self.ddbc_error = driver_error, ddbc_error
+        super().__init__(f"Driver Error: {driver_error}; DDBC Error: {ddbc_error}")
+
+
+@pytest.mark.nodb
+@pytest.mark.parametrize("driver_error, ddbc_error, expected", [
+    ("Serialization failure", "[Microsoft][SQL Server]Transaction (Process ID 57) was deadlocked on lock resources "
+     "with another process and has been chosen as the deadlock victim. Rerun the transaction.", True),
+    ("Communication link failure", "[Microsoft]TCP Provider: Error code 0x2746", True),
+    ("Syntax error or access violation", "[Microsoft][SQL Server]Lock request time out period exceeded.", True),
+    ("General error", "[Microsoft][SQL Server]Resource ID : 1. The request limit for the database is 60 and has "
+     "been reached.", True),
+    ("Integrity constraint violation", "[Microsoft][SQL Server]Violation of UNIQUE KEY constraint 'uq'. Cannot insert "
+     "duplicate key in object 'dbo.e'. The duplicate key value is (Lock request time out period exceeded).", False),
+    ("Syntax error or access violation", "[Microsoft][SQL Server]Incorrect syntax near 'SELEC'.", False),
+])
+def test_mssql_python_errors_classified_by_sqlstate_phrase_or_message(driver_error, ddbc_error, expected):
+    exc = FakeMssqlPythonError(driver_error, ddbc_error)
+    assert is_transient(exc, "microsoft") is expected
+    assert is_transient(wrapped(exc, cls=db_utils.ProgrammingError), "microsoft") is expected
+    # Django's copy alone (the cause lost, e.g. re-raised by message) still reads the same.
+    assert is_transient(db_utils.ProgrammingError(*exc.args), "microsoft") is expected
+
+
+@pytest.mark.nodb
+def test_a_unique_key_collision_is_not_a_database_outage():
+    # Transient means "the database is failing"; a collision is about the rows (see run_atomic).
+    assert not is_transient(WriteConflict("duplicate key"))
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_unique_key_collision_is_retried_once_then_raised():
+    calls = []
+
+    def work():
+        calls.append(1)
+        TechnicalArticle.objects.create(name="dup", feed_url="https://e.example/dup")
+        TechnicalArticle.objects.create(name="dup again", feed_url="https://e.example/dup")
+
+    with pytest.raises(db_utils.IntegrityError):
+        run_atomic(work, attempts=5)
+    assert len(calls) == 2  # once more for a concurrent writer, never five times
+    assert not TechnicalArticle.objects.exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_collision_with_a_concurrent_writer_succeeds_on_the_retry():
+    calls = []
+
+    def work():
+        calls.append(1)
+        if len(calls) == 1:
+            raise WriteConflict("duplicate key value violates unique constraint \"entry_article_guid_uniq\"")
+        return "stored"
+
+    assert run_atomic(work) == "stored"
+    assert len(calls) == 2
 
 
 @pytest.mark.django_db(transaction=True)

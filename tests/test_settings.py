@@ -77,3 +77,17 @@ def test_production_starts_with_a_real_key_and_sqlite_needs_no_odbc():
                            cwd=ROOT, env={**os.environ, "DJANGO_SETTINGS_MODULE": "pipeline.settings", "DJANGO_DEBUG": "1"},
                            capture_output=True, text=True, timeout=60)
     assert check.returncode == 0, check.stderr
+
+
+def test_settings_write_nothing_at_import_and_sqlite_makes_its_folder_when_it_connects(tmp_path):
+    # A read-only install (Azure Functions' package, a read_only container) imports the settings;
+    # scripts/smoke runs the processes themselves from a read-only tree.
+    script = ("import django, os, sys; django.setup(); print(sorted(os.listdir(sys.argv[1])));"
+              "from django.db import connection; connection.ensure_connection(); print(sorted(os.listdir(sys.argv[1])))")
+    env = {"DJANGO_DEBUG": "1", "DATABASE_URL": f"sqlite:///{tmp_path}/db/pipeline.sqlite3",
+           "STATIC_ROOT": str(tmp_path / "static"), "CELERY_BEAT_SCHEDULE_FILENAME": str(tmp_path / "beat" / "schedule")}
+    result = subprocess.run([sys.executable, "-c", script, str(tmp_path)], cwd=ROOT, capture_output=True, text=True,
+                            timeout=60, env={**os.environ, "DJANGO_SETTINGS_MODULE": "pipeline.settings", **env})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == ["[]", "['db']"]
+    assert (tmp_path / "db" / "pipeline.sqlite3").is_file()

@@ -43,9 +43,10 @@ def snapshot():
 
 def test_decide_is_pure_and_classifies_new_changed_unchanged():
     a, b, c = entry(1), entry(2), entry(3)
+    from ingest.identity import guid_key
     from ingest.upsert import ExistingEntry
 
-    existing = {"guid-1": ExistingEntry(1, a.content_hash, FETCHED), "guid-2": ExistingEntry(2, "old", FETCHED)}
+    existing = {guid_key("guid-1"): ExistingEntry(1, a.content_hash, FETCHED), guid_key("guid-2"): ExistingEntry(2, "old", FETCHED)}
     plan = entries_decide([a, b, c], existing)
     assert [e.guid for e in plan.new] == ["guid-3"]
     assert [e.guid for e, _ in plan.changed] == ["guid-2"]

@@ -1,21 +1,30 @@
 """Run the pipeline on mssql-django with the recorder in place of the driver; print what it sent.
 
-    python -m tests.mssql.capture [--targets sqlserver-2019,sqlserver-2022,azure-sql] [--entries 2100] > capture.json
+    python -m tests.mssql.capture [--targets sqlserver-2019,sqlserver-2022,sqlserver-2025,azure-sql] [--entries 2100] > capture.json
 
 The process's default database is ``mssql://`` (ENGINE ``mssql``, ODBC Driver 18), so the commands
 and services run unchanged and every statement goes through mssql-django's compiler. A SQLite
 database with the migrated schema answers (``tests.mssql.recorder``). Phases:
 
-``sqlmigrate``        the T-SQL of every migration of the ingest app;
+``sqlmigrate``        the T-SQL of every migration of the ingest app, each written against the
+                      schema as it is before that migration (mssql-django reads the catalog to
+                      find what an ALTER COLUMN must drop and restore);
+``migrate-data``      the data step of migration 0003 (identity keys filled, rows they make equal
+                      resolved) on rows written before it (``tests.identity_migration``), so
+                      that its statements are held to the contract too;
 ``ingest-first``      ``ingest_feeds`` on a large synthetic feed (new entries, authors, links,
                       pingbacks, counters) and a small one with comment feeds;
 ``ingest-changed``    the same feeds with every eighth entry edited, half of those with new authors;
 ``ingest-fanout``     the Celery path: ``ingest_dispatch`` then ``source_ingest`` (small source);
 ``recount``           ``recompute_counts`` (default strategy) after counters were made wrong;
 ``recount-<name>``    each other reconciliation strategy of ``ingest.counters``, chunks of 2,000;
-``recount-since``     ``recompute_counts --since``.
+``recount-since``     ``recompute_counts --since``;
+``delete-admin-confirm``, ``delete-admin``  the admin's delete of the large source (its confirmation
+                      page, then the confirmed POST), more than 2,048 entries;
+``delete-source``     ``delete_source --yes`` of a second large source (same feed, other URL) whose
+                      entries also have comments (``ingest.services_delete``).
 
-Every target (SQL Server 2019, 2022, Azure SQL) runs the same phases on a fresh copy of the
+Every target (SQL Server 2019, 2022, 2025, Azure SQL) runs the same phases on a fresh copy of the
 schema. Prints one JSON object: per target the statements (phase, parameters, row count, and an
 index into ``sql``), the reports, the migrations' SQL and the connection strings mssql-django
 built; then each distinct batch text once, with its analysis (``tests.mssql.tsql.analyse``).
@@ -91,6 +100,7 @@ TARGETS = {
     # name: (SERVERPROPERTY('ProductVersion') major mapped to a release, EngineEdition is Azure SQL)
     "sqlserver-2019": (2019, False),
     "sqlserver-2022": (2022, False),
+    "sqlserver-2025": (2025, False),  # ProductVersion 17
     # Azure SQL Database reports ProductVersion 12.x (2014) and EngineEdition 5; mssql-django
     # decides its features from the pair, exactly as it would after asking a real server.
     "azure-sql": (2014, True),
@@ -117,6 +127,7 @@ def run(args: argparse.Namespace, tmp: Path) -> dict:
     from django.conf import settings
 
     settings.DATABASES["shadow"] = {"ENGINE": "django.db.backends.sqlite3", "NAME": template}
+    settings.DATABASES["before"] = {"ENGINE": "django.db.backends.sqlite3", "NAME": str(tmp / "before.sqlite3")}
     django.setup()
 
     from django.apps import apps
@@ -125,6 +136,8 @@ def run(args: argparse.Namespace, tmp: Path) -> dict:
 
     call_command("migrate", database="shadow", verbosity=0)
     connections["shadow"].close()
+    before = schemas_before(tmp)
+    identity_rows, identity_apps = identity_rows_before(tmp)
 
     from tests.mssql import tsql
 
@@ -136,12 +149,45 @@ def run(args: argparse.Namespace, tmp: Path) -> dict:
             version, azure = TARGETS[name]
             shadow_path = str(tmp / f"{name}.sqlite3")
             shutil.copyfile(template, shadow_path)
-            out["targets"][name] = capture(name, version=version, azure=azure, shadow_path=shadow_path, feeds=feeds)
+            shutil.copyfile(identity_rows, tmp / f"{name}-identity.sqlite3")
+            out["targets"][name] = capture(name, version=version, azure=azure, shadow_path=shadow_path, feeds=feeds,
+                                           before=before, identity=(str(tmp / f"{name}-identity.sqlite3"), identity_apps))
             for statement in out["targets"][name]["statements"]:
                 statement["sql"] = texts.setdefault(statement["sql"], len(texts))
     out["sql"] = list(texts)
     out["analysis"] = [tsql.analyse(text, pk_columns) for text in texts]
     return out
+
+
+def schemas_before(tmp: Path) -> dict[str, str]:
+    """Per migration of the ingest app, a SQLite database migrated up to the one before it."""
+    from django.core.management import call_command
+    from django.db import connections
+    from django.db.migrations.loader import MigrationLoader
+
+    loader = MigrationLoader(None, ignore_no_migrations=True)
+    paths, previous = {}, "zero"
+    for _, name in sorted(key for key in loader.disk_migrations if key[0] == "ingest"):
+        call_command("migrate", "ingest", previous, database="before", verbosity=0)
+        connections["before"].close()
+        paths[name] = str(tmp / f"before-{name}.sqlite3")
+        shutil.copyfile(connections["before"].settings_dict["NAME"], paths[name])
+        previous = name
+    return paths
+
+
+def identity_rows_before(tmp: Path):
+    """A SQLite database holding ``tests.identity_migration``'s rows as migration 0003's data step
+    finds them (key columns there and NULL), and the apps that step is given."""
+    from django.db import connections
+
+    from tests import identity_migration
+
+    apps = identity_migration.until_data_step("before")
+    connections["before"].close()
+    path = str(tmp / "identity-rows.sqlite3")
+    shutil.copyfile(connections["before"].settings_dict["NAME"], path)
+    return path, apps
 
 
 class FeedServerFixture:
@@ -170,7 +216,8 @@ class FeedServerFixture:
         self.server.stop()
 
 
-def capture(name: str, *, version: int, azure: bool, shadow_path: str, feeds: FeedServerFixture) -> dict:
+def capture(name: str, *, version: int, azure: bool, shadow_path: str, feeds: FeedServerFixture,
+            before: dict[str, str], identity: tuple) -> dict:
     from django.core.management import call_command
     from django.db import connections
     from django.db.migrations.loader import MigrationLoader
@@ -195,8 +242,13 @@ def capture(name: str, *, version: int, azure: bool, shadow_path: str, feeds: Fe
     loader = MigrationLoader(None, ignore_no_migrations=True)
     for app_label, migration in sorted(key for key in loader.disk_migrations if key[0] == "ingest"):
         buffer = StringIO()
+        shadow.describe(path=before[migration])
         call_command("sqlmigrate", app_label, migration, database="default", stdout=buffer)
         result["migrations"][f"{app_label}.{migration}"] = buffer.getvalue()
+    shadow.describe()
+
+    shadow.phase = "migrate-data"
+    result["migrate_data"] = identity_migration_run(shadow, connection, *identity)
 
     shadow.phase = "setup"
     server = feeds.server
@@ -245,6 +297,7 @@ def capture(name: str, *, version: int, azure: bool, shadow_path: str, feeds: Fe
     with shadow.lock:
         result["entries"] = shadow.db.execute("SELECT COUNT(*) FROM ingest_entry").fetchone()[0]
         result["runs"] = shadow.db.execute("SELECT command, status FROM ingest_ingestrun ORDER BY id").fetchall()
+    result["deletes"] = delete_sources(shadow, feeds, big=big, command=command)
     result.update(
         version=version, azure=azure, big_source=big.pk,
         sql_server_version=connection.sql_server_version, to_azure_sql_db=connection.to_azure_sql_db,
@@ -253,6 +306,65 @@ def capture(name: str, *, version: int, azure: bool, shadow_path: str, feeds: Fe
     )
     connection.close()
     return result
+
+
+def delete_sources(shadow, feeds: FeedServerFixture, *, big, command) -> dict:
+    """Delete two sources of more than 2,048 entries: ``big`` through the admin (confirmation page,
+    then the confirmed POST), a copy of it with comments through ``delete_source``."""
+    from django.conf import settings
+    from django.contrib.auth.models import User
+    from django.test import Client
+
+    from ingest.models import Comment, Entry, TechnicalArticle
+
+    shadow.phase = "setup-delete"
+    feeds.server.add("/big-copy.rss", feeds.big[2].replace(b"/posts/", b"/copy/"))
+    copy = TechnicalArticle.objects.create(name="Big copy", feed_url=feeds.server.url("/big-copy.rss"))
+    command("ingest_feeds", "--source", str(copy.pk))
+    ids = list(Entry.objects.filter(technical_article=copy).values_list("pk", flat=True))
+    Comment.objects.bulk_create([Comment(entry_id=pk, guid=f"copy-{pk}-{n}", body="c") for pk in ids for n in range(2)],
+                                batch_size=1000)
+    settings.ALLOWED_HOSTS = [*settings.ALLOWED_HOSTS, "testserver"]
+    client = Client()
+    client.force_login(User.objects.create_superuser("capture", "capture@example.invalid", None))
+    url = f"/admin/ingest/technicalarticle/{big.pk}/delete/"
+
+    def rows() -> dict:
+        with shadow.lock:
+            return {table: shadow.db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
+                    for table in ("ingest_technicalarticle", "ingest_entry", "ingest_comment", "ingest_pingback",
+                                  "ingest_entrylink", "ingest_commentfeed", "ingest_entry_authors")}
+
+    big_entries = Entry.objects.filter(technical_article=big).count()
+    result = {"copy": copy.pk, "copy_entries": len(ids), "big_entries": big_entries, "before": rows()}
+    shadow.phase = "delete-admin-confirm"
+    page = client.get(url)
+    result["confirm_status"] = page.status_code
+    result["confirm_page_entries"] = f"{big_entries:,} entries" in page.content.decode()
+    shadow.phase = "delete-admin"
+    result["admin_status"] = client.post(url, {"post": "yes"}).status_code
+    result["after_admin"] = rows()
+    shadow.phase = "delete-source"
+    result["report"] = command("delete_source", str(copy.pk), "--yes")
+    result["after"] = rows()
+    return result
+
+
+def identity_migration_run(shadow, connection, path: str, apps) -> dict:
+    """Migration 0003's data step through mssql-django, answered from the database at ``path``;
+    returns what it left (``tests.identity_migration.read``)."""
+    import sqlite3
+
+    from tests import identity_migration
+
+    with shadow.answering_from(path):
+        with connection.schema_editor() as editor:
+            identity_migration.data_step()(apps, editor)
+    db = sqlite3.connect(path)
+    try:
+        return identity_migration.read(db.cursor())
+    finally:
+        db.close()
 
 
 if __name__ == "__main__":

@@ -16,6 +16,8 @@ from __future__ import annotations
 import re
 import sqlite3
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from datetime import date, datetime, time, timezone
 from decimal import Decimal
@@ -66,31 +68,171 @@ def _convert(value):
     return value
 
 
+# The catalog views mssql-django's schema editor reads to find constraint and index names before
+# it alters a column (ALTER COLUMN must not touch a column an index or constraint covers), with
+# the columns it reads. ``Shadow.describe`` fills them from a SQLite schema.
+_CATALOG = {
+    "INFORMATION_SCHEMA.KEY_COLUMN_USAGE": "table_schema, table_name, constraint_name, column_name, ordinal_position",
+    "INFORMATION_SCHEMA.TABLE_CONSTRAINTS": "table_schema, table_name, constraint_name, constraint_type",
+    "INFORMATION_SCHEMA.CONSTRAINT_COLUMN_USAGE": "table_schema, table_name, constraint_name, column_name",
+    "sys.tables": "name, object_id, schema_id",
+    "sys.schemas": "schema_id, name",
+    "sys.columns": "object_id, column_id, name",
+    "sys.indexes": "object_id, index_id, name, is_unique, is_unique_constraint, is_primary_key, type, type_desc, "
+                   "has_filter, filter_definition",
+    "sys.index_columns": "object_id, index_id, index_column_id, key_ordinal, column_id, is_descending_key, "
+                         "is_included_column",
+    "sys.foreign_keys": "object_id, name, parent_object_id, referenced_object_id",
+    "sys.foreign_key_columns": "constraint_object_id, parent_object_id, parent_column_id, referenced_object_id, "
+                               "referenced_column_id",
+    "sys.default_constraints": "name, parent_object_id, parent_column_id",
+}
+# sqlglot writes T-SQL's SCHEMA_NAME() as this literal for SQLite, so catalog rows carry it.
+_SCHEMA = "main"
+_NAMED_UNIQUE = re.compile(r'CONSTRAINT "([^"]+)" UNIQUE \(([^)]*)\)')
+_COLUMN_CHECK = re.compile(r'CHECK \("(\w+)"')
+_INDEX_FILTER = re.compile(r"\sWHERE\s(.+)$", re.S)
+
+
 class Shadow:
     """The SQLite database that answers; one for every connection of the process."""
 
     def __init__(self, path: str):
-        self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self.identity = None
-        self.db.create_function("SCOPE_IDENTITY", 0, lambda: self.identity)
-        self.db.create_function("SCHEMA_NAME", 0, lambda: "dbo")
-        self._catalog()
+        self._objects: dict[str, int] = {}  # catalog: table name -> object_id
+        self._columns: dict[tuple[int, int], str] = {}  # (object_id, column_id) -> column name
+        self.db = self._open(path)
         self.lock = threading.RLock()
         self.log: list[Recorded] = []
         self.phase = "setup"
         self.connection_strings: list[str] = []
 
-    def _catalog(self) -> None:
-        """The bits of SQL Server's catalog that mssql-django's introspection reads (table list)."""
-        self.db.execute("ATTACH DATABASE ':memory:' AS INFORMATION_SCHEMA")
-        self.db.execute("ATTACH DATABASE ':memory:' AS sys")
-        self.db.execute("CREATE TABLE INFORMATION_SCHEMA.TABLES "
-                        "(TABLE_CATALOG TEXT, TABLE_SCHEMA TEXT, TABLE_NAME TEXT, TABLE_TYPE TEXT)")
-        self.db.execute("INSERT INTO INFORMATION_SCHEMA.TABLES SELECT 'pipeline', 'dbo', name, "
-                        "CASE type WHEN 'view' THEN 'VIEW' ELSE 'BASE TABLE' END FROM main.sqlite_master "
-                        "WHERE type IN ('table', 'view') AND name NOT LIKE 'sqlite_%'")
-        self.db.execute("CREATE TABLE sys.tables (name TEXT, object_id INTEGER)")
-        self.db.execute("CREATE TABLE sys.extended_properties (major_id INTEGER, minor_id INTEGER, name TEXT, value TEXT)")
+    def _open(self, path: str) -> sqlite3.Connection:
+        db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        db.create_function("SCOPE_IDENTITY", 0, lambda: self.identity)
+        db.create_function("SCHEMA_NAME", 0, lambda: "dbo")
+        db.create_function("SCHEMA_ID", 1, lambda name: 1)
+        db.create_function("OBJECT_ID", 1, lambda name: self._objects.get(re.sub(r"[\[\]]", "", str(name)).removeprefix("dbo.")))
+        db.create_function("OBJECT_NAME", 1, lambda oid: next((n for n, o in self._objects.items() if o == oid), None))
+        db.create_function("COL_NAME", 2, lambda oid, cid: self._columns.get((oid, cid)))
+        self._catalog(db)
+        self.describe(db)
+        return db
+
+    def _catalog(self, db: sqlite3.Connection) -> None:
+        """The bits of SQL Server's catalog that mssql-django's introspection reads (table list,
+        constraints and indexes: see ``describe``)."""
+        db.execute("ATTACH DATABASE ':memory:' AS INFORMATION_SCHEMA")
+        db.execute("ATTACH DATABASE ':memory:' AS sys")
+        db.execute("CREATE TABLE INFORMATION_SCHEMA.TABLES "
+                   "(TABLE_CATALOG TEXT, TABLE_SCHEMA TEXT, TABLE_NAME TEXT, TABLE_TYPE TEXT)")
+        db.execute("INSERT INTO INFORMATION_SCHEMA.TABLES SELECT 'pipeline', 'dbo', name, "
+                   "CASE type WHEN 'view' THEN 'VIEW' ELSE 'BASE TABLE' END FROM main.sqlite_master "
+                   "WHERE type IN ('table', 'view') AND name NOT LIKE 'sqlite_%'")
+        db.execute("CREATE TABLE sys.extended_properties (major_id INTEGER, minor_id INTEGER, name TEXT, value TEXT)")
+        for table, columns in _CATALOG.items():
+            db.execute(f"CREATE TABLE {table} ({columns})")
+
+    def describe(self, db: sqlite3.Connection | None = None, *, path: str | None = None) -> None:
+        """Fill the catalog with the schema of the SQLite database at ``path`` (default: the one
+        answering) as SQL Server would list it: a primary key per table, each UNIQUE constraint,
+        index, foreign key and CHECK constraint, under the names Django gave them (SQLite keeps no
+        name for a column's UNIQUE or CHECK: those get SQL Server-like ones).
+
+        mssql-django reads it while writing ``ALTER COLUMN`` (also for ``sqlmigrate``, which a
+        real server answers from the database the migration is about to change): ``path`` lets
+        the capture describe the schema as it is before each migration.
+        """
+        db = db or self.db
+        source = sqlite3.connect(path) if path else db
+        prefix = "" if path else "main."
+        tables = [name for (name,) in source.execute(
+            f"SELECT name FROM {prefix}sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name")]
+        objects = {table: number for number, table in enumerate(tables, 1)}
+        columns: dict[tuple[int, int], str] = {}
+        column_ids: dict[str, dict[str, int]] = {}
+        for table in tables:
+            info = source.execute(f'PRAGMA {prefix}table_info("{table}")').fetchall()
+            column_ids[table] = {name: cid + 1 for cid, name, *_ in info}
+            columns.update({(objects[table], cid + 1): name for cid, name, *_ in info})
+        rows: dict[str, list[tuple]] = {name: [] for name in _CATALOG}
+        rows["sys.schemas"].append((1, "dbo"))
+        fk_number = 1_000_000
+
+        for table in tables:
+            oid, ids = objects[table], column_ids[table]
+            sql = source.execute(f"SELECT sql FROM {prefix}sqlite_master WHERE type = 'table' AND name = ?",
+                                 (table,)).fetchone()[0] or ""
+            rows["sys.tables"].append((table, oid, 1))
+            rows["sys.columns"] += [(oid, cid, name) for name, cid in ids.items()]
+
+            def constraint(name: str, kind: str, cols: list[str]) -> None:
+                rows["INFORMATION_SCHEMA.TABLE_CONSTRAINTS"].append((_SCHEMA, table, name, kind))
+                usage = "KEY_COLUMN_USAGE" if kind != "CHECK" else "CONSTRAINT_COLUMN_USAGE"
+                for position, col in enumerate(cols, 1):
+                    rows[f"INFORMATION_SCHEMA.{usage}"].append(
+                        (_SCHEMA, table, name, col) + ((position,) if kind != "CHECK" else ()))
+
+            def index(name: str, cols: list[str], *, unique: bool, unique_constraint=False, primary=False,
+                      condition: str | None = None) -> None:
+                number = len([r for r in rows["sys.indexes"] if r[0] == oid]) + 1
+                kind, desc = (1, "CLUSTERED") if primary else (2, "NONCLUSTERED")
+                rows["sys.indexes"].append((oid, number, name, int(unique), int(unique_constraint), int(primary),
+                                            kind, desc, int(condition is not None), condition))
+                rows["sys.index_columns"] += [(oid, number, position, position, ids[col], 0, 0)
+                                              for position, col in enumerate(cols, 1)]
+
+            info = source.execute(f'PRAGMA {prefix}table_info("{table}")').fetchall()
+            pk = [name for _, name, _, _, _, position in sorted(info, key=lambda r: r[5]) if position]
+            if pk:
+                constraint(f"PK__{table}", "PRIMARY KEY", pk)
+                index(f"PK__{table}", pk, unique=True, primary=True)
+            named = {tuple(c.strip().strip('"') for c in cols.split(",")): name for name, cols in _NAMED_UNIQUE.findall(sql)}
+            for _, name, unique, origin, _ in source.execute(f'PRAGMA {prefix}index_list("{table}")').fetchall():
+                if origin == "pk":
+                    continue
+                cols = [col for _, _, col in sorted(source.execute(f'PRAGMA {prefix}index_info("{name}")').fetchall())]
+                if origin == "u":  # a UNIQUE constraint of the CREATE TABLE statement
+                    name = named.get(tuple(cols), f"UQ__{table}__{'_'.join(cols)}")
+                    constraint(name, "UNIQUE", cols)
+                    index(name, cols, unique=True, unique_constraint=True)
+                else:
+                    text = source.execute(f"SELECT sql FROM {prefix}sqlite_master WHERE type = 'index' AND name = ?",
+                                          (name,)).fetchone()[0] or ""
+                    found = _INDEX_FILTER.search(text)
+                    index(name, cols, unique=bool(unique), condition=found.group(1) if found else None)
+            for fk in source.execute(f'PRAGMA {prefix}foreign_key_list("{table}")').fetchall():
+                _, _, referenced, column, to = fk[:5]
+                fk_number += 1
+                name = f"{table}_{column}_fk_{referenced}_{to}"
+                constraint(name, "FOREIGN KEY", [column])
+                rows["sys.foreign_keys"].append((fk_number, name, oid, objects[referenced]))
+                rows["sys.foreign_key_columns"].append(
+                    (fk_number, oid, ids[column], objects[referenced], column_ids[referenced][to]))
+            for column in dict.fromkeys(_COLUMN_CHECK.findall(sql)):
+                constraint(f"{table}_{column}_check", "CHECK", [column])
+
+        if path:
+            source.close()
+        for table, values in rows.items():
+            db.execute(f"DELETE FROM {table}")
+            if values:
+                marks = ", ".join("?" * len(values[0]))
+                db.executemany(f"INSERT INTO {table} VALUES ({marks})", values)
+        self._objects, self._columns = objects, columns
+
+    @contextmanager
+    def answering_from(self, path: str) -> Iterator[None]:
+        """Answer from the SQLite database at ``path`` for a while; the log goes on as before."""
+        with self.lock:
+            saved, self.db = self.db, self._open(path)
+        try:
+            yield
+        finally:
+            with self.lock:
+                self.db.close()
+                self.db = saved
+                self.describe()
 
     def record(self, sql: str, params, rowcount: int, *, many: bool = False) -> None:
         self.log.append(Recorded(self.phase, sql, len(params or ()), rowcount, many))

@@ -155,6 +155,78 @@ SCENARIOS = [
              "forced run without errors",
              "as above, and the run's counters equal the rows",
              (R + "test_load.py::test_load_through_two_celery_workers",), ("load-celery",), "PostgreSQL, slow"),
+    Scenario("Containment", "An unexpected exception in one source",
+             "a fault injected into one source's parse and into another's store (after its entries were written), "
+             "beside a control feed; `pipeline_status`; then a run without the faults",
+             "exit 0; both sources failed as `internal error: <Type>: …`, counted apart (`totals.internal_errors`, "
+             "`IngestRun.sources_internal_errors`), traceback logged at ERROR with the source id, the store fault's "
+             "rows rolled back, both backed off; `pipeline_status` unhealthy (3) while they are; the next run stores "
+             "them and the pipeline is healthy",
+             (R + "test_containment.py::test_an_unexpected_exception_fails_its_source_alone_counted_as_an_internal_error",),
+             ("containment-internal-error",)),
+    Scenario("Containment", "Redirects to URLs that cannot be followed",
+             "302s whose `Location` is `mailto:`, `javascript:`, `data:`, `https://[::1`, port 99999, a host with a "
+             "space, `ftp:`, the metadata address",
+             "exit 0; each source failed with a sentence (not an internal error); the control feed stored; the next "
+             "run completes",
+             (R + "test_containment.py::test_redirects_to_unusable_urls_fail_their_source_with_a_reason",),
+             ("containment-redirects",)),
+    Scenario("Containment", "Validators that cannot be sent back",
+             "`ETag` / `Last-Modified` with non-ASCII bytes or whitespace; a source whose stored ETag is non-ASCII "
+             "(an older row)",
+             "both runs exit 0; the unsendable validators are not stored, nor sent; a good ETag still gives a 304",
+             (R + "test_containment.py::test_validators_that_cannot_be_sent_back_are_not_stored_and_never_break_a_later_run",),
+             ("containment-validators",)),
+    Scenario("Containment", "A unique-key collision that repeats",
+             "one feed with guids `POST-ABC` and `post-abc`, under MariaDB's default collation and a case-insensitive "
+             "unique index on SQLite and PostgreSQL",
+             "exit 0 after one retry; that source failed with the constraint named (never \"database unreachable\"); "
+             "the control feed stored",
+             (R + "test_containment.py::test_a_collision_that_repeats_fails_that_source_with_the_constraint_named",),
+             ("containment-collision",)),
+    Scenario("Containment", "A killed run",
+             "`manage.py ingest_feeds` SIGKILLed after storing a comment-fetching source, while its comment feeds "
+             "hang; `pipeline_status` after the lease TTL; then a manual run",
+             "the dead run is unhealthy in `pipeline_status` once past the lease TTL; the next run, whatever its "
+             "trigger, closes it as failed and polls the comment feeds the dead run never finished",
+             (R + "test_containment.py::test_a_killed_run_is_closed_by_the_next_run_which_also_polls_its_comment_feeds",),
+             ("containment-killed-run",)),
+    Scenario("Containment", "Parse time",
+             "a body of 1.1 MB of nested `<div>` (40-76 s of html5ever unguarded) in a small run (parsed in the "
+             "fetch thread); an 8 MB feed beside 16 small ones with `INGEST_PARSE_TIMEOUT=0.5` in the 2-process pool",
+             "the nested body is cut before sanitizing, the entry kept and a warning recorded, in seconds; the slow "
+             "feed's worker is killed and that source fails with the budget named; the 16 others are stored",
+             (R + "test_containment.py::test_parse_time_is_bounded_in_the_pool_and_in_the_thread",),
+             ("containment-parse-budget",)),
+    Scenario("Containment", "Markup in headlines",
+             "Atom titles of type html (double- and triple-escaped `<script>`, `<img onerror>`), text (`<iframe>`) "
+             "and xhtml (`<svg onload>`)",
+             "no element survives into `Entry.headline`; the words do",
+             (R + "test_containment.py::test_headlines_keep_no_element_however_it_was_escaped",),
+             ("containment-headlines",)),
+    Scenario("Containment", "No false health",
+             "a 304 to the very first (unconditional) request; a truncated feed with no entries; dates that cannot "
+             "exist (year 10000, Feb 30, Sep 31, offsets +99:99 and +15:00)",
+             "the 304 and the broken feed are failures with a reason; impossible dates become the fetch time with a "
+             "warning recorded on the source",
+             (R + "test_containment.py::test_no_false_health_304_without_validators_broken_empty_feed_and_impossible_dates",),
+             ("containment-honest-outcomes",)),
+    Scenario("Containment", "Generated hostile responses (property-based)",
+             "hypothesis generates 1-4 hostile HTTP responses per example beside a control feed: any status 100-599 "
+             "(1xx, 204, 304, redirects without or with broken `Location`: `mailto:`, `http://:80/`, `http://[::1`, "
+             "port 99999, non-ASCII and invalid IDNA hosts, `data:`, `javascript:`, very long), header names and values "
+             "in any bytes (non-ASCII, controls, CR/LF, 20 KB), odd ETag/Last-Modified/Content-Type/Content-Encoding/"
+             "Content-Length/Retry-After, bodies valid, truncated anywhere, random, mis-encoded, lying gzip, empty; "
+             "served by the real test server, byte for byte where http.server would refuse; `ingest_feeds --json`, "
+             "then `--all`. 15 examples plus the kept failures per pass (150 in the slow run); the kept failures and one "
+             "response of each kind also through `manage.py` in one process",
+             "both runs exit 0 without a traceback; every source has an outcome, a failed one a reason and no entry; "
+             "the control feed is stored; no \"not modified\" for a request without validators; no source left leased, "
+             "no run left running; no connection beyond loopback",
+             (R + "test_boundary.py::test_per_source_boundary_holds_for_generated_hostile_responses",
+              R + "test_boundary.py::test_per_source_boundary_holds_for_many_generated_hostile_responses",
+              R + "test_boundary.py::test_fixed_hostile_responses_through_manage_py_fail_alone"),
+             ("boundary-property", "boundary-manage"), "every backend; 150 examples: slow"),
 ]
 
 

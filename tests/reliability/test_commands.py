@@ -26,6 +26,7 @@ from tests.reliability.helpers import (
 
 CLOSED = "postgres://postgres@127.0.0.1:1/x"
 PRODUCTION_GUARD = {"INGEST_ALLOWED_NETWORKS": ""}  # loopback refused, as in production
+HUGE = "99999999999999999999"  # above 2**63 - 1, the largest id the database can hold
 
 # (arguments, exit status, what the sentence must mention)
 BAD_ARGUMENTS: list[tuple[tuple[str, ...], int, str]] = [
@@ -66,12 +67,37 @@ BAD_ARGUMENTS: list[tuple[tuple[str, ...], int, str]] = [
         ("opml-truncated.opml", "not well-formed"),
         ("opml-empty.opml", "not well-formed"),
     ]],
-    (("list_entries", "--limit", "0"), 2, "--limit must be at least 1"),
+    (("list_entries", "--limit", "0"), 2, "--limit must be between 1 and 10000"),
     (("list_entries", "--limit", "lots"), 2, "invalid int value: 'lots'"),
     (("pipeline_status", "--runs", "0"), 2, "--runs must be between 1 and 100"),
-    (("pipeline_status", "--max-age", "0"), 2, "--max-age must be a positive number"),
+    (("pipeline_status", "--max-age", "0"), 2, "--max-age must be between 1 and"),
     (("pipeline_status", "--timeout", "0"), 2, "--timeout must be between 0 and 30"),
     (("pipeline_status", "--timeout", "soon"), 2, "invalid float value: 'soon'"),
+    # Integers too large for the database (ids are 64-bit) or for a documented maximum: refused by
+    # name before any query, never an overflow inside the database.
+    (("recompute_counts", "--entry", HUGE), 2, "--entry takes positive entry ids"),
+    (("recompute_counts", "--entry", "-5"), 2, "--entry takes positive entry ids"),
+    (("recompute_counts", "--chunk-size", HUGE), 2, "--chunk-size must be between 1 and 2000"),
+    (("ingest_feeds", "--source", HUGE), 2, "--source takes a source id from 1 to 9223372036854775807"),
+    (("recompute_counts", "--source", "0"), 2, "--source takes a source id"),
+    (("list_entries", "--source", HUGE), 2, "--source takes a source id"),
+    (("ingest_feeds", "--workers", HUGE), 2, "--workers must be between 1 and 64"),
+    (("list_entries", "--limit", HUGE), 2, "--limit must be between 1 and 10000"),
+    (("list_entries", "--limit", "10001"), 2, "--limit must be between 1 and 10000"),
+    (("pipeline_status", "--runs", HUGE), 2, "--runs must be between 1 and 100"),
+    (("pipeline_status", "--max-age", HUGE), 2, "--max-age must be between 1 and 315360000"),
+    (("pipeline_status", "--timeout", "nan"), 2, "--timeout must be between 0 and 30"),
+    # URLs that are not well-formed: refused with the reason, before any DNS lookup.
+    (("add_source", "http://exa mple.com/feed.xml"), 2, "contains a space at position 10"),
+    (("add_source", "http://127.0.0.2:99999/feed.xml"), 2, "port 99999"),
+    (("add_source", "http://127.0.0.2:0/feed.xml"), 2, "port 0"),
+    (("add_source", "http://exa%20mple.com/feed.xml"), 2, "host name 'exa%20mple.com' is not valid"),
+    (("add_source", "http://feeds..example/feed.xml"), 2, "is not valid"),
+    (("add_source", "http://" + "a" * 64 + ".example/feed.xml"), 2, "is not valid"),
+    (("add_source", "http://xn--/feed.xml"), 2, "is not a valid URL"),
+    (("add_source", "http://[zzz]/feed.xml"), 2, "is not a valid URL"),
+    (("add_source", "http://feeds.example/\x01feed.xml"), 2, "contains the character '\\x01'"),
+    (("add_source", "http://feeds.example/\u202efeed.xml"), 2, "contains the character '\\u202e'"),
 ]
 
 

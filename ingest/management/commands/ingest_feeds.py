@@ -13,7 +13,7 @@ class Command(cli.PipelineCommand):
         "that are due are fetched; --all ignores the schedule. Conditional GET skips unchanged feeds; "
         "unchanged entries cause no write. A failing feed is reported and backed off and never stops "
         "the others. Exit status: 0 when the run completed (even if some feeds failed), 1 when the run "
-        "could not work (e.g. database unreachable), 2 for bad arguments."
+        "could not work (e.g. database unreachable), 2 for bad arguments or configuration."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -31,8 +31,8 @@ class Command(cli.PipelineCommand):
 
     def handle(self, *args, **options) -> None:
         workers = options["workers"]
-        if workers is not None and not 1 <= workers <= 64:
-            raise cli.usage_error(f"--workers must be between 1 and 64, not {workers}.")
+        if workers is not None:
+            workers = cli.int_option(workers, "--workers", low=1, high=64)
         if options["trigger"] not in IngestRun.Trigger.values:
             raise cli.usage_error(f"--trigger must be one of {', '.join(IngestRun.Trigger.values)}.")
         verbosity = options["verbosity"]

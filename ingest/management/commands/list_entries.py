@@ -5,6 +5,9 @@ from django.core.management.base import CommandParser
 from ingest import cli
 from ingest.selectors import entries_list
 
+# A listing for a person to read; a larger export belongs to the database's own tools.
+LIMIT_MAX = 10_000
+
 
 class Command(cli.PipelineCommand):
     help = (
@@ -15,13 +18,13 @@ class Command(cli.PipelineCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--source", action="append", default=[], metavar="ID_OR_URL", help="Only this source; repeatable.")
         parser.add_argument("--with-activity", action="store_true", help="Only entries with comments or pingbacks.")
-        parser.add_argument("--limit", type=int, default=20, metavar="N", help="At most N entries (default 20).")
+        parser.add_argument("--limit", type=int, default=20, metavar="N",
+                            help=f"At most N entries, 1-{LIMIT_MAX} (default 20).")
         parser.add_argument("--json", action="store_true", help="Print a JSON array on stdout.")
 
     def handle(self, *args, **options) -> None:
-        if options["limit"] < 1:
-            raise cli.usage_error(f"--limit must be at least 1, not {options['limit']}.")
-        rows = entries_list(source_ids=cli.source_ids(options["source"]), with_activity=options["with_activity"], limit=options["limit"])
+        limit = cli.int_option(options["limit"], "--limit", low=1, high=LIMIT_MAX)
+        rows = entries_list(source_ids=cli.source_ids(options["source"]), with_activity=options["with_activity"], limit=limit)
         if options["json"]:
             cli.print_json(self.stdout, {"entries": rows})
             return

@@ -4,12 +4,15 @@ import argparse
 import time
 from datetime import datetime
 
+from django import db
 from django.conf import settings
 from django.core.management.base import CommandError, CommandParser
-from django.db import DatabaseError
 from django.utils import timezone
 
 from ingest import cli, monitoring, selectors
+from ingest.errors import first_line
+
+MAX_AGE_MAX = 10 * 365 * 86400  # ten years, as for PIPELINE_HEALTH_MAX_AGE: more overflows the date arithmetic
 
 
 def _duration(seconds: float | None) -> str:
@@ -34,6 +37,7 @@ def _run_dict(run) -> dict:
         "elapsed_s": None if run.elapsed_s is None else round(run.elapsed_s, 3), "hostname": run.hostname,
         "sources_total": run.sources_total, "sources_fetched": run.sources_fetched,
         "sources_not_modified": run.sources_not_modified, "sources_failed": run.sources_failed,
+        "sources_internal_errors": run.sources_internal_errors,
         "entries_created": run.entries_created, "entries_updated": run.entries_updated,
         "entries_unchanged": run.entries_unchanged, "error": run.error,
     }
@@ -54,13 +58,14 @@ class Command(cli.PipelineCommand):
         "Show the pipeline's health: the last runs of each job, the sources failing or backed off and why, "
         "the entries ingested in the last 24 hours, and (when Celery runs the pipeline) the live workers, "
         "their active tasks and the queue length. Exit status: 0 when healthy, 3 when unhealthy (no "
-        "ingest run completed within --max-age, the database unreachable, or no Celery worker answering), "
-        "so that cron or a monitor can alert on it; 2 for bad arguments."
+        "ingest run completed within --max-age, a source failing on an internal error, a run still running "
+        "past the lease TTL, the database unreachable, or no Celery worker answering), "
+        "so that cron or a monitor can alert on it; 2 for bad arguments or configuration."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--json", action="store_true", help="Print one JSON object on stdout.")
-        parser.add_argument("--runs", type=int, default=5, metavar="N", help="Runs shown per job (default 5).")
+        parser.add_argument("--runs", type=int, default=5, metavar="N", help="Runs shown per job, 1-100 (default 5).")
         parser.add_argument("--max-age", type=int, default=None, metavar="SECONDS",
                             help="Unhealthy when no ingest_feeds run completed within this many seconds "
                                  "(default: PIPELINE_HEALTH_MAX_AGE).")
@@ -71,12 +76,10 @@ class Command(cli.PipelineCommand):
                             help="How long to wait for workers to answer (default 1).")
 
     def handle(self, *args, **options) -> None:
-        runs_per_job = options["runs"]
-        if not 1 <= runs_per_job <= 100:
-            raise cli.usage_error(f"--runs must be between 1 and 100, not {runs_per_job}.")
-        max_age = settings.PIPELINE_HEALTH_MAX_AGE if options["max_age"] is None else options["max_age"]
-        if max_age < 1:
-            raise cli.usage_error(f"--max-age must be a positive number of seconds, not {max_age}.")
+        runs_per_job = cli.int_option(options["runs"], "--runs", low=1, high=100)
+        max_age = settings.PIPELINE_HEALTH_MAX_AGE
+        if options["max_age"] is not None:
+            max_age = cli.int_option(options["max_age"], "--max-age", low=1, high=MAX_AGE_MAX)
         timeout = options["timeout"]
         if not 0 < timeout <= 30:
             raise cli.usage_error(f"--timeout must be between 0 and 30 seconds, not {timeout}.")
@@ -109,15 +112,28 @@ class Command(cli.PipelineCommand):
                          "failing": total_failing, "failing_sources": [_source_dict(s) for s in failing]},
                 entries_last_24h=selectors.entries_ingested_count(now=now),
             )
+            internal_total, internal = selectors.sources_internal_errors()
+            report["sources"].update(internal_errors=internal_total,
+                                     internal_error_sources=[_source_dict(s) for s in internal])
+            if internal_total:
+                problems.append(f"{internal_total} source(s) failed on an internal error (a bug: see the logs), "
+                                f"e.g. {internal[0].feed_url}: {internal[0].last_error[:200]}")
+            lease_ttl = settings.INGEST_LEASE_SECONDS
+            overdue = selectors.runs_overdue(now=now, max_running_s=lease_ttl)
+            report["runs_overdue"] = [_run_dict(run) for run in overdue]
+            for run in overdue:
+                problems.append(f"{run.command} run {run.pk} has been running since {run.started_at.isoformat()}, "
+                                f"longer than the {_duration(lease_ttl)} lease; its process may be gone (the next "
+                                f"ingest run closes it)")
             if freshness.stale:
                 if freshness.age_s is None:
                     problems.append("no ingest_feeds run has ever completed")
                 else:
                     problems.append(f"no ingest_feeds run completed in the last {_duration(max_age)} "
                                     f"(the last one finished {_duration(freshness.age_s)} ago)")
-        except DatabaseError as exc:
+        except db.Error as exc:  # the base: through ODBC Driver 18 a deadlock is not a DatabaseError
             report["database"] = "unreachable"
-            problems.append(f"database unreachable: {str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__}")
+            problems.append(f"database unreachable: {first_line(exc, 200)}")
 
         celery: dict = {"checked": check_celery}
         if check_celery:

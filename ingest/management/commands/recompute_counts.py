@@ -27,7 +27,7 @@ class Command(cli.PipelineCommand):
         "Recompute Entry.number_of_comments and number_of_pingbacks from the Comment and Pingback rows. "
         "Walks entries in primary-key order in chunks, each in its own retried transaction, and writes "
         "only entries whose stored counter is wrong. Safe beside ingest_feeds and beside itself. "
-        "Exit status: 0 when the run completed, 1 when it could not work, 2 for bad arguments."
+        "Exit status: 0 when the run completed, 1 when it could not work, 2 for bad arguments or configuration."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -46,23 +46,20 @@ class Command(cli.PipelineCommand):
                             help="What started this run, recorded on its IngestRun (default: manual).")
 
     def handle(self, *args, **options) -> None:
-        chunk = options["chunk_size"]
-        if not 1 <= chunk <= MAX_CHUNK:
-            raise cli.usage_error(f"--chunk-size must be between 1 and {MAX_CHUNK}, not {chunk}.")
+        chunk = cli.int_option(options["chunk_size"], "--chunk-size", low=1, high=MAX_CHUNK)
         since = None
         if options["since"]:
             try:
                 since = _since(options["since"])
             except ValueError:
                 raise cli.usage_error(f"--since must be a date (YYYY-MM-DD) or ISO datetime, not {options['since']!r}.") from None
-        if any(pk <= 0 for pk in options["entry"]):
-            raise cli.usage_error("--entry takes positive entry ids.")
+        entry_ids = cli.id_options(options["entry"], "--entry", what="entry")
         source_ids = cli.source_ids(options["source"])
         as_json, verbosity = options["json"], options["verbosity"]
         bar = cli.progress_bar(self.stderr, label="recount", options=options)
         with cli.run_errors(self.stdout if options["json"] else None):
             report = counts_recompute(
-                source_ids=source_ids, entry_ids=options["entry"], since=since, chunk_size=chunk,
+                source_ids=source_ids, entry_ids=entry_ids, since=since, chunk_size=chunk,
                 dry_run=options["dry_run"], trigger=options["trigger"], on_start=bar.start,
                 on_progress=lambda done, total: bar.update(done),
             )

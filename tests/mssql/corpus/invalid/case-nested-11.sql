@@ -1,0 +1,3 @@
+-- reject: case-nesting
+-- why: SQL Server allows CASE nesting to level 10 (error 125)
+SELECT CASE WHEN [ingest_entry].[rating] > ? THEN CASE WHEN [ingest_entry].[rating] > ? THEN CASE WHEN [ingest_entry].[rating] > ? THEN CASE WHEN [ingest_entry].[rating] > ? THEN CASE WHEN [ingest_entry].[rating] > ? THEN CASE WHEN [ingest_entry].[rating] > ? THEN CASE WHEN [ingest_entry].[rating] > ? THEN CASE WHEN [ingest_entry].[rating] > ? THEN CASE WHEN [ingest_entry].[rating] > ? THEN CASE WHEN [ingest_entry].[rating] > ? THEN CASE WHEN [ingest_entry].[rating] > ? THEN ? ELSE ? END ELSE ? END ELSE ? END ELSE ? END ELSE ? END ELSE ? END ELSE ? END ELSE ? END ELSE ? END ELSE ? END ELSE ? END AS [bucket] FROM [ingest_entry]

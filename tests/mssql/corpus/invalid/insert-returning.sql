@@ -1,0 +1,3 @@
+-- reject: returning
+-- why: PostgreSQL/SQLite/MariaDB RETURNING; sqlfluff's tsql grammar accepts it
+INSERT INTO [ingest_author] ([name], [email]) VALUES (?, ?), (?, ?) RETURNING [ingest_author].[id]

@@ -1,0 +1,2 @@
+-- accept: captured from mssql-django 2.0.0 (sqlserver-2019, phase delete-admin-confirm), 1 parameters
+SELECT TOP 21 [auth_user].[id], [auth_user].[password], [auth_user].[last_login], [auth_user].[is_superuser], [auth_user].[username], [auth_user].[first_name], [auth_user].[last_name], [auth_user].[email], [auth_user].[is_staff], [auth_user].[is_active], [auth_user].[date_joined] FROM [auth_user] WHERE [auth_user].[id] = ?

@@ -1,0 +1,2 @@
+-- accept: captured from mssql-django 2.0.0 (sqlserver-2019, phase delete-admin-confirm), 1 parameters
+SELECT COUNT_BIG(*) AS [__count] FROM [ingest_commentfeed] INNER JOIN [ingest_entry] ON ([ingest_commentfeed].[entry_id] = [ingest_entry].[id]) WHERE [ingest_entry].[technical_article_id] = ?

@@ -1,0 +1,2 @@
+-- accept: captured from mssql-django 2.0.0 (sqlserver-2019, phase delete-admin-confirm), 1 parameters
+SELECT COUNT_BIG(*) AS [__count] FROM [ingest_entry_authors] INNER JOIN [ingest_entry] ON ([ingest_entry_authors].[entry_id] = [ingest_entry].[id]) WHERE [ingest_entry].[technical_article_id] = ?

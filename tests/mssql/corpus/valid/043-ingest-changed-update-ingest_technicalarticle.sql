@@ -1,0 +1,2 @@
+-- accept: captured from mssql-django 2.0.0 (sqlserver-2019, phase ingest-changed), 11 parameters
+SET NOCOUNT OFF; UPDATE [ingest_technicalarticle] SET [etag] = ?, [last_modified] = ?, [last_fetched_at] = ?, [last_success_at] = ?, [last_status] = ?, [next_fetch_at] = ?, [consecutive_failures] = ?, [last_error] = ?, [lease_owner] = ?, [lease_expires_at] = NULL WHERE ([ingest_technicalarticle].[lease_owner] = ? AND [ingest_technicalarticle].[id] = ?)

@@ -1,0 +1,2 @@
+-- accept: captured from mssql-django 2.0.0 (sqlserver-2019, phase ingest-first), 18 parameters
+SET NOCOUNT ON INSERT INTO [ingest_ingestrun] ([command], [trigger], [status], [started_at], [finished_at], [hostname], [pid], [lease_owner], [sources_total], [sources_fetched], [sources_not_modified], [sources_failed], [sources_internal_errors], [entries_created], [entries_updated], [entries_unchanged], [stats], [error]) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?); SELECT CAST(SCOPE_IDENTITY() AS bigint)

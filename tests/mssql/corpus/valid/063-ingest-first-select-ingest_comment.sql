@@ -1,0 +1,2 @@
+-- accept: captured from mssql-django 2.0.0 (sqlserver-2019, phase ingest-first), 1 parameters
+SELECT [ingest_comment].[guid_key] AS [guid_key], [ingest_comment].[id] AS [pk], [ingest_comment].[author_name] AS [author_name], [ingest_comment].[author_email] AS [author_email], [ingest_comment].[body] AS [body], [ingest_comment].[published_at] AS [published_at] FROM [ingest_comment] WHERE [ingest_comment].[entry_id] = ?

@@ -1,0 +1,2 @@
+-- accept: captured from mssql-django 2.0.0 (sqlserver-2019, phase ingest-first), 1 parameters
+SELECT TOP 21 [ingest_commentfeed].[entry_id], [ingest_commentfeed].[etag], [ingest_commentfeed].[last_modified], [ingest_commentfeed].[last_fetched_at], [ingest_commentfeed].[next_fetch_at], [ingest_commentfeed].[consecutive_failures], [ingest_commentfeed].[last_error] FROM [ingest_commentfeed] WITH (ROWLOCK, UPDLOCK) WHERE [ingest_commentfeed].[entry_id] = ?

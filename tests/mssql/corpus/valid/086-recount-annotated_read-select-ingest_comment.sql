@@ -1,0 +1,3 @@
+-- accept: captured from mssql-django 2.0.0 (sqlserver-2019, phase recount-annotated_read), 1 parameters
+DECLARE @var0 INT = ?  
+SELECT TOP 2000 [ingest_entry].[id] AS [pk], [ingest_entry].[number_of_comments] AS [number_of_comments], [ingest_entry].[number_of_pingbacks] AS [number_of_pingbacks], COALESCE((SELECT COUNT_BIG(U0.[id]) AS [n] FROM [ingest_comment] U0 WHERE U0.[entry_id] = ([ingest_entry].[id]) GROUP BY U0.[entry_id]), @var0) AS [c], COALESCE((SELECT COUNT_BIG(U0.[id]) AS [n] FROM [ingest_pingback] U0 WHERE U0.[target_id] = ([ingest_entry].[id]) GROUP BY U0.[target_id]), @var0) AS [p] FROM [ingest_entry] WHERE [ingest_entry].[id] > @var0 ORDER BY 1 ASC

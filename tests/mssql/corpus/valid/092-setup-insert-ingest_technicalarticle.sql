@@ -1,0 +1,2 @@
+-- accept: captured from mssql-django 2.0.0 (sqlserver-2019, phase setup), 19 parameters
+SET NOCOUNT ON INSERT INTO [ingest_technicalarticle] ([name], [tagline], [feed_url], [feed_url_key], [site_url], [active], [fetch_comments], [fetch_interval], [etag], [last_modified], [last_fetched_at], [last_success_at], [next_fetch_at], [consecutive_failures], [last_status], [last_error], [lease_owner], [lease_expires_at], [created_at]) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?); SELECT CAST(SCOPE_IDENTITY() AS bigint)
