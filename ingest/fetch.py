@@ -30,6 +30,8 @@ from http.cookiejar import CookieJar, DefaultCookiePolicy
 import httpcore
 import httpx
 
+from pipeline.networks import NetworkListError, parse_networks
+
 from ingest.errors import BlockedURL, BodyTooLarge, FetchError, HTTPStatusError, SourceGone
 from ingest.types import FetchRequest, FetchResult
 
@@ -71,15 +73,10 @@ class FetchSettings:
 
         # pipeline/settings.py already parsed (and so validated) these at start-up; strings still
         # arrive from settings changed at run time (override_settings), and are checked here.
-        networks = []
-        for cidr in settings.INGEST_ALLOWED_NETWORKS:
-            try:
-                networks.append(ipaddress.ip_network(cidr))
-            except ValueError as exc:
-                raise ImproperlyConfigured(
-                    f"INGEST_ALLOWED_NETWORKS contains {cidr!r}, which is not a network in CIDR "
-                    f"notation such as 10.0.0.0/8 or fd00::/8 ({exc})."
-                ) from None
+        try:
+            networks = parse_networks(settings.INGEST_ALLOWED_NETWORKS, name="INGEST_ALLOWED_NETWORKS")
+        except NetworkListError as exc:
+            raise ImproperlyConfigured(str(exc)) from None
         return cls(
             user_agent=settings.INGEST_USER_AGENT,
             connect_timeout=float(settings.INGEST_CONNECT_TIMEOUT),

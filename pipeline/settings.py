@@ -6,7 +6,6 @@ sentence naming the variable, so a typo in a cron line or an app setting is caug
 
 from __future__ import annotations
 
-import ipaddress
 import math
 import os
 import zoneinfo
@@ -15,6 +14,7 @@ from pathlib import Path
 from django.core.exceptions import ImproperlyConfigured
 
 from pipeline.dburl import parse_database_url
+from pipeline.networks import IPNetwork, NetworkListError, parse_networks
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 env = os.environ
@@ -63,17 +63,11 @@ def _list(name: str, default: str = "") -> list[str]:
     return [item.strip() for item in env.get(name, default).split(",") if item.strip()]
 
 
-def _networks(name: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
-    networks = []
-    for cidr in _list(name):
-        try:
-            networks.append(ipaddress.ip_network(cidr))
-        except ValueError as exc:
-            raise ImproperlyConfigured(
-                f"{name} contains {cidr!r}, which is not a network in CIDR notation such as 10.0.0.0/8 "
-                f"or fd00::/8 ({exc})."
-            ) from None
-    return tuple(networks)
+def _networks(name: str) -> tuple[IPNetwork, ...]:
+    try:
+        return parse_networks(_list(name), name=name)
+    except NetworkListError as exc:
+        raise ImproperlyConfigured(str(exc)) from None
 
 
 # --- Core ---------------------------------------------------------------------------------------

@@ -28,6 +28,7 @@ from django.core.management.base import CommandError
 from django.db import connection
 
 from ingest.models import TechnicalArticle
+from tests.reliability.helpers import observe
 from tests.workers import database_url
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -131,6 +132,11 @@ def test_every_configuration_error_is_one_sentence_and_exit_2_before_the_databas
         except AssertionError as exc:
             wrong.append(f"{env} manage.py {' '.join(args)}:\n{exc}")
     assert wrong == [], "\n\n".join(wrong)
+    observe("containment-configuration",
+            f"{len(jobs)} bad settings (a CIDR that is none, 'abc', nan, inf, 0, a negative, an over-large number, a "
+            f"DATABASE_URL without a database or with port 99999, an unknown time zone, ...) across the 6 commands: "
+            f"every one exit 2 with one sentence naming the variable (e.g. {one_line(results[0].stderr)!r}), "
+            f"no traceback, nothing on stdout, the closed database port never reached")
 
 
 @pytest.mark.nodb
@@ -291,6 +297,9 @@ def test_a_database_that_accepts_and_never_answers_fails_like_an_unreachable_one
     assert one_line(result.stderr).startswith("CommandError: The database is unreachable"), explain(result)
     assert hung_server.accepted, "the command never connected to the server"
     assert elapsed < 15, f"took {elapsed:.1f}s\n{explain(result)}"
+    observe(f"containment-hung-db-{kind}-{given_in}",
+            f"{kind}, timeout of 2 s from the {'URL' if given_in == 'url' else 'DB_CONNECT_TIMEOUT setting'}: exit 1 "
+            f"in {elapsed:.1f}s, stderr: {one_line(result.stderr)[:110]!r}")
 
 
 @pytest.mark.django_db

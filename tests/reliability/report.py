@@ -211,6 +211,21 @@ SCENARIOS = [
              "warning recorded on the source",
              (R + "test_containment.py::test_no_false_health_304_without_validators_broken_empty_feed_and_impossible_dates",),
              ("containment-honest-outcomes",)),
+    Scenario("Containment", "Bad configuration",
+             "`manage.py` with 33 bad settings and each of the 6 commands (INGEST_ALLOWED_NETWORKS=not-a-cidr, "
+             "INGEST_DEADLINE=abc/nan/0, timeouts inf, DATABASE_URL without a database name, ...), the database at a "
+             "closed port; `celery worker`/`beat`, the Functions runner and the WSGI module with a bad setting",
+             "exit 2 and one sentence naming the variable, before any database access; never a traceback",
+             ("tests/test_config_errors.py::test_every_configuration_error_is_one_sentence_and_exit_2_before_the_database",
+              "tests/test_config_errors.py::test_celery_stops_with_the_sentence"),
+             ("containment-configuration",), "once"),
+    Scenario("Containment", "A database that accepts and never answers",
+             "`manage.py ingest_feeds` against a loopback socket that accepts TCP and never sends a byte, as "
+             "PostgreSQL, MariaDB and SQL Server (mssql-python), the timeout from DB_CONNECT_TIMEOUT or the URL",
+             "exit 1 with the same one sentence as an unreachable database, within the timeout",
+             ("tests/test_config_errors.py::test_a_database_that_accepts_and_never_answers_fails_like_an_unreachable_one",),
+             tuple(f"containment-hung-db-{kind}-{given}" for kind in ("postgresql", "mariadb", "sqlserver")
+                   for given in ("setting", "url")), "once"),
     Scenario("Containment", "Generated hostile responses (property-based)",
              "hypothesis generates 1-4 hostile HTTP responses per example beside a control feed: any status 100-599 "
              "(1xx, 204, 304, redirects without or with broken `Location`: `mailto:`, `http://:80/`, `http://[::1`, "
