@@ -178,8 +178,9 @@ SCENARIOS = [
              (R + "test_containment.py::test_validators_that_cannot_be_sent_back_are_not_stored_and_never_break_a_later_run",),
              ("containment-validators",)),
     Scenario("Containment", "A unique-key collision that repeats",
-             "one feed with guids `POST-ABC` and `post-abc`, under MariaDB's default collation and a case-insensitive "
-             "unique index on SQLite and PostgreSQL",
+             "one feed with guids `POST-ABC` and `post-abc` under a case-insensitive unique index over the guid text "
+             "(MariaDB's default collation; `COLLATE NOCASE` on SQLite, `lower()` on PostgreSQL), beside the product's "
+             "own digest keys, which keep them apart",
              "exit 0 after one retry; that source failed with the constraint named (never \"database unreachable\"); "
              "the control feed stored",
              (R + "test_containment.py::test_a_collision_that_repeats_fails_that_source_with_the_constraint_named",),

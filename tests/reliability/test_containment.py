@@ -174,18 +174,20 @@ def test_validators_that_cannot_be_sent_back_are_not_stored_and_never_break_a_la
 
 @pytest.fixture
 def case_insensitive_guids():
-    """Make guids unique regardless of case, as MariaDB's and SQL Server's default collations do."""
+    """A unique key over the guid text that the database compares case-insensitively.
+
+    The product's own keys are digests that no collation folds (tests/test_identity.py); this is a
+    key the data can still collide on, as a hand-made index or an older schema would be.
+    """
     vendor = connection.vendor
-    if vendor == "mysql":
-        yield "the default collation"  # utf8mb4_general_ci already compares guids case-insensitively
-        return
-    if vendor not in ("sqlite", "postgresql"):
+    expression = {"sqlite": "guid COLLATE NOCASE", "postgresql": "lower(guid)",
+                  "mysql": "guid"}.get(vendor)  # MariaDB: its default collation, utf8mb4_general_ci, folds case
+    if expression is None:
         pytest.skip(f"no case-insensitive index recipe for {vendor}")
-    expression = "guid COLLATE NOCASE" if vendor == "sqlite" else "lower(guid)"
     with connection.cursor() as cursor:
         cursor.execute(f"CREATE UNIQUE INDEX test_ci_guid ON ingest_entry (technical_article_id, {expression})")
     try:
-        yield "a case-insensitive unique index"
+        yield "MariaDB's default collation" if vendor == "mysql" else f"a unique index on ({expression})"
     finally:
         with connection.cursor() as cursor:
             cursor.execute("DROP INDEX test_ci_guid" + (" ON ingest_entry" if vendor == "mysql" else ""))
