@@ -83,6 +83,18 @@ def int_option(value, option: str, *, low: int, high: int) -> int:
     return value
 
 
+def seconds_option(value, option: str, *, high: float) -> float:
+    """A number of seconds above 0 and at most ``high`` (finite: nan and inf are refused), as
+    ``int_option`` does for integers."""
+    try:
+        seconds = float(str(value).strip()) if not isinstance(value, (int, float)) or isinstance(value, bool) else float(value)
+    except ValueError:
+        raise usage_error(f"{option} must be a number of seconds, not {value!r}.") from None
+    if not 0 < seconds <= high:  # also false for nan
+        raise usage_error(f"{option} must be between 0 and {high:g} seconds, not {value}.")
+    return seconds
+
+
 def id_options(values, option: str, *, what: str) -> list[int]:
     """Repeatable id options (``--entry 3 --entry 5``): each a positive id that fits the database."""
     ids = []

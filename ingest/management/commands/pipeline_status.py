@@ -80,9 +80,7 @@ class Command(cli.PipelineCommand):
         max_age = settings.PIPELINE_HEALTH_MAX_AGE
         if options["max_age"] is not None:
             max_age = cli.int_option(options["max_age"], "--max-age", low=1, high=MAX_AGE_MAX)
-        timeout = options["timeout"]
-        if not 0 < timeout <= 30:
-            raise cli.usage_error(f"--timeout must be between 0 and 30 seconds, not {timeout}.")
+        timeout = cli.seconds_option(options["timeout"], "--timeout", high=30)
         check_celery = settings.PIPELINE_CELERY if options["celery"] is None else options["celery"]
 
         report = self._collect(now=timezone.now(), runs_per_job=runs_per_job, max_age=max_age,
