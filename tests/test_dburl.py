@@ -19,6 +19,7 @@ import pytest
 from django.core.exceptions import ImproperlyConfigured
 
 from pipeline.dburl import parse_database_url
+from tests.mssql import require_pyodbc
 
 pytestmark = pytest.mark.nodb
 ROOT = Path(__file__).resolve().parent.parent
@@ -171,23 +172,13 @@ print(json.dumps(sent))
 """
 
 
-def _odbc() -> None:
-    try:
-        import pyodbc  # noqa: F401
-    except ImportError as exc:
-        message = f"pyodbc cannot load ({exc}); install unixODBC: apt-get install unixodbc"
-        if os.environ.get("REQUIRE_SERVICES") == "1":
-            pytest.fail(message + " (REQUIRE_SERVICES=1 makes this a failure)")
-        pytest.skip(message)
-
-
 def _env(**extra) -> dict:
     keep = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "DATABASE_URL", "CONN_", "TIME_ZONE"))}
     return {**keep, **extra}
 
 
 def test_each_option_reaches_mssql_django():
-    _odbc()
+    require_pyodbc()
     url = EVERY_OPTION.replace("&driver_needs_utf8=on", "")  # driver_charset is what it would set
     result = subprocess.run([sys.executable, "-c", CONNECT_SCRIPT, url], cwd=ROOT, env=_env(), capture_output=True,
                             text=True, timeout=120)
@@ -225,7 +216,7 @@ def test_a_time_zone_other_than_utc_is_refused_on_sql_server():
 
 @pytest.mark.parametrize("args", [("ingest_feeds",), ("ingest_feeds", "--json"), ("recompute_counts",)])
 def test_a_missing_odbc_driver_is_one_sentence_that_names_the_package(args):
-    _odbc()
+    require_pyodbc()
     result = _manage(*args, url="mssql://u:p@127.0.0.1:1/db?driver=ODBC+Driver+99+for+SQL+Server&Encrypt=yes")
     assert result.returncode == 1, result.stderr
     [line] = result.stderr.strip().splitlines()

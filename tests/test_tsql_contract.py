@@ -32,7 +32,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.mssql import contract, corpus, tsql
+from tests.mssql import contract, corpus, require_pyodbc, tsql
 
 pytestmark = pytest.mark.nodb
 ROOT = Path(__file__).resolve().parent.parent
@@ -42,17 +42,6 @@ MAX_ROWS_PER_WRITE = contract.MAX_ROWS_PER_WRITE
 MAX_VALUES_ROWS = contract.MAX_VALUES_ROWS
 MAX_IN_LIST_DELETE = 1000  # ingest.services_delete: ids per statement
 ENTRIES = 2100  # > 2,000, so the existing-entries read splits its IN list
-
-
-def _odbc() -> None:
-    """mssql-django imports pyodbc, which needs unixODBC's libodbc.so.2. .ci/run installs it."""
-    try:
-        import pyodbc  # noqa: F401
-    except ImportError as exc:
-        message = f"pyodbc cannot load ({exc}); install unixODBC: apt-get install unixodbc"
-        if os.environ.get("REQUIRE_SERVICES") == "1":
-            pytest.fail(message + " (REQUIRE_SERVICES=1 makes this a failure)")
-        pytest.skip(message)
 
 
 def _clean_env(**extra) -> dict:
@@ -70,7 +59,7 @@ def _capture() -> dict:
 
 @pytest.fixture(scope="module")
 def capture() -> dict:
-    _odbc()
+    require_pyodbc()
     return _capture()
 
 
@@ -431,7 +420,7 @@ print(json.dumps(result))
 
 @pytest.fixture(scope="module")
 def forms() -> dict:
-    _odbc()
+    require_pyodbc()
     env = _clean_env(DJANGO_DEBUG="1", CONN_MAX_AGE="60", CONN_HEALTH_CHECKS="true")
     result = subprocess.run([sys.executable, "-c", SETTINGS_SCRIPT, json.dumps(FORMS)], cwd=ROOT, env=env,
                             capture_output=True, text=True, timeout=120)
