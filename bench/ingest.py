@@ -58,7 +58,7 @@ def child_prepare(args) -> dict:
     from bench.common import django_setup, migrate
 
     django_setup(args.db)
-    from ingest.services import source_add
+    from ingest.services.sources import source_add
 
     migrate()
     urls = Path(args.urls_file).read_text().split()
@@ -76,7 +76,7 @@ def child_product(args) -> dict:
     from django.db import connection
 
     from ingest.models import Entry
-    from ingest.services import feeds_ingest
+    from ingest.services.ingest import feeds_ingest
 
     connection.ensure_connection()
     counter = WriteCounter()

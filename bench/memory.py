@@ -43,7 +43,8 @@ def child_ingest(args) -> dict:
 
     django_setup(args.db)
     from ingest.models import Entry
-    from ingest.services import feeds_ingest, source_add
+    from ingest.services.ingest import feeds_ingest
+    from ingest.services.sources import source_add
 
     source_add(url=args.url)
     gc.collect()

@@ -90,7 +90,7 @@ def main(argv=None) -> dict:
     from django.db import connection, transaction
 
     from ingest import counters
-    from ingest.services import counts_recompute
+    from ingest.services.recount import counts_recompute
 
     migrate()
     fill(args.entries, args.comments)

@@ -3,9 +3,10 @@ from django.contrib import admin
 from django.contrib.admin.options import csrf_protect_m
 from django.utils.text import capfirst
 
-from ingest.counters import counters_refresh
 from ingest.models import Author, Comment, Entry, IngestRun, Pingback, TechnicalArticle
-from ingest.services_delete import source_delete, source_delete_preview
+from ingest.services.delete import source_delete, source_delete_preview
+from ingest.services.recount import entries_counts_refresh
+from ingest.services.sources import sources_schedule_now
 
 
 class CounterSourceAdmin(admin.ModelAdmin):
@@ -15,12 +16,12 @@ class CounterSourceAdmin(admin.ModelAdmin):
     entry_field = "entry_id"
 
     def _refresh(self, objs) -> None:
-        counters_refresh([getattr(obj, self.entry_field) for obj in objs])
+        entries_counts_refresh(entry_ids=[getattr(obj, self.entry_field) for obj in objs])
 
     def save_model(self, request, obj, form, change):
         old = type(obj).objects.filter(pk=obj.pk).values_list(self.entry_field, flat=True).first() if change else None
         super().save_model(request, obj, form, change)
-        counters_refresh([getattr(obj, self.entry_field)] + ([old] if old else []))
+        entries_counts_refresh(entry_ids=[getattr(obj, self.entry_field)] + ([old] if old else []))
 
     def delete_model(self, request, obj):
         super().delete_model(request, obj)
@@ -50,10 +51,10 @@ class TechnicalArticleAdmin(admin.ModelAdmin):
 
     @admin.action(description="Fetch at the next run (clear backoff)")
     def fetch_now(self, request, queryset):
-        updated = queryset.update(next_fetch_at=None, active=True)
+        updated = sources_schedule_now(ids=list(queryset.values_list("pk", flat=True)))
         self.message_user(request, f"{updated} source(s) will be fetched by the next run.")
 
-    # Deleting a source goes through ingest.services_delete, chunk by chunk, like `manage.py
+    # Deleting a source goes through ingest.services.delete, chunk by chunk, like `manage.py
     # delete_source`: Django's collector would list and delete every entry, comment and pingback in
     # statements that grow with the source (and spill into #Temp_params on SQL Server).
 
@@ -120,7 +121,7 @@ class EntryAdmin(admin.ModelAdmin):
 
     def save_related(self, request, form, formsets, change):
         super().save_related(request, form, formsets, change)
-        counters_refresh([form.instance.pk])
+        entries_counts_refresh(entry_ids=[form.instance.pk])
 
 
 @admin.register(Comment)

@@ -9,12 +9,11 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Sequence
-from contextlib import contextmanager
 
 from django import db
 from django.core.management.base import BaseCommand, CommandError, OutputWrapper
 
-from ingest.errors import first_line
+from ingest.errors import RunError, UsageError, first_line
 
 # Exit statuses shared by every pipeline command (documented in the README).
 EXIT_OK = 0  # the run completed (some sources may have failed: they are reported and recorded)
@@ -24,26 +23,47 @@ EXIT_UNHEALTHY = 3  # pipeline_status: the pipeline needs attention
 
 
 class PipelineCommand(BaseCommand):
-    """Base of the pipeline's commands: on the command line, a database that cannot be reached (or
-    refuses the work) ends the command with one sentence and exit status 1, wherever it happens,
-    instead of a traceback; with --json, stdout still gets its one JSON object. Callers of
-    call_command (Azure timers, tests) keep getting the database's own exception."""
+    """Base of the pipeline's commands, and the one place where errors become what the user sees.
+
+    A ``UsageError`` (bad arguments, an unknown --source) ends the command with its sentence and
+    exit status 2; a ``RunError`` (the run cannot work) with its sentence and exit status 1, and
+    with --json stdout still gets its one JSON object, so a script reading stdout always gets a
+    status. On the command line a database error that got through (unreachable, or refusing the
+    work) is treated like a ``RunError`` instead of a traceback; callers of ``call_command``
+    (Azure timers, tests) keep getting the database's own exception.
+    """
+
+    translate_database_errors = False  # set on the command line only (run_from_argv)
+
+    def run_from_argv(self, argv):
+        self.translate_database_errors = True
+        return super().run_from_argv(argv)
 
     def execute(self, *args, **options):
         try:
             return super().execute(*args, **options)
+        except UsageError as exc:
+            raise usage_error(str(exc)) from exc
+        except RunError as exc:
+            raise self._run_failed(missing_driver_sentence(exc) or str(exc), options) from exc
         except db.Error as exc:
             # The base class: through ODBC Driver 18 a deadlock arrives as django.db.Error itself,
             # which is not a DatabaseError.
-            if not getattr(self, "_called_from_command_line", False):
+            if not self.translate_database_errors:
                 raise
-            detail = first_line(exc, 300)
-            unreachable = isinstance(exc, (db.OperationalError, db.InterfaceError))
-            what = "The database is unreachable" if unreachable else "The database refused the work"
-            message = missing_driver_sentence(exc) or f"{what}: {detail}"
-            if options.get("json"):
-                print_json(self.stdout, {"run_id": None, "status": "failed", "error": message})
-            raise run_error(message) from exc
+            raise self._run_failed(database_sentence(exc), options) from exc
+
+    def _run_failed(self, message: str, options: dict) -> CommandError:
+        if options.get("json"):
+            print_json(self.stdout, {"run_id": None, "status": "failed", "error": message})
+        return run_error(message)
+
+
+def database_sentence(exc: BaseException) -> str:
+    """One sentence for a database error: a missing ODBC driver, unreachable, or refusing the work."""
+    unreachable = isinstance(exc, (db.OperationalError, db.InterfaceError))
+    what = "The database is unreachable" if unreachable else "The database refused the work"
+    return missing_driver_sentence(exc) or f"{what}: {first_line(exc, 300)}"
 
 
 # Primary keys are BigAutoField on every backend: a larger id overflows in the database itself.
@@ -111,36 +131,14 @@ def run_error(message: str) -> CommandError:
 
 
 def source_ids(selectors: Sequence[str]) -> list[int]:
-    """``--source`` values (ids or feed URLs) to ids; an unknown one is a usage error."""
-    from ingest.errors import RunError
-    from ingest.services import sources_resolve
+    """``--source`` values (ids or feed URLs) to ids; a malformed or unknown one is a usage error."""
+    from ingest.services.sources import sources_resolve
 
     for value in selectors:
         text = str(value).strip()
         if text.isdigit() and not (text.isdecimal() and 1 <= int(text) <= ID_MAX):
             raise usage_error(f"--source takes a source id from 1 to {ID_MAX} or a feed URL, not {text!r}.")
-    try:
-        return sources_resolve(selectors) if selectors else []
-    except RunError as exc:
-        raise usage_error(str(exc)) from exc
-
-
-@contextmanager
-def run_errors(json_out: OutputWrapper | None = None):
-    """Turn a ``RunError`` (the run itself cannot work) into a CommandError with exit status 1.
-
-    With ``json_out`` (``--json``), a failed run still prints its one JSON object there first,
-    so a script reading stdout always gets a status.
-    """
-    from ingest.errors import RunError
-
-    try:
-        yield
-    except RunError as exc:
-        message = missing_driver_sentence(exc) or str(exc)
-        if json_out is not None:
-            print_json(json_out, {"run_id": None, "status": "failed", "error": message})
-        raise run_error(message) from exc
+    return sources_resolve(selectors) if selectors else []
 
 
 def progress_bar(stream: OutputWrapper, *, label: str, options: dict) -> ProgressBar:

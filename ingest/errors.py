@@ -1,8 +1,13 @@
 """One exception tree for the pipeline.
 
 ``SourceError`` and its subclasses fail one source: the run records the reason and goes on.
-``RunError`` means the run itself cannot work; commands turn it into a ``CommandError``.
-``transient`` says whether trying again later may help (it drives backoff, not the DB retry).
+``transient`` says whether trying again soon may help: a transient failure is backed off
+exponentially, a lasting one (a refused URL, data the database refuses) straight to the longest
+backoff (``ingest.decide``). It is not the database retry, which ``ingest.retry`` owns.
+``RunError`` means the run itself cannot work (exit status 1); ``UsageError`` means the arguments
+are wrong (exit status 2). Both become one sentence in one place, the commands' base class
+(``ingest.cli.PipelineCommand``). ``first_line`` and ``storable`` make an exception's text fit a
+report and a text column.
 """
 
 from __future__ import annotations
@@ -85,6 +90,21 @@ class LeaseLost(PipelineError):
 class RunError(PipelineError):
     """The run cannot work at all (database unreachable, bad configuration)."""
 
+    @classmethod
+    def database(cls, exc: BaseException, *, doing: str = "") -> RunError:
+        """"The database is unreachable[, so <doing>]: <its first line>", chained to ``exc``."""
+        error = cls(f"The database is unreachable{f', so {doing}' if doing else ''}: {first_line(exc)}")
+        error.__cause__ = exc
+        return error
+
+
+class UsageError(PipelineError):
+    """The arguments are wrong; the sentence says which and how to fix them (exit status 2)."""
+
+
+class UnknownSource(UsageError):
+    """A ``--source`` (an id or a feed URL) that matches no registered source."""
+
 
 class NestedAtomicError(RuntimeError):
     """The retrying helper was called inside an outer atomic block, where a retry cannot restart."""
@@ -100,3 +120,12 @@ def first_line(exc: BaseException, width: int = 500) -> str:
     text = args[1] if len(args) == 2 and all(isinstance(a, str) for a in args) else str(exc)
     text = text.strip()
     return text.splitlines()[0][:width] if text else type(exc).__name__
+
+
+_UNSTORABLE = dict.fromkeys(range(0x20), " ") | {0x7F: " "}
+
+
+def storable(text: str, limit: int = 2000) -> str:
+    """A reason safe for a text column: no NUL or control characters (PostgreSQL refuses NUL; a
+    reason may quote the publisher's bytes), cut to ``limit``."""
+    return text.translate(_UNSTORABLE)[:limit]

@@ -1,18 +1,22 @@
-"""Read-only queries for status reports: ``manage.py pipeline_status`` and ``/healthz`` use them.
+"""Read-only queries: what is due (sources, comment feeds, counters to reconcile) for the
+services, and what the status reports (``manage.py pipeline_status``, ``/healthz``) show.
 
 ORM reads only (HackSoft's "selectors"): nothing here writes, talks to Celery or Redis, or decides
-what to print. They return model instances or small frozen values.
+what to print. They return ids, model instances, querysets or small frozen values.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from django.conf import settings
 from django.db import connection
-from django.db.models import Q
+from django.db.models import Q, QuerySet
 
-from ingest.models import Entry, IngestRun, TechnicalArticle
+from ingest.models import Comment, Entry, IngestRun, Pingback, TechnicalArticle
+from ingest.types import CommentJob
 
 JOBS = ("ingest_feeds", "recompute_counts")
 # A run that completed: "partial" means some sources failed, but the pipeline itself worked.
@@ -133,3 +137,72 @@ def entries_list(*, source_ids=(), with_activity: bool = False, limit: int = 20)
          "number_of_pingbacks": e.number_of_pingbacks}
         for e in query[:limit]
     ]
+
+
+# --- What is due -----------------------------------------------------------------------------
+
+
+def sources_due(*, now: datetime, ids: Sequence[int] = (), force: bool = False) -> list[int]:
+    """Ids of the active sources due now, soonest first (``ids``: those sources, active or not;
+    ``force``: ignore the schedule)."""
+    query = TechnicalArticle.objects.all()
+    if ids:
+        query = query.filter(pk__in=ids)
+    else:
+        query = query.filter(active=True)
+    if not force:
+        query = query.filter(Q(next_fetch_at__isnull=True) | Q(next_fetch_at__lte=now))
+    return list(query.order_by("next_fetch_at", "pk").values_list("pk", flat=True))
+
+
+_COMMENT_FEED_DUE = Q(comment_feed__isnull=True) | Q(comment_feed__next_fetch_at__isnull=True)
+_COMMENT_JOB_FIELDS = ("pk", "comments_feed_url", "comment_feed__etag", "comment_feed__last_modified",
+                       "comment_feed__consecutive_failures")
+
+
+def comment_feeds_due(*, source: TechnicalArticle, now: datetime, force: bool = False) -> list[CommentJob]:
+    """Comment feeds of the source's recent entries (INGEST_COMMENTS_DAYS) that are due (all with ``force``)."""
+    recent = now - timedelta(days=settings.INGEST_COMMENTS_DAYS)
+    interval = source.fetch_interval or settings.INGEST_DEFAULT_INTERVAL
+    rows = Entry.objects.filter(technical_article_id=source.pk, published_at__gte=recent).exclude(comments_feed_url="")
+    if not force:
+        rows = rows.filter(_COMMENT_FEED_DUE | Q(comment_feed__next_fetch_at__lte=now))
+    rows = rows.order_by("pk").values_list(*_COMMENT_JOB_FIELDS)
+    return [CommentJob(pk, url, etag or "", modified or "", failures or 0, interval) for pk, url, etag, modified, failures in rows]
+
+
+def comment_feeds_unclaimed(*, now: datetime) -> list[CommentJob]:
+    """Due comment feeds of active comment-fetching sources that no run holds.
+
+    A source's comment feeds are normally polled right after its entries are stored. A run that
+    died in between (killed, crashed) stored the source, so the source is not due again for a
+    whole interval; its comment feeds are taken by the next run from here instead. Leased sources
+    (this run's own claims included) are left to the run that holds them.
+    """
+    recent = now - timedelta(days=settings.INGEST_COMMENTS_DAYS)
+    rows = (
+        Entry.objects.filter(technical_article__active=True, technical_article__fetch_comments=True, published_at__gte=recent)
+        .exclude(comments_feed_url="")
+        .filter(Q(technical_article__lease_expires_at__isnull=True) | Q(technical_article__lease_expires_at__lt=now))
+        .filter(_COMMENT_FEED_DUE | Q(comment_feed__next_fetch_at__lte=now))
+        .order_by("pk")
+        .values_list(*_COMMENT_JOB_FIELDS, "technical_article__fetch_interval")
+    )
+    return [CommentJob(pk, url, etag or "", modified or "", failures or 0, interval or settings.INGEST_DEFAULT_INTERVAL)
+            for pk, url, etag, modified, failures, interval in rows]
+
+
+def counts_scope(*, source_ids: Sequence[int] = (), entry_ids: Sequence[int] = (), since: datetime | None = None) -> QuerySet:
+    """The entries whose counters a recount walks: of these sources, these entries, or with a
+    comment or pingback recorded since ``since`` (every entry when nothing is given)."""
+    query = Entry.objects.all()
+    if source_ids:
+        query = query.filter(technical_article_id__in=source_ids)
+    if entry_ids:
+        query = query.filter(pk__in=entry_ids)
+    if since is not None:
+        query = query.filter(
+            Q(pk__in=Comment.objects.filter(created_at__gte=since).values("entry_id"))
+            | Q(pk__in=Pingback.objects.filter(created_at__gte=since).values("target_id"))
+        )
+    return query

@@ -23,7 +23,8 @@ from kombu.exceptions import OperationalError as BrokerError
 from ingest.errors import RunError
 from ingest.models import IngestRun
 from ingest.retry import is_transient
-from ingest.services import counts_recompute, ingest_dispatch, source_abandon, source_ingest
+from ingest.services.fanout import ingest_dispatch, source_abandon, source_ingest
+from ingest.services.recount import counts_recompute
 
 
 class DatabaseBusy(Exception):

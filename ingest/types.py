@@ -8,6 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+from ingest.errors import SourceError
+
 
 @dataclass(frozen=True)
 class FetchRequest:
@@ -69,19 +71,88 @@ class ParsedFeed:
 
 
 @dataclass(frozen=True)
-class SourceResult:
+class UpsertCounts:
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    # (entry id, parsed entry) of every created or updated entry: the input of pingback detection.
+    touched: tuple[tuple[int, ParsedEntry], ...] = ()
+
+
+@dataclass(frozen=True)
+class ParsedComment:
+    guid: str  # at most 255 characters
+    author_name: str  # at most 200 characters
+    author_email: str
+    body: str  # sanitized HTML
+    published_at: datetime | None
+
+
+# --- What happened to one source or comment feed ---------------------------------------------
+# A result's value is one of three: counts (it was fetched and stored, or previewed), not
+# modified (a 304), or a failure with its reason. ``ingest.decide`` turns results into totals and
+# a run status; every path (the command, --json, the ledger, Celery, Azure) goes through it.
+
+
+@dataclass(frozen=True)
+class Counts:
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    pingbacks: int = 0  # cross-references recorded from or to this source's entries
+
+
+@dataclass(frozen=True)
+class NotModified:
+    pass
+
+
+@dataclass(frozen=True)
+class Failure:
+    error: str  # the reason shown to users, one sentence
+    internal: bool = False  # something unexpected (a bug): counted apart, kept loud
+
+
+Outcome = Counts | NotModified | Failure
+
+
+@dataclass(frozen=True, kw_only=True)
+class _Result:
+    value: Outcome
+
+    @property
+    def outcome(self) -> str:
+        """created | updated | unchanged | not_modified | failed: the name reports use."""
+        value = self.value
+        if isinstance(value, Failure):
+            return "failed"
+        if isinstance(value, NotModified):
+            return "not_modified"
+        return "created" if value.created else "updated" if value.updated else "unchanged"
+
+    @property
+    def failed(self) -> bool:
+        return isinstance(self.value, Failure)
+
+    @property
+    def counts(self) -> Counts:
+        return self.value if isinstance(self.value, Counts) else Counts()
+
+    created = property(lambda self: self.counts.created)
+    updated = property(lambda self: self.counts.updated)
+    unchanged = property(lambda self: self.counts.unchanged)
+    pingbacks = property(lambda self: self.counts.pingbacks)
+    error = property(lambda self: self.value.error if isinstance(self.value, Failure) else "")
+    internal_error = property(lambda self: isinstance(self.value, Failure) and self.value.internal)
+
+
+@dataclass(frozen=True, kw_only=True)
+class SourceResult(_Result):
     """What happened to one source in one run; the unit of reporting."""
 
     id: int
     url: str
-    outcome: str  # created | updated | unchanged | not_modified | failed
-    created: int = 0
-    updated: int = 0
-    unchanged: int = 0
-    error: str = ""
     name: str = ""
-    pingbacks: int = 0  # cross-references recorded from or to this source's entries
-    internal_error: bool = False  # failed on something unexpected (a bug): counted apart, kept loud
 
     def as_dict(self) -> dict:
         return {
@@ -98,19 +169,44 @@ class SourceResult:
         }
 
 
-@dataclass(frozen=True)
-class UpsertCounts:
-    created: int = 0
-    updated: int = 0
-    unchanged: int = 0
-    # (entry id, parsed entry) of every created or updated entry: the input of pingback detection.
-    touched: tuple[tuple[int, ParsedEntry], ...] = ()
+@dataclass(frozen=True, kw_only=True)
+class CommentsResult(_Result):
+    """What happened to one entry's comment feed in one run."""
+
+    entry_id: int
+    url: str = ""
+
+
+# --- Work items handed between the claim, the fetch threads and the writer -------------------
 
 
 @dataclass(frozen=True)
-class ParsedComment:
-    guid: str  # at most 255 characters
-    author_name: str  # at most 200 characters
-    author_email: str
-    body: str  # sanitized HTML
-    published_at: datetime | None
+class CommentJob:
+    """One entry's comment feed, due for a fetch."""
+
+    entry_id: int
+    url: str
+    etag: str
+    last_modified: str
+    failures: int
+    interval: int  # seconds until the next fetch on success (the source's interval)
+
+
+@dataclass(frozen=True)
+class Fetched:
+    """One source fetched and parsed (or failed) in a fetch thread, waiting for the writer."""
+
+    source_id: int
+    fetched_at: datetime
+    result: FetchResult | None = None
+    feed: ParsedFeed | None = None
+    error: SourceError | None = None
+
+
+@dataclass(frozen=True)
+class CommentsFetched:
+    job: CommentJob
+    fetched_at: datetime
+    result: FetchResult | None = None
+    comments: tuple[ParsedComment, ...] = ()
+    error: SourceError | None = None

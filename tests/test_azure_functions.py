@@ -137,7 +137,7 @@ def test_funcignore_ships_the_app_and_leaves_out_secrets_and_dev_files(tmp_path)
         return subprocess.run(["git", "-C", str(tmp_path), "check-ignore", "--no-index", "-q", path]).returncode == 0
 
     shipped = ["function_app.py", "host.json", "requirements.txt", "functions_app/timers.py", "pipeline/settings.py",
-               "ingest/services.py", "ingest/migrations/0001_initial.py", "manage.py"]
+               "ingest/services/ingest.py", "ingest/migrations/0001_initial.py", "manage.py"]
     assert [path for path in shipped if ignored(path)] == []
     left_out = ["local.settings.json", ".env", ".venv/bin/python", "tests/test_compose.py", "var/pipeline.sqlite3",
                 "__pycache__/x.pyc", "docs/azure.md", ".git/config"]

@@ -31,7 +31,7 @@ from ingest.models import (
     Pingback,
     TechnicalArticle,
 )
-from ingest.services import ingest_dispatch, source_abandon
+from ingest.services.fanout import ingest_dispatch, source_abandon
 from pipeline.beat import SeedingDatabaseScheduler
 from pipeline.celery import app
 from tests.workers import WorkerProcess, in_process_worker, wait_until

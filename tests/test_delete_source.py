@@ -28,7 +28,7 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from ingest.models import Author, Comment, CommentFeed, Entry, EntryLink, Pingback, TechnicalArticle
-from ingest.services_delete import MAX_CHUNK, entry_relations, source_delete
+from ingest.services.delete import MAX_CHUNK, entry_relations, source_delete
 from tests.workers import database_url
 
 ROOT = Path(__file__).resolve().parent.parent

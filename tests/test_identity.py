@@ -28,7 +28,7 @@ from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
 
 from ingest.models import Author, Entry, Pingback, TechnicalArticle
-from ingest.services import sources_resolve
+from ingest.services.sources import sources_resolve
 from tests import identity_migration
 
 DATA = Path(__file__).parent / "data" / "identity"

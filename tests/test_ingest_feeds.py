@@ -13,7 +13,7 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from ingest.models import Entry, IngestRun, TechnicalArticle
-from ingest.services import source_add
+from ingest.services.sources import source_add
 
 DATA = Path(__file__).parent / "data" / "feeds"
 BLOG = (DATA / "blog.rss").read_bytes()
@@ -205,7 +205,7 @@ def test_unreachable_database_is_exit_1_with_one_sentence_and_json(command):
 
 def test_a_run_whose_lease_was_taken_over_writes_nothing(two_sources, monkeypatch):
     """If a lease expires mid-run and another run claims the source, the first run must not commit."""
-    from ingest import services
+    from ingest.services import ingest as services
 
     blog, _ = two_sources
     real_store = services.source_store

@@ -222,7 +222,7 @@ def capture(name: str, *, version: int, azure: bool, shadow_path: str, feeds: Fe
     from django.db import connections
     from django.db.migrations.loader import MigrationLoader
 
-    from ingest import services
+    from ingest.services import fanout, recount
     from ingest.models import TechnicalArticle
     from tests.mssql import recorder
 
@@ -265,8 +265,8 @@ def capture(name: str, *, version: int, azure: bool, shadow_path: str, feeds: Fe
 
     feeds.revision(big=2, small=3)
     shadow.phase = "ingest-fanout"
-    run_id, owner, claimed = services.ingest_dispatch(source_ids=[small.pk])
-    results = [services.source_ingest(source_id=pk, owner=owner, run_id=run_id) for pk in claimed]
+    run_id, owner, claimed = fanout.ingest_dispatch(source_ids=[small.pk])
+    results = [fanout.source_ingest(source_id=pk, owner=owner, run_id=run_id) for pk in claimed]
     result["reports"]["ingest-fanout"] = {"run_id": run_id, "claimed": claimed,
                                           "sources": [r.as_dict() for r in results if r is not None]}
 
@@ -289,7 +289,7 @@ def capture(name: str, *, version: int, azure: bool, shadow_path: str, feeds: Fe
             continue
         drift()
         shadow.phase = f"recount-{strategy}"
-        result["reports"][shadow.phase] = services.counts_recompute(strategy=strategy, chunk_size=2000).as_dict()
+        result["reports"][shadow.phase] = recount.counts_recompute(strategy=strategy, chunk_size=2000).as_dict()
     drift()
     shadow.phase = "recount-since"
     result["reports"]["recount-since"] = command("recompute_counts", "--since", "2020-01-01", "--chunk-size", "500")

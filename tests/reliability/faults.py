@@ -24,10 +24,10 @@ def install() -> None:
     store_marker = os.environ.get("RELIABILITY_FAULT_STORE")
     if not (parse_marker or store_marker):
         return
-    from ingest import services
+    from ingest.services import fetch_parse, store
 
     if parse_marker:
-        real_parse = services.parse_feed
+        real_parse = fetch_parse.parse_feed
 
         @functools.wraps(real_parse)
         def parse_feed(content, *, headers=None, url="", **kwargs):
@@ -35,11 +35,11 @@ def install() -> None:
                 raise InjectedFault(f"injected parse fault for {url}")
             return real_parse(content, headers=headers, url=url, **kwargs)
 
-        services.parse_feed = parse_feed
+        fetch_parse.parse_feed = parse_feed
     if store_marker:
         from ingest.models import TechnicalArticle
 
-        real_upsert = services.feed_upsert
+        real_upsert = store.feed_upsert
 
         @functools.wraps(real_upsert)
         def feed_upsert(*, article_id, feed, fetched_at):
@@ -48,4 +48,4 @@ def install() -> None:
                 raise KeyError(f"injected store fault after writing {counts.created} entries")  # ...then rolled back
             return counts
 
-        services.feed_upsert = feed_upsert
+        store.feed_upsert = feed_upsert

@@ -19,7 +19,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from ingest.models import Entry, TechnicalArticle
-from ingest.services import sources_due
+from ingest.selectors import sources_due
 from tests.reliability.celery_harness import (
     SHARED_REDIS,
     Broker,

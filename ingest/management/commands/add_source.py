@@ -4,7 +4,7 @@ from django.core.management.base import CommandParser
 
 from ingest import cli
 from ingest.errors import SourceError
-from ingest.services import source_add
+from ingest.services.sources import source_add
 
 
 class Command(cli.PipelineCommand):

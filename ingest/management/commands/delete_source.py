@@ -5,10 +5,8 @@ import sys
 from django.core.management.base import CommandParser
 
 from ingest import cli
-from ingest.errors import RunError
 from ingest.models import TechnicalArticle
-from ingest.services import sources_resolve
-from ingest.services_delete import MAX_CHUNK, SourceDeletePlan, source_delete, source_delete_preview
+from ingest.services.delete import MAX_CHUNK, SourceDeletePlan, source_delete, source_delete_preview
 
 
 def _rows(counts: dict[str, int]) -> str:
@@ -45,11 +43,8 @@ class Command(cli.PipelineCommand):
             raise cli.usage_error("delete_source takes a source id or feed URL, not an empty string.")
         if text.isdigit() and not (text.isdecimal() and 1 <= int(text) <= cli.ID_MAX):
             raise cli.usage_error(f"delete_source takes a source id from 1 to {cli.ID_MAX} or a feed URL, not {text!r}.")
-        try:
-            [source_id] = sources_resolve([text])
-            plan = source_delete_preview(source_id=source_id)
-        except RunError as exc:
-            raise cli.usage_error(str(exc)) from exc
+        [source_id] = cli.source_ids([text])
+        plan = source_delete_preview(source_id=source_id)
         if not options["yes"] and not self._confirmed(plan):
             if options["json"]:
                 cli.print_json(self.stdout, {"id": plan.id, "deleted": None, "status": "declined"})
@@ -57,9 +52,8 @@ class Command(cli.PipelineCommand):
                 self.stdout.write(f"Nothing deleted: source {plan.id} is still there.")
             return
         bar = cli.progress_bar(self.stderr, label="delete", options=options)
-        with cli.run_errors(self.stdout if options["json"] else None):
-            result = source_delete(source_id=plan.id, chunk_size=chunk, on_start=bar.start,
-                                   on_progress=lambda done, total: bar.update(done))
+        result = source_delete(source_id=plan.id, chunk_size=chunk, on_start=bar.start,
+                               on_progress=lambda done, total: bar.update(done))
         bar.finish()
         if options["json"]:
             cli.print_json(self.stdout, {**result.as_dict(), "status": "deleted"})

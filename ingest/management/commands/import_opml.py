@@ -6,7 +6,7 @@ from django.core.management.base import CommandParser
 
 from ingest import cli
 from ingest.errors import ParseError
-from ingest.services import opml_import
+from ingest.services.sources import opml_import
 
 
 class Command(cli.PipelineCommand):

@@ -4,7 +4,7 @@ from django.core.management.base import CommandParser
 
 from ingest import cli
 from ingest.models import IngestRun
-from ingest.services import feeds_ingest
+from ingest.services.ingest import feeds_ingest
 
 
 class Command(cli.PipelineCommand):
@@ -46,11 +46,10 @@ class Command(cli.PipelineCommand):
                 bar_clear = "\r" if bar.enabled else ""
                 self.stdout.write(f"{bar_clear}{result.outcome:<12} {result.url} {result.error}")
 
-        with cli.run_errors(self.stdout if options["json"] else None):
-            report = feeds_ingest(
-                source_ids=ids, force=options["all"], dry_run=options["dry_run"], workers=workers,
-                trigger=options["trigger"], on_progress=progress, on_start=bar.start,
-            )
+        report = feeds_ingest(
+            source_ids=ids, force=options["all"], dry_run=options["dry_run"], workers=workers,
+            trigger=options["trigger"], on_progress=progress, on_start=bar.start,
+        )
         bar.finish()
         if as_json:
             cli.print_json(self.stdout, report.as_dict())

@@ -7,9 +7,8 @@ from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 
 from ingest import cli
-from ingest.counters import MAX_CHUNK
 from ingest.models import IngestRun
-from ingest.services import counts_recompute
+from ingest.services.recount import MAX_CHUNK, counts_recompute
 
 
 def _since(value: str) -> datetime:
@@ -57,12 +56,11 @@ class Command(cli.PipelineCommand):
         source_ids = cli.source_ids(options["source"])
         as_json, verbosity = options["json"], options["verbosity"]
         bar = cli.progress_bar(self.stderr, label="recount", options=options)
-        with cli.run_errors(self.stdout if options["json"] else None):
-            report = counts_recompute(
-                source_ids=source_ids, entry_ids=entry_ids, since=since, chunk_size=chunk,
-                dry_run=options["dry_run"], trigger=options["trigger"], on_start=bar.start,
-                on_progress=lambda done, total: bar.update(done),
-            )
+        report = counts_recompute(
+            source_ids=source_ids, entry_ids=entry_ids, since=since, chunk_size=chunk,
+            dry_run=options["dry_run"], trigger=options["trigger"], on_start=bar.start,
+            on_progress=lambda done, total: bar.update(done),
+        )
         bar.finish()
         if as_json:
             cli.print_json(self.stdout, report.as_dict())

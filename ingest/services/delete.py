@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from django.db import DEFAULT_DB_ALIAS, models
 from django.db.models.deletion import get_candidate_relations_to_delete
 
-from ingest.errors import RunError
+from ingest.errors import RunError, UnknownSource
 from ingest.models import Entry, TechnicalArticle
 from ingest.retry import RetryStats, run_atomic
 from ingest.upsert import MAX_ROWS_PER_STATEMENT, chunked
@@ -87,13 +87,13 @@ class SourceDeletePlan:
 
 
 def source_delete_preview(*, source_id: int) -> SourceDeletePlan:
-    """Count what ``source_delete`` would remove; RunError when there is no such source.
+    """Count what ``source_delete`` would remove; UnknownSource when there is no such source.
 
     One COUNT per table, each a join on the source's id: no id list in any statement.
     """
     source = TechnicalArticle._base_manager.filter(pk=source_id).values("pk", "name", "feed_url").first()
     if source is None:
-        raise RunError(f"No source has the id {source_id}.")
+        raise UnknownSource(f"No source has the id {source_id}.")
     rows = {TechnicalArticle._meta.label: 1,
             Entry._meta.label: Entry._base_manager.filter(technical_article_id=source_id).count()}
     for relation in entry_relations():
@@ -169,7 +169,7 @@ def source_delete(
 ) -> SourceDeleted:
     """Delete the source and everything under it in chunks of ``chunk_size`` entries (1 to 1,000).
 
-    Raises RunError when there is no such source. Each chunk is its own retried transaction, so
+    Raises UnknownSource when there is no such source. Each chunk is its own retried transaction, so
     this must not be called inside ``transaction.atomic()`` (``run_atomic`` refuses).
     """
     if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or not 1 <= chunk_size <= MAX_CHUNK:

@@ -1,0 +1,137 @@
+"""The pure decisions of an ingest run, apart from the I/O that acts on them.
+
+What the next fetch of a source or comment feed is and what its fetch state becomes (success or
+failure, backoff), and how per-source results add up to the totals and the status of a run.
+Every path that reports a run (the command, ``--json``, the ``IngestRun`` ledger, the Celery
+fan-out, the Azure runner) goes through ``tally`` and ``run_status``, so they cannot disagree.
+
+No Django, no ORM, no network: everything here is a function of its arguments (the settings come
+in as a ``Policy``), testable with values built by hand.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, fields
+from datetime import datetime, timedelta
+
+from ingest.errors import SourceError, storable
+from ingest.types import CommentsResult, FetchResult, SourceResult
+
+# IngestRun.Status values (the models are not imported here).
+SUCCEEDED, PARTIAL, FAILED = "succeeded", "partial", "failed"
+
+
+@dataclass(frozen=True)
+class Policy:
+    """The scheduling settings a decision needs (INGEST_DEFAULT_INTERVAL, INGEST_BACKOFF_BASE,
+    INGEST_MAX_BACKOFF), read once by the caller."""
+
+    default_interval: int
+    backoff_base: float
+    max_backoff: float
+
+    @classmethod
+    def from_settings(cls, settings) -> Policy:
+        return cls(settings.INGEST_DEFAULT_INTERVAL, settings.INGEST_BACKOFF_BASE, settings.INGEST_MAX_BACKOFF)
+
+
+def backoff_seconds(failures: int, retry_after: float | None, *, policy: Policy, transient: bool = True) -> float:
+    """Exponential backoff after ``failures`` failures in a row, capped; never earlier than the
+    server's Retry-After (itself capped). A failure that is not ``transient`` (retrying soon cannot
+    help: a refused URL, data the database refuses) waits the longest backoff at once."""
+    if not transient:
+        return policy.max_backoff
+    delay = min(policy.max_backoff, policy.backoff_base * 2 ** max(0, failures - 1))
+    if retry_after:
+        delay = max(delay, min(retry_after, policy.max_backoff))
+    return delay
+
+
+def fetch_state(*, now: datetime, interval: int | None, failures: int, policy: Policy,
+                result: FetchResult | None = None, error: SourceError | None = None) -> dict:
+    """The fetch state of a source or comment feed after one fetch: the columns both share.
+
+    ``failures`` is the count of failures in a row before this fetch; on success the validators of
+    ``result`` are kept for the next conditional GET and the next fetch is one interval away; on
+    failure the count goes up by one and the next fetch is backed off.
+    """
+    if error is not None:
+        failures += 1
+        return {
+            "last_fetched_at": now,
+            "consecutive_failures": failures,
+            "last_error": storable(str(error)),
+            "next_fetch_at": now + timedelta(seconds=backoff_seconds(failures, error.retry_after, policy=policy, transient=error.transient)),
+        }
+    assert result is not None
+    return {
+        "etag": (result.etag or "")[:255],
+        "last_modified": (result.last_modified or "")[:64],
+        "last_fetched_at": now,
+        "consecutive_failures": 0,
+        "last_error": "",
+        "next_fetch_at": now + timedelta(seconds=interval or policy.default_interval),
+    }
+
+
+@dataclass(frozen=True)
+class Totals:
+    """What a run's sources add up to (the ``totals`` of the report)."""
+
+    sources: int = 0
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    not_modified: int = 0
+    failed: int = 0
+    internal_errors: int = 0
+    pingbacks: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+    def __add__(self, other: Totals) -> Totals:
+        return Totals(**{f.name: getattr(self, f.name) + getattr(other, f.name) for f in fields(self)})
+
+
+@dataclass(frozen=True)
+class CommentTotals:
+    """What a run's comment feeds add up to (the ``comments`` of the report)."""
+
+    feeds: int = 0
+    created: int = 0
+    updated: int = 0
+    not_modified: int = 0
+    failed: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+    def __add__(self, other: CommentTotals) -> CommentTotals:
+        return CommentTotals(**{f.name: getattr(self, f.name) + getattr(other, f.name) for f in fields(self)})
+
+
+def tally(results: Iterable[SourceResult]) -> Totals:
+    totals = Totals()
+    for r in results:
+        totals += Totals(sources=1, created=r.created, updated=r.updated, unchanged=r.unchanged,
+                         not_modified=int(r.outcome == "not_modified"), failed=int(r.failed),
+                         internal_errors=int(r.internal_error), pingbacks=r.pingbacks)
+    return totals
+
+
+def tally_comments(results: Iterable[CommentsResult]) -> CommentTotals:
+    totals = CommentTotals()
+    for r in results:
+        totals += CommentTotals(feeds=1, created=r.created, updated=r.updated,
+                                not_modified=int(r.outcome == "not_modified"), failed=int(r.failed))
+    return totals
+
+
+def run_status(*, total: int, failed: int, lost: int = 0) -> str:
+    """A run is ``failed`` when every one of its sources failed, ``partial`` when some failed or
+    never reported (``lost``), else ``succeeded`` (a run with no source due succeeded)."""
+    if failed and failed >= total and not lost:
+        return FAILED
+    return PARTIAL if failed or lost else SUCCEEDED

@@ -1,0 +1,90 @@
+"""Fetch and parse one source or one comment feed: I/O and CPU only, no database.
+
+These run in the fetch threads of an ingest run (or in a Celery task), so they must not touch the
+ORM; what they return (``Fetched``, ``CommentsFetched``) waits for the single writer. Every
+exception is turned into the item's failure here: the first half of the containment boundary.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from dataclasses import replace
+
+from django.conf import settings
+from django.utils import timezone
+
+from ingest import fetch as fetching
+from ingest.errors import SourceError
+from ingest.models import TechnicalArticle
+from ingest.parse import parse_comments, parse_feed
+from ingest.parsepool import ParsePool
+from ingest.services.boundary import internal
+from ingest.types import CommentJob, CommentsFetched, Fetched, FetchRequest
+
+# Starting a parse process costs about as much as parsing this many typical feeds.
+FEEDS_PER_PARSE_PROCESS = 8
+
+
+def source_fetch_parse(
+    source: TechnicalArticle, *, client, fetch_settings: fetching.FetchSettings, parse_pool: ParsePool | None = None
+) -> Fetched:
+    """Fetch and parse one source. I/O + CPU only: touches no database, safe in a thread.
+
+    With ``parse_pool`` (a process pool) the CPU-bound parse runs there, so parsing uses every core
+    and does not hold the GIL that the writing thread needs.
+    """
+    fetched_at = timezone.now()
+    try:
+        result = fetching.fetch_feed(
+            FetchRequest(url=source.feed_url, etag=source.etag, last_modified=source.last_modified),
+            client=client,
+            settings=fetch_settings,
+        )
+        if result.not_modified:
+            return Fetched(source.pk, fetched_at, result=result)
+        # Without a pool (a Celery task, a small run) the parse runs here, behind parse's HTML
+        # limits; in the pool it also has INGEST_PARSE_TIMEOUT, past which ParseError fails the source.
+        pool = parse_pool or ParsePool(0, timeout=settings.INGEST_PARSE_TIMEOUT)
+        feed = pool.parse(parse_feed, result.content, headers=result.headers, url=result.url)
+        # The body is parsed: do not keep it in memory while the writer catches up.
+        return Fetched(source.pk, fetched_at, result=replace(result, content=b""), feed=feed)
+    except SourceError as exc:
+        return Fetched(source.pk, fetched_at, error=exc)
+    except Exception as exc:  # the containment boundary: anything else fails this source alone
+        return Fetched(source.pk, fetched_at, error=internal(exc, what="a source", source_id=source.pk))
+
+
+def comments_fetch_parse(job: CommentJob, *, client, fetch_settings: fetching.FetchSettings) -> CommentsFetched:
+    """Fetch and parse one entry's comment feed. No database: safe in a thread."""
+    fetched_at = timezone.now()
+    try:
+        result = fetching.fetch_feed(FetchRequest(url=job.url, etag=job.etag, last_modified=job.last_modified),
+                                     client=client, settings=fetch_settings)
+        if result.not_modified:
+            return CommentsFetched(job, fetched_at, result=result)
+        return CommentsFetched(job, fetched_at, result=result, comments=parse_comments(result.content, headers=result.headers, url=result.url))
+    except SourceError as exc:
+        return CommentsFetched(job, fetched_at, error=exc)
+    except Exception as exc:  # the containment boundary, as for sources
+        return CommentsFetched(job, fetched_at, error=internal(exc, what="a comment feed", entry_id=job.entry_id))
+
+
+def parse_processes(sources: int) -> int:
+    """How many parse processes a run of ``sources`` feeds should use (0: parse in the fetch threads).
+
+    Each process must have ``FEEDS_PER_PARSE_PROCESS`` feeds to pay for itself. Never inside a
+    daemonic process (a Celery prefork child may not have children).
+    """
+    if multiprocessing.current_process().daemon:
+        return 0
+    wanted = settings.INGEST_PARSE_PROCESSES
+    if wanted is None:
+        wanted = os.cpu_count() or 1
+    wanted = min(wanted, sources // FEEDS_PER_PARSE_PROCESS)
+    return wanted if wanted > 1 else 0
+
+
+def parse_pool(processes: int) -> ParsePool:
+    """0: parse in the fetch threads (overruns logged); else spawned workers, each parse under the budget."""
+    return ParsePool(processes, timeout=settings.INGEST_PARSE_TIMEOUT)

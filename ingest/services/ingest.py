@@ -1,0 +1,224 @@
+"""One ``ingest_feeds`` run in this process: claim the due sources, fetch and parse them in
+threads, store each in the calling thread as it arrives, poll the comment feeds of the sources
+stored, and record the run.
+
+The database sees one writer per run: fetch threads never touch it (``fetch_parse``), every
+write goes through ``store``. Only a failing database or a failure to start stops the run.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+
+from django.conf import settings
+from django.db import Error, close_old_connections
+from django.utils import timezone
+
+from ingest import fetch as fetching
+from ingest.decide import run_status, tally, tally_comments
+from ingest.errors import RunError, first_line, storable
+from ingest.models import IngestRun, TechnicalArticle
+from ingest.retry import RetryStats
+from ingest.selectors import comment_feeds_due, comment_feeds_unclaimed, sources_due
+from ingest.services.boundary import write_failure
+from ingest.services.fetch_parse import comments_fetch_parse, parse_pool, parse_processes, source_fetch_parse
+from ingest.services.leases import sources_claim, sources_release
+from ingest.services.runs import run_columns, run_finish, run_owner, run_start, run_stats, runs_close_stale
+from ingest.services.store import comments_store, source_preview, source_store
+from ingest.types import CommentsResult, Failure, Fetched, SourceResult
+
+log = logging.getLogger("ingest.services")
+
+
+@dataclass
+class IngestReport:
+    run_id: int | None
+    status: str
+    elapsed_s: float
+    results: list[SourceResult] = field(default_factory=list)
+    comment_results: list[CommentsResult] = field(default_factory=list)
+    dry_run: bool = False
+    skipped_leased: int = 0
+    retries: int = 0
+
+    @property
+    def totals(self) -> dict[str, int]:
+        return tally(self.results).as_dict()
+
+    @property
+    def comments(self) -> dict[str, int]:
+        return tally_comments(self.comment_results).as_dict()
+
+    def as_dict(self) -> dict:
+        return {
+            "run_id": self.run_id,
+            "status": self.status,
+            "dry_run": self.dry_run,
+            "elapsed_s": round(self.elapsed_s, 3),
+            "totals": self.totals,
+            "skipped_leased": self.skipped_leased,
+            "retries": self.retries,
+            "comments": self.comments,
+            "sources": [result.as_dict() for result in self.results],
+        }
+
+
+def feeds_ingest(
+    *,
+    source_ids: Sequence[int] = (),
+    force: bool = False,
+    dry_run: bool = False,
+    workers: int | None = None,
+    trigger: str = IngestRun.Trigger.MANUAL,
+    on_progress: Callable[[SourceResult, int, int], None] | None = None,
+    on_start: Callable[[int], None] | None = None,
+) -> IngestReport:
+    """Ingest the due sources (or ``source_ids``; ``force`` ignores the schedule).
+
+    Fetch and parse run in ``workers`` threads; each source's writes run in the calling thread,
+    one retry-wrapped transaction per source, so the database sees one writer per run.
+    """
+    started = time.monotonic()
+    workers = max(1, workers or settings.INGEST_WORKERS)
+    now = timezone.now()
+    owner = run_owner()
+    if not dry_run:
+        try:
+            runs_close_stale(now=now)
+        except Error as exc:
+            raise RunError.database(exc, doing="the run cannot start") from exc
+    run = None if dry_run else run_start(command="ingest_feeds", trigger=trigger, lease_owner=owner)
+    stats = RetryStats()
+    results: list[SourceResult] = []
+    comments: list[CommentsResult] = []
+    skipped = 0
+    try:
+        try:
+            due = sources_due(now=now, ids=source_ids, force=force or bool(source_ids))
+            sources = list(TechnicalArticle.objects.filter(pk__in=due).order_by("pk")) if dry_run else sources_claim(ids=due, owner=owner, now=now)
+            # After the claim: the sources this run holds are leased, so they are not in this list.
+            orphans = [] if dry_run or source_ids else comment_feeds_unclaimed(now=now)
+        except Error as exc:
+            raise RunError.database(exc) from exc
+        skipped = len(due) - len(sources)
+        if run is not None:
+            run.sources_total = len(sources)
+            IngestRun.objects.filter(pk=run.pk).update(sources_total=run.sources_total)
+        if skipped:
+            log.info("sources skipped: leased by another run", extra={"count": skipped, "run_id": run and run.pk})
+        if on_start:
+            on_start(len(sources))
+        _ingest_sources(sources, owner=owner, workers=workers, dry_run=dry_run, force=force, stats=stats,
+                        on_progress=on_progress, results=results, comments=comments, comment_jobs=orphans)
+    except BaseException as exc:
+        if run is not None:
+            _abort(run, owner, exc, results)
+        raise
+    results.sort(key=lambda r: r.id)
+    totals = tally(results)
+    report = IngestReport(
+        run_id=run.pk if run else None,
+        status=run_status(total=totals.sources, failed=totals.failed),
+        elapsed_s=time.monotonic() - started,
+        results=results,
+        comment_results=comments,
+        dry_run=dry_run,
+        skipped_leased=skipped,
+        retries=stats.retries,
+    )
+    if run is not None:
+        run_finish(
+            run,
+            status=report.status,
+            error="; ".join(f"{r.url}: {r.error}" for r in results if r.error)[:4000],
+            stats=run_stats(retries=stats.retries, skipped_leased=skipped, comments=tally_comments(comments), sources=results),
+            **run_columns(totals),
+        )
+    log.info("ingest finished", extra={"run_id": report.run_id, "status": report.status, "elapsed_s": round(report.elapsed_s, 3),
+                                       **{f"total_{key}": value for key, value in report.totals.items()}})
+    return report
+
+
+def _abort(run: IngestRun, owner: str, exc: BaseException, results: list[SourceResult]) -> None:
+    """Record a run that died, and free its leases so the next run is not blocked for the TTL."""
+    try:
+        close_old_connections()
+        sources_release(owner=owner)
+        columns = run_columns(tally(results))
+        run_finish(run, status=IngestRun.Status.FAILED, error=f"{type(exc).__name__}: {first_line(exc)}"[:4000],
+                   sources_fetched=columns["sources_fetched"], sources_failed=columns["sources_failed"])
+    except Exception as err:  # the database may be what failed; the original error is what matters
+        log.warning("could not record the failed run", extra={"run_id": run.pk, "error": first_line(err)})
+
+
+def _ingest_sources(sources, *, owner, workers, dry_run, force, stats, on_progress, results, comments, comment_jobs=()) -> None:
+    """Fetch + parse in a thread pool; store in this thread as results arrive (into ``results``
+    and ``comments``, so that a run that dies still knows what it stored).
+
+    Sources with comment fetching on add their due comment feeds to the same pool once their
+    entries are stored, so comment feeds never wait for the whole run.
+    """
+    fetch_settings = fetching.FetchSettings.from_settings()
+    by_id = {s.pk: s for s in sources}
+    # Popped from the end: sources first, then comment feeds no claimed source will bring.
+    pending: list = [("comments", job) for job in reversed(comment_jobs)] + [("source", s) for s in reversed(sources)]
+    with (
+        parse_pool(parse_processes(len(sources))) as pool_of_parsers,
+        fetching.make_client(fetch_settings) as client,
+        ThreadPoolExecutor(max_workers=workers, thread_name_prefix="fetch") as pool,
+    ):
+        in_flight: dict[Future, str] = {}
+
+        def refill() -> None:
+            # Bounded look-ahead: parsed feeds wait in memory only while the writer catches up.
+            while pending and len(in_flight) < workers * 2:
+                kind, item = pending.pop()
+                if kind == "source":
+                    future = pool.submit(source_fetch_parse, item, client=client, fetch_settings=fetch_settings, parse_pool=pool_of_parsers)
+                else:
+                    future = pool.submit(comments_fetch_parse, item, client=client, fetch_settings=fetch_settings)
+                in_flight[future] = kind
+
+        refill()
+        while in_flight:
+            done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
+            for future in done:
+                if in_flight.pop(future) == "comments":
+                    comments.append(comments_store(fetched=future.result(), stats=stats))
+                    continue
+                fetched: Fetched = future.result()
+                source = by_id[fetched.source_id]
+                if dry_run:
+                    result = _preview(source, fetched)
+                else:
+                    result = source_store(source=source, fetched=fetched, owner=owner, stats=stats)
+                    if source.fetch_comments and not result.failed:
+                        jobs = comment_feeds_due(source=source, now=timezone.now(), force=force)
+                        pending.extend(("comments", job) for job in reversed(jobs))
+                results.append(result)
+                log_result(result)
+                if on_progress:
+                    on_progress(result, len(results), len(sources))
+            refill()
+
+
+def _preview(source: TechnicalArticle, fetched: Fetched) -> SourceResult:
+    try:
+        return source_preview(source=source, fetched=fetched)
+    except Exception as exc:  # noqa: BLE001 - the containment boundary, as in source_store
+        error = write_failure(exc, what="a source", source_id=source.pk)
+        return SourceResult(id=source.pk, url=source.feed_url, name=source.name,
+                            value=Failure(storable(str(error)), error.internal))
+
+
+def log_result(result: SourceResult) -> None:
+    extra = {"source_id": result.id, "url": result.url, "outcome": result.outcome,
+             "entries_created": result.created, "entries_updated": result.updated, "entries_unchanged": result.unchanged}
+    if result.failed:
+        log.warning("source failed", extra={**extra, "error": result.error})
+    else:
+        log.info("source done", extra=extra)

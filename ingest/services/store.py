@@ -1,0 +1,164 @@
+"""The per-item transaction: one source's entries and bookkeeping, one comment feed's comments.
+
+Each write runs in one retry-wrapped transaction with the bookkeeping last, so a crash means "do
+it again", never "half done". ``_state_write`` is the one writer of fetch state (validators, next
+fetch, failures in a row, last error) for sources and comment feeds alike; ``ingest.decide`` says
+what the state becomes. The second half of the containment boundary: a write that fails becomes
+this item's failure (``boundary.write_failure``) unless the database itself is failing.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+
+from django.conf import settings
+from django.utils import timezone
+
+from ingest.comments import comments_upsert
+from ingest.decide import Policy, fetch_state
+from ingest.errors import LeaseLost, SourceError, storable
+from ingest.models import CommentFeed, TechnicalArticle
+from ingest.pingbacks import pingbacks_record
+from ingest.retry import RetryStats, run_atomic
+from ingest.services.boundary import write_failure
+from ingest.services.runs import run_add
+from ingest.services.sources import default_name
+from ingest.types import CommentsFetched, CommentsResult, Counts, Failure, Fetched, NotModified, SourceResult
+from ingest.upsert import commit_asynchronously, entries_decide, existing_load, feed_upsert
+
+log = logging.getLogger("ingest.services")
+
+
+def source_store(
+    *, source: TechnicalArticle, fetched: Fetched, owner: str, stats: RetryStats | None = None, run_id: int | None = None
+) -> SourceResult:
+    """Write one fetched source: entries, then bookkeeping, in one retry-wrapped transaction.
+
+    With ``run_id`` (a fanned-out Celery run), the run's counters are incremented in the same
+    transaction, so a redelivered task can neither lose nor double-count a source.
+    """
+    now = timezone.now()
+    if fetched.error is not None:
+        return source_record_failure(source=source, error=fetched.error, owner=owner, now=now, run_id=run_id)
+
+    def write():
+        value = NotModified()
+        if fetched.feed is not None:
+            counts = feed_upsert(article_id=source.pk, feed=fetched.feed, fetched_at=fetched.fetched_at)
+            value = Counts(counts.created, counts.updated, counts.unchanged, pingbacks_record(touched=counts.touched))
+        # Bookkeeping last: if anything above fails, the source stays due and the next run redoes it.
+        # It also proves the lease is still ours: if it expired and another run took the source
+        # over, this transaction is rolled back and that run's work stands alone.
+        values = _success_fields(source, fetched, now)
+        if not _state_write(source, owner, values):
+            raise LeaseLost(f"The lease on source {source.pk} expired and another run took it over; nothing was written.")
+        result = _result(source, value, name=values.get("name", source.name))
+        if run_id:
+            run_add(run_id, result=result, retries=stats.retries if stats else 0)
+        return result
+
+    try:
+        return run_atomic(write, stats=stats, label=f"source {source.pk}")
+    except LeaseLost as exc:
+        log.warning("lease lost before commit", extra={"source_id": source.pk, "owner": owner})
+        return _result(source, Failure(str(exc)))
+    except Exception as exc:  # noqa: BLE001 - the containment boundary (a failing database re-raises)
+        error = write_failure(exc, what="a source", source_id=source.pk)
+        return source_record_failure(source=source, error=error, owner=owner, now=now, run_id=run_id)
+
+
+def source_record_failure(*, source: TechnicalArticle, error: SourceError, owner: str, now: datetime,
+                          run_id: int | None = None) -> SourceResult:
+    """Record a failed fetch or write of a source held by ``owner``: backed off, lease freed (and,
+    with ``run_id``, counted on that run in the same transaction)."""
+    result = _result(source, Failure(storable(str(error)), error.internal))
+    values = {**fetch_state(now=now, interval=None, failures=source.consecutive_failures, policy=_policy(), error=error),
+              "last_status": getattr(error, "status", None)}
+    if error.deactivate:
+        values["active"] = False
+        values["last_error"] = storable(f"{error} The source was deactivated; re-activate it in the admin.")
+
+    def write() -> None:
+        if _state_write(source, owner, values) and run_id:
+            run_add(run_id, result=result)
+
+    run_atomic(write, label="source_record_failure")
+    return result
+
+
+def source_preview(*, source: TechnicalArticle, fetched: Fetched) -> SourceResult:
+    """Dry run: what ``source_store`` would do, reading only."""
+    if fetched.error is not None:
+        return _result(source, Failure(str(fetched.error)))
+    if fetched.feed is None:
+        return _result(source, NotModified())
+    plan = entries_decide(fetched.feed.entries, existing_load(article_id=source.pk, guids=[e.guid for e in fetched.feed.entries]))
+    return _result(source, Counts(len(plan.new), len(plan.changed), plan.unchanged))
+
+
+def comments_store(*, fetched: CommentsFetched, stats: RetryStats | None = None) -> CommentsResult:
+    """Write one comment feed's comments and its fetch state."""
+    now = timezone.now()
+    job = fetched.job
+    result = fetched.result
+    if fetched.error is None:
+        state = fetch_state(now=now, interval=job.interval, failures=job.failures, policy=_policy(), result=result)
+
+        def write() -> Counts | NotModified:
+            value = NotModified()
+            commit_asynchronously()
+            if not result.not_modified:
+                value = Counts(*comments_upsert(entry_id=job.entry_id, comments=fetched.comments, fetched_at=fetched.fetched_at))
+            CommentFeed.objects.update_or_create(entry_id=job.entry_id, defaults=state)
+            return value
+
+        try:
+            return CommentsResult(entry_id=job.entry_id, url=job.url,
+                                  value=run_atomic(write, stats=stats, label=f"comments {job.entry_id}"))
+        except Exception as exc:  # noqa: BLE001 - the containment boundary (a failing database re-raises)
+            error = write_failure(exc, what="a comment feed", entry_id=job.entry_id)
+    else:
+        error = fetched.error
+    state = fetch_state(now=now, interval=job.interval, failures=job.failures, policy=_policy(), error=error)
+    run_atomic(lambda: CommentFeed.objects.update_or_create(entry_id=job.entry_id, defaults=state), stats=stats,
+               label=f"comments {job.entry_id}")
+    return CommentsResult(entry_id=job.entry_id, url=job.url, value=Failure(state["last_error"], error.internal))
+
+
+def _policy() -> Policy:
+    return Policy.from_settings(settings)
+
+
+def _state_write(source: TechnicalArticle, owner: str, values: dict) -> bool:
+    """The one writer of a source's fetch state; False when ``owner`` no longer holds its lease."""
+    return bool(TechnicalArticle.objects.filter(pk=source.pk, lease_owner=owner).update(
+        **values, lease_owner="", lease_expires_at=None))
+
+
+def _result(source: TechnicalArticle, value, *, name: str | None = None) -> SourceResult:
+    return SourceResult(id=source.pk, url=source.feed_url, name=source.name if name is None else name, value=value)
+
+
+def _success_fields(source: TechnicalArticle, fetched: Fetched, now: datetime) -> dict:
+    result = fetched.result
+    assert result is not None
+    values = {**fetch_state(now=now, interval=source.fetch_interval, failures=0, policy=_policy(), result=result),
+              "last_success_at": now, "last_status": result.status}
+    feed = fetched.feed
+    if feed is not None:
+        if feed.title and source.name == default_name(source.feed_url):
+            values["name"] = feed.title[:100]
+        if feed.tagline and not source.tagline:
+            values["tagline"] = feed.tagline
+        if feed.site_url and not source.site_url and len(feed.site_url) <= 2000:
+            values["site_url"] = feed.site_url
+        if feed.warning:
+            values["last_error"] = f"warning: {feed.warning}"[:2000]
+    new_url = result.permanent_url
+    if new_url and new_url != source.feed_url and len(new_url) <= TechnicalArticle._meta.get_field("feed_url").max_length:
+        if not TechnicalArticle.objects.filter(**TechnicalArticle.keys_for(feed_url=new_url)).exclude(pk=source.pk).exists():
+            values["feed_url"] = new_url
+            log.info("source moved permanently", extra={"source_id": source.pk, "old_url": source.feed_url, "new_url": new_url})
+    return values
+
