@@ -1,0 +1,57 @@
+"""The Celery fan-out's services (ingest.services.fanout) without a broker: the dispatcher claims,
+each source is ingested as its task would be, and the run ledger ends up as an in-process run's."""
+
+from __future__ import annotations
+
+import json
+from io import StringIO
+from pathlib import Path
+
+from django.core.management import call_command
+
+from ingest.models import Comment, IngestRun, TechnicalArticle
+from ingest.services.fanout import ingest_dispatch, source_ingest
+
+DATA = Path(__file__).parent / "data"
+
+
+def _wordpress(server) -> TechnicalArticle:
+    body = (DATA / "comments" / "wordpress.rss").read_text().replace("__BASE__", server.base_url)
+    server.add("/wp.rss", body)
+    for name in ("covering", "filtered"):
+        server.add(f"/comments/{name}.rss", (DATA / "comments" / f"{name}.rss").read_bytes(), etag=f'"{name}"')
+    return TechnicalArticle.objects.create(name="wp", feed_url=server.url("/wp.rss"), fetch_comments=True)
+
+
+def test_a_fanned_out_run_counts_its_comment_feeds_and_records_the_same_stats_as_a_local_run(db, feed_server, settings):
+    settings.INGEST_COMMENTS_DAYS = 36500  # the sample posts are dated 2026-11
+    wp = _wordpress(feed_server)
+    feed_server.add("/broken.rss", b"nope", status=500)
+    broken = TechnicalArticle.objects.create(name="broken", feed_url=feed_server.url("/broken.rss"))
+
+    run_id, owner, claimed = ingest_dispatch(source_ids=[wp.pk, broken.pk])
+    assert sorted(claimed) == sorted([wp.pk, broken.pk])
+    results = {pk: source_ingest(source_id=pk, owner=owner, run_id=run_id) for pk in claimed}
+    assert results[wp.pk].outcome == "created" and results[broken.pk].outcome == "failed"
+    assert source_ingest(source_id=wp.pk, owner=owner, run_id=run_id) is None  # a redelivery does nothing
+
+    run = IngestRun.objects.get(pk=run_id)
+    assert (run.status, run.sources_total, run.sources_fetched, run.sources_failed) == ("partial", 2, 1, 1)
+    assert run.stats["comments"] == {"feeds": 2, "created": 3, "updated": 0, "not_modified": 0, "failed": 0}
+    assert Comment.objects.count() == 3
+    assert sorted(s["id"] for s in run.stats["sources"]) == sorted([wp.pk, broken.pk])
+    assert [s["outcome"] for s in run.stats["sources"] if s["id"] == broken.pk] == ["failed"]
+
+    out = StringIO()
+    call_command("ingest_feeds", "--json", "--source", str(wp.pk), stdout=out, stderr=StringIO())
+    local = IngestRun.objects.get(pk=json.loads(out.getvalue())["run_id"])
+    assert set(local.stats) == set(run.stats) == {"retries", "skipped_leased", "comments", "sources"}
+    assert set(local.stats["comments"]) == set(run.stats["comments"])
+
+
+def test_a_dispatch_with_nothing_due_is_a_succeeded_run_with_the_same_stats_keys(db):
+    run_id, _, claimed = ingest_dispatch()
+    run = IngestRun.objects.get(pk=run_id)
+    assert claimed == [] and run.status == "succeeded"
+    assert run.stats == {"retries": 0, "skipped_leased": 0, "sources": [],
+                         "comments": {"feeds": 0, "created": 0, "updated": 0, "not_modified": 0, "failed": 0}}
