@@ -75,8 +75,18 @@ def fetch_state(*, now: datetime, interval: int | None, failures: int, policy: P
     }
 
 
+class _Sum:
+    """Counters that add up field by field."""
+
+    def as_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+    def __add__(self, other):
+        return type(self)(**{f.name: getattr(self, f.name) + getattr(other, f.name) for f in fields(self)})
+
+
 @dataclass(frozen=True)
-class Totals:
+class Totals(_Sum):
     """What a run's sources add up to (the ``totals`` of the report)."""
 
     sources: int = 0
@@ -88,15 +98,9 @@ class Totals:
     internal_errors: int = 0
     pingbacks: int = 0
 
-    def as_dict(self) -> dict[str, int]:
-        return asdict(self)
-
-    def __add__(self, other: Totals) -> Totals:
-        return Totals(**{f.name: getattr(self, f.name) + getattr(other, f.name) for f in fields(self)})
-
 
 @dataclass(frozen=True)
-class CommentTotals:
+class CommentTotals(_Sum):
     """What a run's comment feeds add up to (the ``comments`` of the report)."""
 
     feeds: int = 0
@@ -104,12 +108,6 @@ class CommentTotals:
     updated: int = 0
     not_modified: int = 0
     failed: int = 0
-
-    def as_dict(self) -> dict[str, int]:
-        return asdict(self)
-
-    def __add__(self, other: CommentTotals) -> CommentTotals:
-        return CommentTotals(**{f.name: getattr(self, f.name) + getattr(other, f.name) for f in fields(self)})
 
 
 def tally(results: Iterable[SourceResult]) -> Totals:
