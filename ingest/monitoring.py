@@ -13,6 +13,8 @@ from urllib.parse import urlsplit
 
 from kombu.utils.url import maybe_sanitize_url
 
+from ingest.errors import first_line
+
 # kombu's Redis transport: a queue with priorities is one list per step, "<queue>\x06\x16<step>".
 _PRIORITY_SEP = "\x06\x16"
 _PRIORITY_STEPS = (0, 3, 6, 9)
@@ -81,7 +83,7 @@ def workers_inspect(app, *, timeout: float = 1.0) -> WorkersReport:
             conn.ensure_connection(max_retries=1, interval_start=0, interval_step=0, timeout=timeout)
             replies = app.control.inspect(timeout=timeout, connection=conn).active() or {}
     except Exception as exc:  # noqa: BLE001 - kombu, redis and socket errors all mean "unreachable" here
-        return WorkersReport(broker, timeout, error=f"broker unreachable: {_first_line(exc)}")
+        return WorkersReport(broker, timeout, error=f"broker unreachable: {first_line(exc, 300)}")
     workers = {name: tuple(_task(info) for info in tasks or ()) for name, tasks in replies.items()}
     return WorkersReport(broker, timeout, workers)
 
@@ -128,11 +130,6 @@ def queue_lengths(app, *, timeout: float = 1.0) -> QueueReport:
         finally:
             client.close()
     except Exception as exc:  # noqa: BLE001 - a status report reports, it never raises
-        return QueueReport(broker, error=f"broker unreachable: {_first_line(exc)}")
+        return QueueReport(broker, error=f"broker unreachable: {first_line(exc, 300)}")
     waiting = {queue: sum(lengths[i * len(steps):(i + 1) * len(steps)]) for i, queue in enumerate(queues)}
     return QueueReport(broker, waiting, lengths[-1])
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return (text.splitlines()[0] if text else type(exc).__name__)[:300]

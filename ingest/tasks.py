@@ -20,7 +20,7 @@ from django.conf import settings
 from django.db import InterfaceError, OperationalError
 from kombu.exceptions import OperationalError as BrokerError
 
-from ingest.errors import RunError
+from ingest.errors import RunError, first_line
 from ingest.models import IngestRun
 from ingest.retry import is_transient
 from ingest.services.fanout import ingest_dispatch, source_abandon, source_ingest
@@ -40,8 +40,7 @@ def database_busy_retried():
         yield
     except db.Error as exc:
         if not isinstance(exc, TRANSIENT) and is_transient(exc, db.connection.vendor):
-            detail = str(exc).strip()
-            raise DatabaseBusy(detail.splitlines()[0][:500] if detail else type(exc).__name__) from exc
+            raise DatabaseBusy(first_line(exc)) from exc
         raise
 
 
