@@ -1,8 +1,8 @@
-"""The docs stay walkable: every page the code or the docs name exists, links between pages
-resolve, every environment variable the code reads is in docs/configuration.md, and README.md
-stays a first read.
+"""The docs stay walkable: every page the code or the docs name exists, and so does every source
+file the docs name; links between pages resolve; every environment variable the code reads is in
+docs/configuration.md; README.md stays a first read.
 
-Reads files only: no database, no network, no Django set-up beyond what pytest-django does.
+Reads files, and asks git which files are tracked or ignored: no database, no network.
 """
 
 from __future__ import annotations
@@ -81,6 +81,27 @@ def test_every_docs_path_named_in_the_docs_exists():
             if not (ROOT / named).exists():
                 missing.append(f"{page.relative_to(ROOT)} names {named}")
     assert not missing, "docs paths named in the docs that do not exist:\n" + "\n".join(missing)
+
+
+# Source folders whose files the docs name in backticks (`ingest/parse.py`); a rename must update the docs.
+SOURCE_PATH = re.compile(r"`((?:ingest|pipeline|functions_app|tests|bench|samples|scripts)/[\w./-]*)`")
+
+
+def _ignored_by_git(name: str) -> bool:
+    """Generated output (``bench/results/latest.json``) is named but never committed."""
+    try:
+        return subprocess.run(["git", "check-ignore", "-q", name], cwd=ROOT).returncode == 0
+    except OSError:
+        return False
+
+
+def test_every_source_path_named_in_the_docs_exists():
+    missing = []
+    for page in _markdown_pages():
+        for named in sorted(set(SOURCE_PATH.findall(page.read_text(encoding="utf-8")))):
+            if not (ROOT / named).exists() and not _ignored_by_git(named):
+                missing.append(f"{page.relative_to(ROOT)} names {named}")
+    assert not missing, "files named in the docs that do not exist (renamed or moved?):\n" + "\n".join(missing)
 
 
 # --- links between pages --------------------------------------------------------------------------
