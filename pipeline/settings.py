@@ -1,4 +1,4 @@
-"""Django settings. The environment is read here and only here; every variable is in the README.
+"""Django settings. The environment is read here and only here; every variable is in docs/configuration.md.
 
 No domain code lives in this package. Values are parsed with small helpers that fail with a
 sentence naming the variable, so a typo in a cron line or an app setting is caught at start-up.

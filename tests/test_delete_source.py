@@ -1,4 +1,4 @@
-"""Deleting a big source: ``manage.py delete_source`` and the admin, both through ingest.services_delete.
+"""Deleting a big source: ``manage.py delete_source`` and the admin, both through ingest.services.delete.
 
 A source of 2,500 entries (more than mssql-django's 2,048-id IN-list limit, past which Django's own
 delete spills into #Temp_params) with comments, pingbacks, links, comment feeds and author links;

@@ -40,7 +40,7 @@ TARGETS = ("sqlserver-2019", "sqlserver-2022", "sqlserver-2025", "azure-sql")
 MAX_PARAMS = contract.MAX_PARAMS  # 2,050
 MAX_ROWS_PER_WRITE = contract.MAX_ROWS_PER_WRITE
 MAX_VALUES_ROWS = contract.MAX_VALUES_ROWS
-MAX_IN_LIST_DELETE = 1000  # ingest.services_delete: ids per statement
+MAX_IN_LIST_DELETE = 1000  # ingest.services.delete: ids per statement
 ENTRIES = 2100  # > 2,000, so the existing-entries read splits its IN list
 
 
@@ -203,7 +203,7 @@ def test_no_in_list_spills_into_a_temp_table(capture, target):
     assert not spilled
 
 
-# --- Deleting sources of more than 2,048 entries (ingest.services_delete) -------------------------
+# --- Deleting sources of more than 2,048 entries (ingest.services.delete) -------------------------
 
 
 @pytest.mark.parametrize("target", TARGETS)

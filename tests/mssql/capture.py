@@ -22,7 +22,7 @@ database with the migrated schema answers (``tests.mssql.recorder``). Phases:
 ``delete-admin-confirm``, ``delete-admin``  the admin's delete of the large source (its confirmation
                       page, then the confirmed POST), more than 2,048 entries;
 ``delete-source``     ``delete_source --yes`` of a second large source (same feed, other URL) whose
-                      entries also have comments (``ingest.services_delete``).
+                      entries also have comments (``ingest.services.delete``).
 
 Every target (SQL Server 2019, 2022, 2025, Azure SQL) runs the same phases on a fresh copy of the
 schema. Prints one JSON object: per target the statements (phase, parameters, row count, and an

@@ -20,7 +20,7 @@ class Command(cli.PipelineCommand):
         parser.add_argument("--with-activity", action="store_true", help="Only entries with comments or pingbacks.")
         parser.add_argument("--limit", type=int, default=20, metavar="N",
                             help=f"At most N entries, 1-{LIMIT_MAX} (default 20).")
-        parser.add_argument("--json", action="store_true", help="Print a JSON array on stdout.")
+        parser.add_argument("--json", action="store_true", help="Print one JSON object, {\"entries\": [...]}, on stdout.")
 
     def handle(self, *args, **options) -> None:
         limit = cli.int_option(options["limit"], "--limit", low=1, high=LIMIT_MAX)
