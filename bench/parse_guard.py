@@ -1,4 +1,5 @@
-"""What the HTML limits of ingest/parse.py cost a normal parse: the corpus parsed with and without them.
+"""What the HTML limits of ingest.parse (ingest/parse/html.py) cost a normal parse: the corpus parsed
+with and without them.
 
     python -m bench.parse_guard --corpus ../shared/corpus/real-feeds --repeat 3
 

@@ -87,7 +87,6 @@ def _timeouts(settings: FetchSettings, *, pool: float) -> httpx.Timeout:
     )
 
 
-
 def fetch_feed(request: FetchRequest, *, client: httpx.Client, settings: FetchSettings) -> FetchResult:
     """GET ``request.url`` conditionally, following redirects, within ``settings.deadline``.
 
