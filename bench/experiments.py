@@ -77,7 +77,7 @@ def _published_of(ids):
 
 def _entry_values(article_id, parsed, published_at, fetched_at, ops):
     from ingest.identity import guid_key
-    from ingest.parse import link_key
+    from ingest.links import link_key
     from ingest.upsert import _local_date
 
     return {

@@ -1,4 +1,5 @@
-"""What the HTML limits of ingest/parse.py cost a normal parse: the corpus parsed with and without them.
+"""What the HTML limits of ingest.parse (ingest/parse/html.py) cost a normal parse: the corpus parsed
+with and without them.
 
     python -m bench.parse_guard --corpus ../shared/corpus/real-feeds --repeat 3
 
@@ -35,17 +36,18 @@ VARIANTS = ("guarded", "unguarded", "scan_all")
 
 
 def child(args) -> dict:
-    import ingest.parse as parse_module
+    import ingest.parse.html as guard_module  # the HTML limits: BodyGuard and its scan threshold
     from ingest.errors import ParseError
+    from ingest.parse import parse_feed
 
     guard_s = [0.0]
     if args.variant == "unguarded":
-        parse_module._BodyGuard.limit = lambda self, html, guid: html
-        parse_module._BodyGuard.limit_text = lambda self, text, guid: text
+        guard_module.BodyGuard.limit = lambda self, html, guid: html
+        guard_module.BodyGuard.limit_text = lambda self, text, guid: text
     else:
         if args.variant == "scan_all":
-            parse_module._SCAN_FROM_TAGS = 0
-        limit = parse_module._BodyGuard.limit
+            guard_module._SCAN_FROM_TAGS = 0
+        limit = guard_module.BodyGuard.limit
 
         def timed_limit(self, html, guid):
             # Timed inside the run: a share of the same run's parse is immune to the machine's load,
@@ -56,13 +58,13 @@ def child(args) -> dict:
             finally:
                 guard_s[0] += time.perf_counter() - started
 
-        parse_module._BodyGuard.limit = timed_limit
+        guard_module.BodyGuard.limit = timed_limit
     bodies = _bodies(args.corpus)
     entries = cut = 0
     cpu, wall = time.process_time(), time.perf_counter()
     for name, body in bodies:
         try:
-            feed = parse_module.parse_feed(body, headers=HEADERS, url=f"http://127.0.0.1/{name}")
+            feed = parse_feed(body, headers=HEADERS, url=f"http://127.0.0.1/{name}")
         except ParseError:
             continue
         entries += len(feed.entries)

@@ -126,7 +126,7 @@ def run_naive(feeds, case, *, per_source_transaction=False):
     from django.utils import timezone as djtz
 
     from ingest.models import Entry
-    from ingest.parse import link_key
+    from ingest.links import link_key
 
     counts = [0, 0, 0]
     for article_id, feed in feeds:
@@ -165,7 +165,7 @@ def run_executemany(feeds, case):
     from django.db import transaction
     from django.utils import timezone as djtz
 
-    from ingest.parse import link_key
+    from ingest.links import link_key
 
     cur, p, ops = _raw_cursor()
     local_date = lambda moment: djtz.localtime(moment).date()
@@ -199,7 +199,7 @@ def run_copy(feeds, case):
     from django.db import transaction
     from django.utils import timezone as djtz
 
-    from ingest.parse import link_key
+    from ingest.links import link_key
 
     if case != "new":
         return None

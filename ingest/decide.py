@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, fields
 from datetime import datetime, timedelta
 
 from ingest.errors import SourceError, storable
-from ingest.types import CommentsResult, FetchResult, SourceResult
+from ingest.types import ETAG_MAX, LAST_MODIFIED_MAX, REASON_MAX, CommentsResult, FetchResult, SourceResult
 
 # IngestRun.Status values (the models are not imported here).
 SUCCEEDED, PARTIAL, FAILED = "succeeded", "partial", "failed"
@@ -61,13 +61,13 @@ def fetch_state(*, now: datetime, interval: int | None, failures: int, policy: P
         return {
             "last_fetched_at": now,
             "consecutive_failures": failures,
-            "last_error": storable(str(error)),
+            "last_error": storable(str(error), REASON_MAX),
             "next_fetch_at": now + timedelta(seconds=backoff_seconds(failures, error.retry_after, policy=policy, transient=error.transient)),
         }
     assert result is not None
     return {
-        "etag": (result.etag or "")[:255],
-        "last_modified": (result.last_modified or "")[:64],
+        "etag": (result.etag or "")[:ETAG_MAX],
+        "last_modified": (result.last_modified or "")[:LAST_MODIFIED_MAX],
         "last_fetched_at": now,
         "consecutive_failures": 0,
         "last_error": "",

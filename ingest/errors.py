@@ -125,7 +125,7 @@ def first_line(exc: BaseException, width: int = 500) -> str:
 _UNSTORABLE = dict.fromkeys(range(0x20), " ") | {0x7F: " "}
 
 
-def storable(text: str, limit: int = 2000) -> str:
+def storable(text: str, limit: int) -> str:
     """A reason safe for a text column: no NUL or control characters (PostgreSQL refuses NUL; a
     reason may quote the publisher's bytes), cut to ``limit``."""
     return text.translate(_UNSTORABLE)[:limit]

@@ -22,9 +22,10 @@ The semantics, the same on every backend:
   lower-cased, default port, fragment and trailing slash dropped; path and query byte for byte;
 * an author is a name, exact after NFC and trimming, and an email, case-insensitive.
 
-No Django, no ORM: the models, the upsert stage, comments, pingbacks, services and the migration
-that filled the key columns (ingest/migrations/0003_identity_keys.py) all compute keys here.
-Changing a rule here changes every stored key: it needs a migration that recomputes them.
+No Django, no ORM, no network: it imports only ``ingest.links`` and ``ingest.types``. The models,
+the upsert stage, comments, pingbacks, services and the migration that filled the key columns
+(ingest/migrations/0003_identity_keys.py) all compute keys here. Changing a rule here changes
+every stored key: it needs a migration that recomputes them.
 """
 
 from __future__ import annotations
@@ -32,11 +33,10 @@ from __future__ import annotations
 import hashlib
 import unicodedata
 
-from ingest.parse import normalize_url
+from ingest.links import normalize_url
+from ingest.types import KEY_LENGTH  # hex digits of a SHA-256
 
 __all__ = ["KEY_LENGTH", "author_key", "feed_url_key", "guid_key", "text_form", "url_key"]
-
-KEY_LENGTH = 64  # hex digits of a SHA-256
 
 
 def _digest(text: str) -> str:

@@ -30,12 +30,23 @@ from django.db import models
 from django.utils import timezone
 
 from ingest import identity
+from ingest.types import (
+    AUTHOR_NAME_MAX,
+    COMMAND_MAX,
+    EMAIL_MAX,
+    ETAG_MAX,
+    FEED_URL_MAX,
+    GUID_MAX,
+    HEADLINE_MAX,
+    HOSTNAME_MAX,
+    KEY_LENGTH,
+    LAST_MODIFIED_MAX,
+    LEASE_OWNER_MAX,
+    LINK_MAX,
+    SOURCE_NAME_MAX,
+)
 
-# No longer in a unique key (feed_url_key and source_key are); kept at its old width, which every
-# stored value already fits.
-FEED_URL_MAX = 700
-LINK_MAX = 2000
-KEY_MAX = identity.KEY_LENGTH
+KEY_MAX = KEY_LENGTH  # every width lives in ingest.types, shared with the stages that fill the columns
 
 
 def _key_field(help_text: str, verbose_name: str | None = None) -> models.CharField:
@@ -131,7 +142,7 @@ class TechnicalArticle(Keyed):
 
     KEYS = {"feed_url_key": (identity.feed_url_key, ("feed_url",))}
 
-    name = models.CharField(max_length=100)
+    name = models.CharField(max_length=SOURCE_NAME_MAX)
     tagline = models.TextField(blank=True)
 
     feed_url = models.URLField(max_length=FEED_URL_MAX, help_text="As registered; fetched as it is.")
@@ -144,15 +155,15 @@ class TechnicalArticle(Keyed):
     fetch_interval = models.PositiveIntegerField(
         null=True, blank=True, help_text="Seconds between fetches; empty means INGEST_DEFAULT_INTERVAL."
     )
-    etag = models.CharField(max_length=255, blank=True)
-    last_modified = models.CharField(max_length=64, blank=True)
+    etag = models.CharField(max_length=ETAG_MAX, blank=True)
+    last_modified = models.CharField(max_length=LAST_MODIFIED_MAX, blank=True)
     last_fetched_at = models.DateTimeField(null=True, blank=True)
     last_success_at = models.DateTimeField(null=True, blank=True)
     next_fetch_at = models.DateTimeField(null=True, blank=True, db_index=True)
     consecutive_failures = models.PositiveIntegerField(default=0)
     last_status = models.PositiveSmallIntegerField(null=True, blank=True)
     last_error = models.TextField(blank=True)
-    lease_owner = models.CharField(max_length=64, blank=True)
+    lease_owner = models.CharField(max_length=LEASE_OWNER_MAX, blank=True)
     lease_expires_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
 
@@ -171,8 +182,8 @@ class Author(Keyed):
 
     KEYS = {"identity_key": (identity.author_key, ("name", "email"))}
 
-    name = models.CharField(max_length=200)
-    email = models.EmailField(blank=True)
+    name = models.CharField(max_length=AUTHOR_NAME_MAX)
+    email = models.EmailField(max_length=EMAIL_MAX, blank=True)
     identity_key = _key_field("sha256 of the NFC name and the case-folded email: the author's identity.", "author")
 
     class Meta:
@@ -192,7 +203,7 @@ class Entry(Keyed):
     KEYS = {"guid_key": (identity.guid_key, ("guid",))}
 
     technical_article = models.ForeignKey(TechnicalArticle, on_delete=models.CASCADE)
-    headline = models.CharField(max_length=255)
+    headline = models.CharField(max_length=HEADLINE_MAX)
     body_text = models.TextField()
     pub_date = models.DateField()
     mod_date = models.DateField(default=datetime.date.today)
@@ -201,14 +212,16 @@ class Entry(Keyed):
     number_of_pingbacks = models.IntegerField(default=0)
     rating = models.IntegerField(default=5)
 
-    guid = models.CharField(max_length=255, help_text="Identity of the entry within its feed, as the feed wrote it.")
+    guid = models.CharField(
+        max_length=GUID_MAX, help_text="Identity of the entry within its feed, as the feed wrote it."
+    )
     guid_key = _key_field("sha256 of the NFC, trimmed guid: the entry's identity within its feed.", "guid")
     link = models.URLField(max_length=LINK_MAX, blank=True)
     link_key = models.CharField(
-        max_length=64, blank=True, db_index=True, help_text="sha256 of the normalized link, for cross-references."
+        max_length=KEY_MAX, blank=True, db_index=True, help_text="sha256 of the normalized link, for cross-references."
     )
     published_at = models.DateTimeField(db_index=True)
-    content_hash = models.CharField(max_length=64)
+    content_hash = models.CharField(max_length=KEY_MAX)
     comments_feed_url = models.URLField(max_length=LINK_MAX, blank=True)
     reported_comments = models.IntegerField(
         null=True, blank=True, help_text="Comment count the feed reports (slash:comments, thr:total); information only."
@@ -236,10 +249,10 @@ class Comment(Keyed):
     KEYS = {"guid_key": (identity.guid_key, ("guid",))}
 
     entry = models.ForeignKey(Entry, on_delete=models.CASCADE, related_name="comments")
-    guid = models.CharField(max_length=255, default=_new_guid)
+    guid = models.CharField(max_length=GUID_MAX, default=_new_guid)
     guid_key = _key_field("sha256 of the NFC, trimmed guid: the comment's identity within its entry.", "guid")
-    author_name = models.CharField(max_length=200, blank=True)
-    author_email = models.EmailField(blank=True)
+    author_name = models.CharField(max_length=AUTHOR_NAME_MAX, blank=True)
+    author_email = models.EmailField(max_length=EMAIL_MAX, blank=True)
     body = models.TextField(blank=True)
     published_at = models.DateTimeField(default=timezone.now)
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
@@ -277,7 +290,7 @@ class EntryLink(models.Model):
     the two entries is ingested first (the target may arrive in a later run)."""
 
     entry = models.ForeignKey(Entry, on_delete=models.CASCADE, related_name="outbound_links")
-    link_key = models.CharField(max_length=64, db_index=True)
+    link_key = models.CharField(max_length=KEY_MAX, db_index=True)
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["entry", "link_key"], name="entrylink_entry_key_uniq")]
@@ -287,8 +300,8 @@ class CommentFeed(models.Model):
     """Fetch state of one entry's comment feed (wfw:commentRss): validators, schedule, failures."""
 
     entry = models.OneToOneField(Entry, on_delete=models.CASCADE, related_name="comment_feed", primary_key=True)
-    etag = models.CharField(max_length=255, blank=True)
-    last_modified = models.CharField(max_length=64, blank=True)
+    etag = models.CharField(max_length=ETAG_MAX, blank=True)
+    last_modified = models.CharField(max_length=LAST_MODIFIED_MAX, blank=True)
     last_fetched_at = models.DateTimeField(null=True, blank=True)
     next_fetch_at = models.DateTimeField(null=True, blank=True, db_index=True)
     consecutive_failures = models.PositiveIntegerField(default=0)
@@ -311,16 +324,16 @@ class IngestRun(models.Model):
         PARTIAL = "partial"
         FAILED = "failed"
 
-    command = models.CharField(max_length=40, db_index=True)
+    command = models.CharField(max_length=COMMAND_MAX, db_index=True)
     trigger = models.CharField(max_length=10, choices=Trigger.choices, default=Trigger.MANUAL)
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.RUNNING)
     started_at = models.DateTimeField(default=timezone.now, db_index=True)
     finished_at = models.DateTimeField(null=True, blank=True)
-    hostname = models.CharField(max_length=255, blank=True)
+    hostname = models.CharField(max_length=HOSTNAME_MAX, blank=True)
     pid = models.PositiveIntegerField(null=True, blank=True)
     # The lease owner of the sources this run claimed: how a later run tells a dead run (no
     # process, or no live lease) from a slow one, and frees what it held.
-    lease_owner = models.CharField(max_length=64, blank=True)
+    lease_owner = models.CharField(max_length=LEASE_OWNER_MAX, blank=True)
     sources_total = models.PositiveIntegerField(default=0, help_text="Sources claimed by this run.")
     sources_fetched = models.PositiveIntegerField(default=0)
     sources_not_modified = models.PositiveIntegerField(default=0)

@@ -1,6 +1,11 @@
-"""Small immutable values handed from one pipeline stage to the next.
+"""Small immutable values handed from one pipeline stage to the next, and the column widths.
 
-No Django, no I/O: every stage can be tested by building these by hand.
+Owns the shapes the stages exchange and the widths of the text columns those values are stored in
+(``ingest.models`` declares its fields with these constants, ``ingest.parse`` and ``ingest.fetch``
+cut or drop values to fit them), so that a width is written once.
+
+No Django, no I/O, nothing from the rest of the app but ``ingest.errors``: every stage can be tested by building
+these by hand.
 """
 
 from __future__ import annotations
@@ -9,6 +14,28 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from ingest.errors import SourceError
+
+# --- column widths (characters) -------------------------------------------------------------------
+KEY_LENGTH = 64  # hex digits of a SHA-256: every identity key, link key and content hash
+SOURCE_NAME_MAX = 100  # TechnicalArticle.name
+# TechnicalArticle.feed_url, Pingback.source_url: no longer in a unique key (the key columns are);
+# kept at their old width, which every stored value already fits.
+FEED_URL_MAX = 700
+LINK_MAX = 2000  # Entry.link, Entry.comments_feed_url, TechnicalArticle.site_url: the widest URL column
+GUID_MAX = 255  # Entry.guid, Comment.guid
+HEADLINE_MAX = 255  # Entry.headline
+AUTHOR_NAME_MAX = 200  # Author.name, Comment.author_name
+EMAIL_MAX = 254  # Author.email, Comment.author_email (Django's EmailField default, RFC 5321's limit)
+# Stored validators (TechnicalArticle, CommentFeed): a longer value is not kept at all, since a cut
+# validator would never match and would only cost a full fetch.
+ETAG_MAX = 255
+LAST_MODIFIED_MAX = 64
+LEASE_OWNER_MAX = 64  # TechnicalArticle.lease_owner, IngestRun.lease_owner
+HOSTNAME_MAX = 255  # IngestRun.hostname
+COMMAND_MAX = 40  # IngestRun.command
+# Text columns have no width, but what is written to them is cut: a reason quotes publishers' bytes.
+REASON_MAX = 2000  # last_error (TechnicalArticle, CommentFeed): a failure's reason, a parse warning
+RUN_ERROR_MAX = 4000  # IngestRun.error
 
 
 @dataclass(frozen=True)

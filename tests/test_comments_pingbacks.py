@@ -8,7 +8,7 @@ import pytest
 from django.core.management import call_command
 
 from ingest.models import Comment, Entry, Pingback, TechnicalArticle
-from ingest.parse import link_key, normalize_url
+from ingest.links import link_key, normalize_url
 
 DATA = Path(__file__).parent / "data"
 

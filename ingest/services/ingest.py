@@ -29,7 +29,7 @@ from ingest.services.fetch_parse import comments_fetch_parse, parse_pool, parse_
 from ingest.services.leases import sources_claim, sources_release
 from ingest.services.runs import run_columns, run_finish, run_owner, run_start, run_stats, runs_close_stale
 from ingest.services.store import comments_store, source_preview, source_store
-from ingest.types import CommentsResult, Failure, Fetched, SourceResult
+from ingest.types import REASON_MAX, RUN_ERROR_MAX, CommentsResult, Failure, Fetched, SourceResult
 
 log = logging.getLogger("ingest.services")
 
@@ -134,7 +134,7 @@ def feeds_ingest(
         run_finish(
             run,
             status=report.status,
-            error="; ".join(f"{r.url}: {r.error}" for r in results if r.error)[:4000],
+            error="; ".join(f"{r.url}: {r.error}" for r in results if r.error)[:RUN_ERROR_MAX],
             stats=run_stats(retries=stats.retries, skipped_leased=skipped, comments=tally_comments(comments), sources=results),
             **run_columns(totals),
         )
@@ -149,7 +149,7 @@ def _abort(run: IngestRun, owner: str, exc: BaseException, results: list[SourceR
         close_old_connections()
         sources_release(owner=owner)
         columns = run_columns(tally(results))
-        run_finish(run, status=IngestRun.Status.FAILED, error=f"{type(exc).__name__}: {first_line(exc)}"[:4000],
+        run_finish(run, status=IngestRun.Status.FAILED, error=f"{type(exc).__name__}: {first_line(exc)}"[:RUN_ERROR_MAX],
                    sources_fetched=columns["sources_fetched"], sources_failed=columns["sources_failed"])
     except Exception as err:  # the database may be what failed; the original error is what matters
         log.warning("could not record the failed run", extra={"run_id": run.pk, "error": first_line(err)})
@@ -212,7 +212,7 @@ def _preview(source: TechnicalArticle, fetched: Fetched) -> SourceResult:
     except Exception as exc:  # noqa: BLE001 - the containment boundary, as in source_store
         error = write_failure(exc, what="a source", source_id=source.pk)
         return SourceResult(id=source.pk, url=source.feed_url, name=source.name,
-                            value=Failure(storable(str(error)), error.internal))
+                            value=Failure(storable(str(error), REASON_MAX), error.internal))
 
 
 def log_result(result: SourceResult) -> None:

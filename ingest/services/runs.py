@@ -24,7 +24,7 @@ from ingest.decide import CommentTotals, Totals, run_status, tally
 from ingest.errors import RunError
 from ingest.models import IngestRun, TechnicalArticle
 from ingest.services.leases import sources_release
-from ingest.types import SourceResult
+from ingest.types import HOSTNAME_MAX, SourceResult
 
 log = logging.getLogger("ingest.services")
 
@@ -37,7 +37,7 @@ def run_owner() -> str:
 def run_start(*, command: str, trigger: str, lease_owner: str = "") -> IngestRun:
     try:
         return IngestRun.objects.create(
-            command=command, trigger=trigger, hostname=socket.gethostname()[:255], pid=os.getpid(),
+            command=command, trigger=trigger, hostname=socket.gethostname()[:HOSTNAME_MAX], pid=os.getpid(),
             lease_owner=lease_owner,
         )
     except Error as exc:
@@ -126,7 +126,7 @@ def runs_close_stale(*, now: datetime) -> int:
     twice the TTL (its tasks cannot hold a source longer than that).
     """
     ttl = timedelta(seconds=settings.INGEST_LEASE_SECONDS)
-    host, me = socket.gethostname()[:255], os.getpid()
+    host, me = socket.gethostname()[:HOSTNAME_MAX], os.getpid()
     closed = 0
     for run in IngestRun.objects.filter(status=IngestRun.Status.RUNNING, started_at__lt=now).order_by("pk"):
         fanned_out = run.lease_owner.startswith("run-") or (not run.lease_owner and run.sources_total > 0)

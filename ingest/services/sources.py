@@ -10,22 +10,18 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from urllib.parse import urlsplit
 
 from django.db.models import Q
 
 from ingest import fetch as fetching
 from ingest.errors import BlockedURL, SourceError, UnknownSource
+from ingest.links import default_name
 from ingest.models import TechnicalArticle
 from ingest.opml import parse_opml
+from ingest.types import FEED_URL_MAX, SOURCE_NAME_MAX
 from ingest.upsert import chunked, in_batch_size
 
 log = logging.getLogger("ingest.services")
-
-
-def default_name(url: str) -> str:
-    """A new source's name until its feed says its title: the host of its URL."""
-    return (urlsplit(url).hostname or url)[:100]
 
 
 def source_add(*, url: str, name: str = "", fetch_comments: bool = False) -> tuple[TechnicalArticle, bool]:
@@ -34,7 +30,7 @@ def source_add(*, url: str, name: str = "", fetch_comments: bool = False) -> tup
     port, fragment and trailing slash do not matter; path and query do).
     """
     url = url.strip()
-    limit = TechnicalArticle._meta.get_field("feed_url").max_length
+    limit = FEED_URL_MAX
     if len(url) > limit:
         raise BlockedURL(f"The URL is longer than {limit} characters.")
     try:
@@ -45,7 +41,7 @@ def source_add(*, url: str, name: str = "", fetch_comments: bool = False) -> tup
         log.info("source registered while its host does not resolve", extra={"url": url, "error": str(exc)})
     article, created = TechnicalArticle.objects.get_or_create(
         **TechnicalArticle.keys_for(feed_url=url),
-        defaults={"feed_url": url, "name": (name or default_name(url))[:100], "fetch_comments": fetch_comments},
+        defaults={"feed_url": url, "name": (name or default_name(url))[:SOURCE_NAME_MAX], "fetch_comments": fetch_comments},
     )
     return article, created
 

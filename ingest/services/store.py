@@ -18,13 +18,13 @@ from django.utils import timezone
 from ingest.comments import comments_upsert
 from ingest.decide import Policy, fetch_state
 from ingest.errors import LeaseLost, SourceError, storable
+from ingest.links import default_name
 from ingest.models import CommentFeed, TechnicalArticle
 from ingest.pingbacks import pingbacks_record
 from ingest.retry import RetryStats, run_atomic
 from ingest.services.boundary import write_failure
 from ingest.services.runs import run_add
-from ingest.services.sources import default_name
-from ingest.types import CommentsFetched, CommentsResult, Counts, Failure, Fetched, NotModified, SourceResult
+from ingest.types import FEED_URL_MAX, LINK_MAX, REASON_MAX, SOURCE_NAME_MAX, CommentsFetched, CommentsResult, Counts, Failure, Fetched, NotModified, SourceResult
 from ingest.upsert import commit_asynchronously, entries_decide, existing_load, feed_upsert
 
 log = logging.getLogger("ingest.services")
@@ -72,12 +72,12 @@ def source_record_failure(*, source: TechnicalArticle, error: SourceError, owner
                           run_id: int | None = None) -> SourceResult:
     """Record a failed fetch or write of a source held by ``owner``: backed off, lease freed (and,
     with ``run_id``, counted on that run in the same transaction)."""
-    result = _result(source, Failure(storable(str(error)), error.internal))
+    result = _result(source, Failure(storable(str(error), REASON_MAX), error.internal))
     values = {**fetch_state(now=now, interval=None, failures=source.consecutive_failures, policy=_policy(), error=error),
               "last_status": getattr(error, "status", None)}
     if error.deactivate:
         values["active"] = False
-        values["last_error"] = storable(f"{error} The source was deactivated; re-activate it in the admin.")
+        values["last_error"] = storable(f"{error} The source was deactivated; re-activate it in the admin.", REASON_MAX)
 
     def write() -> None:
         if _state_write(source, owner, values) and run_id:
@@ -148,15 +148,15 @@ def _success_fields(source: TechnicalArticle, fetched: Fetched, now: datetime) -
     feed = fetched.feed
     if feed is not None:
         if feed.title and source.name == default_name(source.feed_url):
-            values["name"] = feed.title[:100]
+            values["name"] = feed.title[:SOURCE_NAME_MAX]
         if feed.tagline and not source.tagline:
             values["tagline"] = feed.tagline
-        if feed.site_url and not source.site_url and len(feed.site_url) <= 2000:
+        if feed.site_url and not source.site_url and len(feed.site_url) <= LINK_MAX:
             values["site_url"] = feed.site_url
         if feed.warning:
-            values["last_error"] = f"warning: {feed.warning}"[:2000]
+            values["last_error"] = f"warning: {feed.warning}"[:REASON_MAX]
     new_url = result.permanent_url
-    if new_url and new_url != source.feed_url and len(new_url) <= TechnicalArticle._meta.get_field("feed_url").max_length:
+    if new_url and new_url != source.feed_url and len(new_url) <= FEED_URL_MAX:
         if not TechnicalArticle.objects.filter(**TechnicalArticle.keys_for(feed_url=new_url)).exclude(pk=source.pk).exists():
             values["feed_url"] = new_url
             log.info("source moved permanently", extra={"source_id": source.pk, "old_url": source.feed_url, "new_url": new_url})

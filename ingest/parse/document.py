@@ -1,0 +1,115 @@
+"""The document: feedparser's reading of the bytes, the base URI, and each entry's identity.
+
+Owns the call to feedparser (no base URI given, no sanitizing, no URL resolution: ``ingest.parse``
+does those), the refusal of a body that is not a feed (``ParseError`` with a one-sentence reason:
+empty, an HTML page, JSON, XML of another kind, not well-formed with no entries), the wording of
+feedparser's "bozo" problems, and the guid of an entry (``unique_entries``: NFC, cut to
+``GUID_MAX`` by digest, later duplicates skipped).
+
+Must not build stored values beyond the guid (``ingest.parse.feed`` and ``.comments`` do), touch
+the network or the ORM.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import re
+import unicodedata
+from collections.abc import Iterator, Mapping
+from urllib.parse import urljoin
+from xml.sax import SAXParseException
+
+import feedparser
+from feedparser import FeedParserDict
+
+from ingest.errors import ParseError
+from ingest.types import GUID_MAX
+
+_HASH_PREFIX = "sha256:"
+_FORWARDED_HEADERS = ("content-type", "content-location", "content-language")
+_HTML_PAGE = re.compile(rb"<(?:!doctype\s+html|html)[\s>]", re.IGNORECASE)
+
+
+def feedparser_parse(content: bytes, headers: Mapping[str, str] | None, url: str) -> tuple[FeedParserDict, str]:
+    """feedparser's result, and the document's base URI (Content-Location resolved against ``url``).
+
+    feedparser is given no base URI: it would resolve every entry id that is not an absolute URI
+    against it (RSS guids without isPermaLink="false", Atom ids), so the identity of an entry would
+    change with the URL the bytes were fetched from (a mirror behind a 302, a 301 move) and the
+    same entries would be stored again. Links are resolved against the base here instead; an
+    xml:base inside the document still applies, as feedparser tracks it itself.
+    """
+    if not content or content.isspace():
+        raise ParseError("The response body is empty.")
+    response_headers = {
+        name.lower(): value for name, value in (headers or {}).items() if name.lower() in _FORWARDED_HEADERS
+    }
+    # As soon as any header is passed, feedparser reads a missing Content-Type as ISO-8859-1; a body
+    # without one is XML, whose default is the declared encoding, else UTF-8.
+    response_headers.setdefault("content-type", "application/xml")
+    base = urljoin(url, response_headers.pop("content-location", ""))
+    try:
+        # A stream, because feedparser opens a bytes argument as a local file path if one exists.
+        parsed = feedparser.parse(
+            io.BytesIO(content),
+            response_headers=response_headers,
+            sanitize_html=False,
+            resolve_relative_uris=False,
+        )
+    except UnicodeError as exc:
+        # feedparser 6.0.14's lenient parser crashes on a character reference to a lone surrogate.
+        raise ParseError("The document contains a character reference that is not valid Unicode.") from exc
+    if not parsed["entries"] and not parsed.get("version") and not dict.get(parsed["feed"], "title"):
+        if _HTML_PAGE.search(content, 0, 2048):
+            raise ParseError("The response is an HTML page, not a feed.")
+        if content.lstrip()[:1] == b"{":
+            raise ParseError("The response is JSON (JSON Feed is not supported), not an RSS or Atom feed.")
+        # Those warnings (a wrong Content-Type or charset) are not why a well-formed document is no feed.
+        if parsed.get("bozo") and not isinstance(parsed.get("bozo_exception"), feedparser.ThingsNobodyCaresAboutButMe):
+            raise ParseError(f"The document is not a readable feed: {bozo_reason(parsed)}.")
+        raise ParseError("The document is XML but not an RSS or Atom feed.")
+    if not parsed["entries"] and parsed.get("bozo") and not isinstance(
+        parsed.get("bozo_exception"), feedparser.ThingsNobodyCaresAboutButMe
+    ):
+        # Recorded as "unchanged", a feed broken before its first item would look healthy forever.
+        raise ParseError(f"The document is not well-formed and yields no entries: {bozo_reason(parsed)}.")
+    return parsed, base
+
+
+def untyped_titles(parsed: FeedParserDict) -> bool:
+    """RSS and RDF titles carry no type, so markup in them is markup; Atom declares its text type."""
+    return not (parsed.get("version") or "").startswith("atom")
+
+
+def bozo_reason(parsed: FeedParserDict) -> str:
+    exc = parsed.get("bozo_exception")
+    if isinstance(exc, SAXParseException):  # its str() starts with a meaningless "<unknown>:"
+        return f"{exc.getMessage()} at line {exc.getLineNumber()}, column {exc.getColumnNumber()}"
+    return (str(exc) or type(exc).__name__) if exc is not None else "malformed document"
+
+
+def unique_entries(entries: list[FeedParserDict]) -> Iterator[tuple[FeedParserDict, str]]:
+    """Each entry with its guid, skipping later entries whose guid was already seen."""
+    seen: set[str] = set()
+    for entry in entries:
+        guid = _guid(entry)
+        if guid not in seen:
+            seen.add(guid)
+            yield entry, guid
+
+
+def _guid(entry: FeedParserDict) -> str:
+    # NFC before the length check and the digest, as ingest.identity compares guids: a composed
+    # and a decomposed "é" are one guid, also when the decomposed one would be over GUID_MAX.
+    for key in ("id", "link"):
+        guid = unicodedata.normalize("NFC", (dict.get(entry, key) or "").replace("\x00", "")).strip()
+        if guid:
+            return guid if len(guid) <= GUID_MAX else _digest(guid)
+    title = dict.get(entry, "title") or ""
+    date = dict.get(entry, "published") or dict.get(entry, "updated") or dict.get(entry, "created") or ""
+    return _digest(unicodedata.normalize("NFC", f"{title}\n{date}"))
+
+
+def _digest(text: str) -> str:
+    return _HASH_PREFIX + hashlib.sha256(text.encode("utf-8")).hexdigest()

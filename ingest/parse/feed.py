@@ -1,0 +1,118 @@
+"""A feed: an RSS/Atom body and its response headers in, a ``ParsedFeed`` out (``parse_feed``).
+
+Owns what one entry becomes: its guid (from ``ingest.parse.document``), plain-text headline cut to
+``HEADLINE_MAX``, sanitized body, absolute http(s) link, plausible dates, authors, comment-feed
+pointer (wfw:commentRss) and reported comment count (slash:comments, thr:total, within a 32-bit
+column), its content hash over every stored field, and its link keys for cross-references; and the
+feed's warning (feedparser's problem, dates that cannot exist, bodies cut by the HTML limits).
+
+Must not touch the network or the ORM; reads no clock unless the caller leaves out ``now``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Mapping
+from datetime import datetime
+
+from feedparser import FeedParserDict
+
+from ingest.links import absolute, http_url, link_key, outbound_link_keys
+from ingest.parse.dates import PUBLISHED_KEYS, first_date, latest_plausible
+from ingest.parse.document import bozo_reason, feedparser_parse, unique_entries, untyped_titles
+from ingest.parse.html import BodyGuard, body as entry_body
+from ingest.parse.text import authors as entry_authors, text_field
+from ingest.types import HEADLINE_MAX, ParsedEntry, ParsedFeed
+
+_INT_MAX = 2**31 - 1  # IntegerField is 32-bit on every backend
+_COUNT = re.compile(r"[0-9]{1,10}")
+
+
+def parse_feed(
+    content: bytes,
+    *,
+    headers: Mapping[str, str] | None = None,
+    url: str = "",
+    now: datetime | None = None,
+) -> ParsedFeed:
+    """Parse an RSS/Atom body into a ``ParsedFeed``; ``url`` is where it was fetched (the base URI)."""
+    parsed, base = feedparser_parse(content, headers, url)
+    latest = latest_plausible(now)
+    feed = parsed["feed"]
+    untyped = untyped_titles(parsed)
+    entries: list[ParsedEntry] = []
+    impossible: list[str] = []
+    guard = BodyGuard()
+    for entry, guid in unique_entries(parsed["entries"]):
+        entries.append(_entry(entry, guid, latest, base, untyped, impossible, guard))
+    warnings = [bozo_reason(parsed)] if parsed.get("bozo") else []
+    if impossible:
+        warnings.append(f"{len(impossible)} date(s) that cannot exist (e.g. {impossible[0][:60]!r}) were replaced "
+                        f"by the fetch time")
+    if guard.cuts:
+        warnings.append(guard.warning())
+    return ParsedFeed(
+        title=text_field(feed, "title", untyped=untyped),
+        site_url=http_url(absolute(base, dict.get(feed, "link"))),
+        tagline=text_field(feed, "subtitle", untyped=untyped),
+        entries=tuple(entries),
+        warning="; ".join(warnings),
+    )
+
+
+# Entries are read with dict.get: FeedParserDict.get maps "updated" to "published" (with a
+# deprecation warning) and runs a key-alias lookup on every access.
+
+
+def _entry(
+    entry: FeedParserDict, guid: str, latest: datetime, base: str, untyped: bool, impossible: list[str],
+    guard: BodyGuard | None = None,
+) -> ParsedEntry:
+    headline = text_field(entry, "title", untyped=untyped)[:HEADLINE_MAX].rstrip()
+    body = entry_body(entry, base, guard, guid)
+    link = http_url(absolute(base, dict.get(entry, "link")))
+    published_at = first_date(entry, PUBLISHED_KEYS, latest, impossible)
+    updated_at = first_date(entry, ("updated_parsed",), latest, impossible)
+    authors = entry_authors(entry)
+    comments_feed_url = http_url(absolute(base, dict.get(entry, "wfw_commentrss")))
+    reported_comments = _reported_comments(entry)
+    payload = json.dumps(
+        [
+            guid,
+            headline,
+            body,
+            link,
+            published_at.isoformat() if published_at else None,
+            updated_at.isoformat() if updated_at else None,
+            [[author.name, author.email] for author in authors],
+            comments_feed_url,
+            reported_comments,
+        ],
+        ensure_ascii=True,
+        separators=(",", ":"),
+    )
+    return ParsedEntry(
+        guid=guid,
+        headline=headline,
+        body_text=body,
+        link=link,
+        published_at=published_at,
+        updated_at=updated_at,
+        authors=authors,
+        comments_feed_url=comments_feed_url,
+        reported_comments=reported_comments,
+        content_hash=hashlib.sha256(payload.encode("ascii")).hexdigest(),
+        link_keys=outbound_link_keys(body, link),
+        link_key=link_key(link),
+    )
+
+
+def _reported_comments(entry: FeedParserDict) -> int | None:
+    for key in ("slash_comments", "thr_total"):
+        value = dict.get(entry, key)
+        if value is not None:
+            text = str(value).strip()
+            return count if _COUNT.fullmatch(text) and (count := int(text)) <= _INT_MAX else None
+    return None
