@@ -191,7 +191,7 @@ WHITENOISE_AUTOREFRESH = DEBUG
 INGEST_USER_AGENT = env.get(
     "INGEST_USER_AGENT", "feed-pipeline/1.0 (+https://example.invalid/feed-pipeline; scheduled feed ingest)"
 )
-# Parsed here, so that a typo stops start-up instead of the first fetch (ingest/fetch.py reads these).
+# Parsed here, so that a typo stops start-up instead of the first fetch (ingest/fetch/config.py reads these).
 INGEST_ALLOWED_NETWORKS = _networks("INGEST_ALLOWED_NETWORKS")
 INGEST_CONNECT_TIMEOUT = _number("INGEST_CONNECT_TIMEOUT", 5.0, positive=True, maximum=_MAX_SECONDS)
 INGEST_READ_TIMEOUT = _number("INGEST_READ_TIMEOUT", 15.0, positive=True, maximum=_MAX_SECONDS)
