@@ -22,7 +22,8 @@ ROOT = Path(__file__).resolve().parent.parent
 TIERS: list[set[str]] = [
     {"ingest.errors"},
     {"ingest.types"},
-    {"ingest.links", "ingest.identity"},
+    {"ingest.links"},
+    {"ingest.identity"},
     {"ingest.decide", "ingest.fetch", "ingest.parse", "ingest.opml", "ingest.parsepool"},
     {"ingest.models"},
     {"ingest.db"},
