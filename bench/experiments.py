@@ -51,8 +51,9 @@ def apply_from_env() -> list[str]:
 
 def lean_existing_load(*, article_id, guids):
     from ingest.identity import guid_key
+    from ingest.db import chunked, in_batch_size
     from ingest.models import Entry
-    from ingest.upsert import ExistingEntry, chunked, in_batch_size
+    from ingest.upsert import ExistingEntry
 
     found = {}
     for batch in chunked(list(dict.fromkeys(guid_key(guid) for guid in guids)), in_batch_size()):
@@ -63,8 +64,8 @@ def lean_existing_load(*, article_id, guids):
 
 
 def _published_of(ids):
+    from ingest.db import chunked, in_batch_size
     from ingest.models import Entry
-    from ingest.upsert import chunked, in_batch_size
 
     found = {}
     for batch in chunked(sorted(ids), in_batch_size()):
@@ -94,9 +95,10 @@ def executemany_apply(article_id, plan, fetched_at):
     """``ingest.upsert._apply`` with the entry rows written by ``executemany`` (authors unchanged)."""
     from django.db import connection
 
+    from ingest.db import MAX_ROWS_PER_STATEMENT
     from ingest.models import Entry
     from ingest.types import UpsertCounts
-    from ingest.upsert import MAX_ROWS_PER_STATEMENT, UPDATE_FIELDS, _author_pairs, _relink_authors, authors_resolve, existing_load
+    from ingest.upsert import UPDATE_FIELDS, _author_pairs, _relink_authors, authors_resolve, existing_load
 
     ops, quote = connection.ops, connection.ops.quote_name
     through = Entry.authors.through
@@ -144,8 +146,8 @@ def executemany_links_replace(out):
     """``ingest.pingbacks._links_replace``: same result, executemany INSERT, no read for new entries."""
     from django.db import connection
 
+    from ingest.db import chunked, in_batch_size
     from ingest.models import EntryLink
-    from ingest.upsert import chunked, in_batch_size
 
     ids = sorted(entry_id for entry_id in out if entry_id not in _created_ids)
     have = defaultdict(dict)

@@ -146,11 +146,9 @@ def run_naive(feeds, case, *, per_source_transaction=False):
 
 def _same_commit_mode() -> None:
     """The floor commits as the product does (asynchronously on PostgreSQL, when the product does)."""
-    from ingest import upsert
+    from ingest.db import commit_asynchronously
 
-    commit = getattr(upsert, "commit_asynchronously", None)
-    if commit is not None:
-        commit()
+    commit_asynchronously()
 
 
 def _raw_cursor():

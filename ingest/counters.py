@@ -24,8 +24,8 @@ from dataclasses import dataclass
 from django.db.models import Count, F, IntegerField, OuterRef, Q, QuerySet, Subquery, Value
 from django.db.models.functions import Coalesce
 
+from ingest.db import commit_asynchronously
 from ingest.models import Comment, Entry, Pingback
-from ingest.upsert import commit_asynchronously
 
 MAX_CHUNK = 2000
 

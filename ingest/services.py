@@ -27,6 +27,7 @@ from django.utils import timezone
 
 from ingest import fetch as fetching
 from ingest.comments import comments_upsert
+from ingest.db import chunked, commit_asynchronously, in_batch_size
 from ingest.errors import BlockedURL, InternalError, LeaseLost, RunError, SourceError, StoreError, first_line
 from ingest.models import CommentFeed, Entry, IngestRun, TechnicalArticle
 from ingest.parse import parse_comments, parse_feed
@@ -34,7 +35,7 @@ from ingest.parsepool import ParsePool
 from ingest.pingbacks import pingbacks_record
 from ingest.retry import RetryStats, constraint_named, is_transient, run_atomic
 from ingest.types import FetchRequest, FetchResult, ParsedComment, ParsedFeed, SourceResult
-from ingest.upsert import chunked, commit_asynchronously, entries_decide, existing_load, feed_upsert, in_batch_size
+from ingest.upsert import entries_decide, existing_load, feed_upsert
 
 log = logging.getLogger("ingest.services")
 

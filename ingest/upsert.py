@@ -15,8 +15,8 @@ duplicate to the database. Two parsed values with one key are one row: the first
 is written.
 
 The number of statements grows with the number of batches, never with the number of entries.
-Batch sizes come from the connection (``connection.ops.bulk_batch_size``; SQL Server allows 2,100
-parameters per statement) and are capped so that no statement touches more than
+Batch sizes come from ``ingest.db`` (the connection's parameter limit; SQL Server allows 2,100
+parameters per statement), capped so that no statement touches more than
 ``MAX_ROWS_PER_STATEMENT`` rows, below SQL Server's lock escalation threshold (~5,000 locks).
 
 SQL Server's ``bulk_create`` returns no primary keys and has no ``ignore_conflicts``: ids of new
@@ -27,25 +27,19 @@ exist and take the update path); one that repeats is about the data and fails th
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import TypeVar
 
-from django.conf import settings
 from django.db import IntegrityError, connection
 from django.utils import timezone
 
+from ingest.db import MAX_ROWS_PER_STATEMENT, WriteConflict, chunked, commit_asynchronously, in_batch_size, write_batch_size
 from ingest.identity import author_key, guid_key
 from ingest.models import Author, Entry
 from ingest.parse import link_key
-from ingest.retry import WriteConflict
 from ingest.types import ParsedEntry, ParsedFeed, UpsertCounts
 
-T = TypeVar("T")
-MAX_ROWS_PER_STATEMENT = 1000
-MAX_IN_LIST = 2000
-SQL_SERVER_MAX_PARAMS = 2100
 UPDATE_FIELDS = (
     "headline", "body_text", "link", "link_key", "published_at", "pub_date", "mod_date",
     "content_hash", "comments_feed_url", "reported_comments",
@@ -64,43 +58,6 @@ class Plan:
     new: tuple[ParsedEntry, ...]
     changed: tuple[tuple[ParsedEntry, ExistingEntry], ...]
     unchanged: int
-
-
-def chunked(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
-
-
-def in_batch_size() -> int:
-    """How many values one ``IN (...)`` may carry on this connection, leaving room for other params.
-
-    SQLite reports its limit in ``features.max_query_params``; SQL Server's 2,100 is not in
-    mssql-django's features, so it is named here; PostgreSQL and MariaDB have no practical limit.
-    """
-    limit = connection.features.max_query_params
-    if connection.vendor == "microsoft":
-        limit = SQL_SERVER_MAX_PARAMS
-    return MAX_IN_LIST if limit is None else max(1, min(MAX_IN_LIST, limit - 10))
-
-
-def write_batch_size(fields: Sequence[str], objs: Sequence) -> int:
-    model_fields = [Entry._meta.get_field(name) for name in fields]
-    backend = connection.ops.bulk_batch_size(model_fields, objs) or MAX_ROWS_PER_STATEMENT
-    return max(1, min(backend, MAX_ROWS_PER_STATEMENT))
-
-
-def commit_asynchronously() -> None:
-    """Let this transaction's COMMIT return before its WAL is flushed (PostgreSQL only).
-
-    Safe here because of how a source is written: its entries and its bookkeeping commit together.
-    A crash can lose only the last fraction of a second of commits, entries and bookkeeping alike,
-    which leaves those sources due: the next run fetches and writes them again. Never torn, never
-    lost for good. Per-source commits otherwise wait on a disk flush each. INGEST_ASYNC_COMMIT=0
-    turns it off.
-    """
-    if connection.vendor == "postgresql" and settings.INGEST_ASYNC_COMMIT:
-        with connection.cursor() as cursor:
-            cursor.execute("SET LOCAL synchronous_commit TO OFF")
 
 
 def existing_load(*, article_id: int, guids: Sequence[str]) -> dict[str, ExistingEntry]:

@@ -7,9 +7,10 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
+from ingest.db import MAX_ROWS_PER_STATEMENT, write_batch_size
 from ingest.models import Author, Entry, TechnicalArticle
 from ingest.types import ParsedAuthor, ParsedEntry, ParsedFeed
-from ingest.upsert import MAX_ROWS_PER_STATEMENT, entries_decide, existing_load, feed_upsert, write_batch_size
+from ingest.upsert import entries_decide, existing_load, feed_upsert
 
 FETCHED = datetime(2026, 11, 1, 12, 0, tzinfo=timezone.utc)
 
