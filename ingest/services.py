@@ -778,7 +778,7 @@ def counts_recompute(
     chunk_size: int = 1000,
     dry_run: bool = False,
     trigger: str = IngestRun.Trigger.MANUAL,
-    strategy: str | None = None,
+    reconcile: Callable[..., object] | None = None,
     on_start: Callable[[int], None] | None = None,
     on_progress: Callable[[int, int], None] | None = None,
 ) -> RecountReport:
@@ -787,6 +787,11 @@ def counts_recompute(
     Each chunk is its own retry-wrapped transaction, so a long run holds no lock for long and a
     deadlock with a concurrent ingest costs one chunk's retry. A comment committed while a chunk is
     being counted is seen by this run or the next one, never lost.
+
+    ``reconcile`` does one chunk, with the signature and result of
+    ``ingest.counters.chunk_reconcile(base, *, after, size, dry_run)`` (a ``ChunkResult``, or None
+    when the walk is over); None means that one, the product's. The benchmarks pass the strategies
+    it was chosen from (``bench/recount_strategies.py``).
     """
     from ingest import counters
 
@@ -805,7 +810,7 @@ def counts_recompute(
         after = 0
         while True:
             result = run_atomic(
-                lambda after=after: counters.chunk_reconcile(base, after=after, size=chunk_size, dry_run=dry_run, strategy=strategy),
+                lambda after=after: (reconcile or counters.chunk_reconcile)(base, after=after, size=chunk_size, dry_run=dry_run),
                 stats=stats, label="recount chunk",
             )
             if result is None:

@@ -97,7 +97,8 @@ def entries_decide(entries: Iterable[ParsedEntry], existing: dict[str, ExistingE
     return Plan(tuple(new), tuple(changed), unchanged)
 
 
-def _local_date(moment: datetime) -> date:
+def local_date(moment: datetime) -> date:
+    """The calendar date of ``moment`` in the project's time zone (``pub_date``, ``mod_date``)."""
     return timezone.localtime(moment).date()
 
 
@@ -111,8 +112,8 @@ def _entry_row(article_id: int, parsed: ParsedEntry, *, published_at: datetime, 
         link=parsed.link,
         link_key=parsed.link_key or link_key(parsed.link),
         published_at=published_at,
-        pub_date=_local_date(published_at),
-        mod_date=_local_date(parsed.updated_at or fetched_at),
+        pub_date=local_date(published_at),
+        mod_date=local_date(parsed.updated_at or fetched_at),
         content_hash=parsed.content_hash,
         comments_feed_url=parsed.comments_feed_url,
         reported_comments=parsed.reported_comments,
@@ -150,7 +151,8 @@ def authors_resolve(pairs: Iterable[tuple[str, str]]) -> dict[tuple[str, str], i
     return {pair: ids[key] for pair, key in key_of.items()}
 
 
-def _author_pairs(entry: ParsedEntry) -> list[tuple[str, str]]:
+def author_pairs(entry: ParsedEntry) -> list[tuple[str, str]]:
+    """The entry's authors as the (name, email) pairs ``authors_resolve`` takes."""
     return [(author.name, author.email) for author in entry.authors]
 
 
@@ -166,8 +168,8 @@ def entries_apply(*, article_id: int, plan: Plan, fetched_at: datetime) -> Upser
 
 def _apply(article_id: int, plan: Plan, fetched_at: datetime) -> UpsertCounts:
     through = Entry.authors.through
-    pairs = [pair for entry in plan.new for pair in _author_pairs(entry)]
-    pairs += [pair for entry, _ in plan.changed for pair in _author_pairs(entry)]
+    pairs = [pair for entry in plan.new for pair in author_pairs(entry)]
+    pairs += [pair for entry, _ in plan.changed for pair in author_pairs(entry)]
     author_ids = authors_resolve(pairs)
     links: list = []
     touched: list[tuple[int, ParsedEntry]] = []
@@ -185,7 +187,7 @@ def _apply(article_id: int, plan: Plan, fetched_at: datetime) -> UpsertCounts:
         for entry, row in zip(plan.new, rows):
             entry_id = new_ids[row.guid_key]
             touched.append((entry_id, entry))
-            for author_id in dict.fromkeys(author_ids[pair] for pair in _author_pairs(entry)):
+            for author_id in dict.fromkeys(author_ids[pair] for pair in author_pairs(entry)):
                 links.append(through(entry_id=entry_id, author_id=author_id))
 
     if plan.changed:
@@ -198,7 +200,7 @@ def _apply(article_id: int, plan: Plan, fetched_at: datetime) -> UpsertCounts:
             rows.append(row)
             touched.append((current.id, entry))
         _update_changed_fields(rows)
-        links += _relink_authors(plan.changed, author_ids)
+        links += authors_relink(plan.changed, author_ids)
 
     if links:
         ignore = connection.features.supports_ignore_conflicts
@@ -227,7 +229,7 @@ def _update_changed_fields(rows: list[Entry]) -> None:
         Entry.objects.bulk_update(group, fields, batch_size=write_batch_size(("id",) + fields, group))
 
 
-def _relink_authors(changed, author_ids: dict[tuple[str, str], int]) -> list:
+def authors_relink(changed, author_ids: dict[tuple[str, str], int]) -> list:
     """Make each changed entry's author links equal the feed's; returns the links to insert."""
     through = Entry.authors.through
     entry_ids = [current.id for _, current in changed]
@@ -238,7 +240,7 @@ def _relink_authors(changed, author_ids: dict[tuple[str, str], int]) -> list:
     stale: list[int] = []
     add: list = []
     for entry, current in changed:
-        want = {author_ids[pair] for pair in _author_pairs(entry)}
+        want = {author_ids[pair] for pair in author_pairs(entry)}
         links = have.get(current.id, {})
         stale += [pk for author_id, pk in links.items() if author_id not in want]
         add += [through(entry_id=current.id, author_id=a) for a in sorted(want - links.keys())]
