@@ -131,6 +131,13 @@ def postgres_reachable(url: str) -> bool:
         return False
 
 
+def clone(template: str, backend: str, name: str) -> str:
+    """A copy of the ``template`` database (``backend``: "sqlite" or "postgres") named ``name``."""
+    if backend == "sqlite":
+        return sqlite_copy(template, name)
+    return postgres_clone(template, postgres_url(template, name))
+
+
 def fresh_database(kind: str, name: str, postgres: str | None) -> str:
     """The URL of a new, empty database (not migrated) of ``kind`` (sqlite or postgres)."""
     from bench.common import postgres_create

@@ -34,16 +34,14 @@ from bench.harness import (
     TreeRSS,
     WriteCounter,
     child_run,
+    clone,
     current_rss_mb,
     drop_database,
     emit,
     fresh_database,
-    postgres_clone,
-    postgres_url,
     ratio,
     rss_report,
     spread,
-    sqlite_copy,
 )
 
 MODULE = "bench.ingest"
@@ -69,10 +67,8 @@ def child_prepare(args) -> dict:
 
 def child_product(args) -> dict:
     from bench.common import django_setup
-    from bench.experiments import apply_from_env
 
     django_setup(args.db)
-    apply_from_env()
     from django.db import connection
 
     from ingest.models import Entry
@@ -160,12 +156,6 @@ CHILDREN = {"prepare": child_prepare, "product": child_product, "reader": child_
 # --- parent -------------------------------------------------------------------------------------
 
 
-def clone(template: str, backend: str, name: str) -> str:
-    if backend == "sqlite":
-        return sqlite_copy(template, name)
-    return postgres_clone(template, postgres_url(template, name))
-
-
 def summarize(runs: list[dict], entries_key: str = "entries_in_db") -> dict:
     walls = [r["wall_s"] for r in runs]
     out = {"wall_s": spread(walls)}
@@ -196,7 +186,6 @@ def main(argv=None) -> dict:
     parser.add_argument("--no-reader", action="store_true")
     parser.add_argument("--no-threads-variant", action="store_true", help="skip the INGEST_PARSE_PROCESSES=0 variant")
     parser.add_argument("--profile", action="store_true", help="also profile one product run (SQLite) with py-spy")
-    parser.add_argument("--experiments", default="", help="also run the product with these bench/experiments.py patches")
     parser.add_argument("--child", choices=sorted(CHILDREN))
     parser.add_argument("--db")
     parser.add_argument("--urls-file")
@@ -227,8 +216,6 @@ def main(argv=None) -> dict:
         variants = [(backend, "product", {}) for backend in backends]
         if not args.no_threads_variant:
             variants.append(("sqlite", "product_threads", {"INGEST_PARSE_PROCESSES": "0"}))
-        if args.experiments:
-            variants += [(backend, "experiment", {"BENCH_EXPERIMENTS": args.experiments}) for backend in backends]
         runs: dict[str, list[dict]] = {}
         reingest: dict[str, list[dict]] = {}
         for _ in range(args.repeat):
@@ -268,14 +255,9 @@ def main(argv=None) -> dict:
                 value["speedup_vs_reader"] = ratio(reader["wall_s"]["median"], value["wall_s"]["median"])
                 # Per entry stored, in case the two do not keep the same entries (reader drops bozo feeds).
                 value["entries_per_s_vs_reader"] = ratio(value["entries_per_s"], reader["entries_per_s"])
-        for backend in backends:
-            if f"experiment_{backend}" in first:
-                first[f"experiment_{backend}"]["speedup_vs_product"] = ratio(
-                    first[f"product_{backend}"]["wall_s"]["median"], first[f"experiment_{backend}"]["wall_s"]["median"])
         stored = {key: value["fingerprints"] for key, value in first.items() if "fingerprints" in value}
-        # Every product-side run of this corpus stored the same data (the experiments included).
+        # Every product-side run of this corpus stored the same data.
         results["same_data"] = len({f for prints in stored.values() for f in prints}) == 1
-        results["experiments"] = args.experiments
         if "product_threads_sqlite" in first:
             first["product_sqlite"]["speedup_vs_threads"] = ratio(
                 first["product_threads_sqlite"]["wall_s"]["median"], first["product_sqlite"]["wall_s"]["median"])

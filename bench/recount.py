@@ -6,9 +6,9 @@
 Creates (drops first) the named PostgreSQL database, fills it with generate_series, then for each
 repetition drifts the same counters (a fixed ``--drift`` fraction) and measures:
 
-* ``update_subquery``: chunked UPDATE with correlated Subquery(Count) (ingest.counters);
-* ``read_bulk_update``: chunked aggregate read + bulk_update of drifted rows (ingest.counters);
-* ``read_then_update``: chunked aggregate read, then one UPDATE of the drifted rows only;
+* each strategy of ``bench/recount_strategies.py`` (the product's ``range_aggregate`` among them),
+  passed to ``counts_recompute(reconcile=...)``, and those ``main(argv, extra=...)`` adds
+  (``bench/experiments.py`` adds one);
 * ``hand_sql``: one hand-written UPDATE ... FROM (GROUP BY) over the whole table, the floor;
 * ``no_drift``: the kept strategy on already-correct counters, which must write 0 rows.
 
@@ -76,7 +76,8 @@ def drift(fraction: float) -> None:
                     [int(fraction * 1000)])
 
 
-def main(argv=None) -> dict:
+def main(argv=None, extra: dict | None = None) -> dict:
+    """Measure ``recount_strategies.STRATEGIES`` and ``extra`` (name -> reconcile) beside the floor."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--database-url", default="postgres://postgres@127.0.0.1:5432/bench_recount")
     parser.add_argument("--entries", type=int, default=1_000_000)
@@ -89,8 +90,11 @@ def main(argv=None) -> dict:
     django_setup(postgres_create(args.database_url))
     from django.db import connection, transaction
 
+    from bench import recount_strategies
     from ingest import counters
     from ingest.services.recount import counts_recompute
+
+    strategies = {**recount_strategies.STRATEGIES, **(extra or {})}
 
     migrate()
     fill(args.entries, args.comments)
@@ -101,7 +105,7 @@ def main(argv=None) -> dict:
 
     def strategy(name):
         def run():
-            changed[name] = counts_recompute(chunk_size=args.chunk_size, strategy=name).changed
+            changed[name] = counts_recompute(chunk_size=args.chunk_size, reconcile=strategies[name]).changed
         return run
 
     def hand():
@@ -110,13 +114,13 @@ def main(argv=None) -> dict:
             changed["hand_sql"] = cur.rowcount
 
     setup = lambda: drift(args.drift)  # noqa: E731
-    for name, fn in [(name, strategy(name)) for name in counters.STRATEGIES] + [("hand_sql", hand)]:
+    for name, fn in [(name, strategy(name)) for name in strategies] + [("hand_sql", hand)]:
         results[name] = summary(timed(fn, args.repeat, setup)) | {"changed": changed[name]}
     results["no_drift"] = summary(timed(strategy(counters.STRATEGY), args.repeat)) | {"changed": changed[counters.STRATEGY]}
     results["kept"] = counters.STRATEGY
     results["ratio_kept_vs_hand_sql"] = round(results[counters.STRATEGY]["median_s"] / results["hand_sql"]["median_s"], 2)
     results["ratios_vs_hand_sql"] = {
-        name: round(results[name]["median_s"] / results["hand_sql"]["median_s"], 2) for name in counters.STRATEGIES}
+        name: round(results[name]["median_s"] / results["hand_sql"]["median_s"], 2) for name in strategies}
     print(json.dumps(results))
     return results
 

@@ -20,8 +20,9 @@ Parts (``--only``, comma-separated; each is also its own module, runnable alone)
 written by ``bench.generate``. Without ``--postgres-url`` every part runs on SQLite only and the
 recount part is skipped. PostgreSQL databases are created and dropped as ``bench_*``.
 
-``--experiments`` (on by default) adds contenders that run the product with the proposed changes
-of bench/experiments.py patched in (bench-only; the product is not changed), labelled as such.
+``--experiments`` (on by default) adds contenders that run the proposed changes of
+bench/experiments.py beside the product (the upsert with some of its steps replaced, one more
+recount strategy), bench-only and labelled as such; the product is not changed.
 
 Each part runs in its own process and each measurement in a fresh child (see bench/harness.py);
 the contenders of a part are interleaved across repetitions, and every result is a median with
@@ -45,7 +46,7 @@ from bench.harness import LOGS, WORK, child_run, database_versions, postgres_rea
 
 PARTS = ("parse", "ingest", "reingest", "upsert", "recount", "memory")
 # Proposed product changes measured beside the product (bench/experiments.py); "" to skip them.
-EXPERIMENTS = {"ingest": "lean_existing,executemany_writes,executemany_links", "upsert": "lean_existing,executemany_writes"}
+EXPERIMENTS = {"upsert": "lean_existing,executemany_writes"}
 SCALES = {
     "full": {"repeat": {"parse": 3, "ingest": 4, "upsert": 2, "recount": 1, "memory": 3},
              "generate": {"feeds": 200, "entries_per_feed": 30},
@@ -117,7 +118,6 @@ def part_commands(args, corpus: Path, postgres: str | None) -> dict[str, tuple[s
         commands["parse"] = ("bench.parse", ["--corpus", str(corpus), "--repeat", str(repeat["parse"])])
     if ingest_parts:
         extra = (["--profile"] if args.profile else []) + (["--no-reader"] if _version("reader") is None else [])
-        extra += ["--experiments", EXPERIMENTS["ingest"]] if args.experiments else []
         commands["ingest"] = ("bench.ingest", ["--corpus", str(corpus), "--repeat", str(repeat["ingest"]), "--parts", ingest_parts,
                                                "--workers", str(args.workers), *pg, *extra])
     if "upsert" in wanted:
@@ -128,7 +128,7 @@ def part_commands(args, corpus: Path, postgres: str | None) -> dict[str, tuple[s
                                                *(["--experiments", EXPERIMENTS["upsert"]] if args.experiments else [])])
     if "recount" in wanted and postgres:
         r = scale["recount"]
-        # bench.recount, with one experimental strategy registered beside the product's (bench/experiments.py).
+        # bench.recount, with one experimental strategy measured beside the product's (bench/experiments.py).
         module, head = ("bench.experiments", ["recount"]) if args.experiments else ("bench.recount", [])
         commands["recount"] = (module, [*head, "--database-url", postgres_url(postgres, "bench_run_recount"),
                                                  "--entries", str(r["entries"]), "--comments", str(r["comments"]),

@@ -26,7 +26,8 @@ already registered:
   columns (new); a SELECT of the source's (guid, id, hash) (unchanged); that SELECT plus an
   ``executemany`` UPDATE of the changed rows (changed);
 * ``copy`` (PostgreSQL, new only): psycopg 3 ``cursor.copy`` of the same rows;
-* ``experiment`` (with ``--experiments``): the product with bench/experiments.py patches applied.
+* ``experiment`` (with ``--experiments``): ``bench.experiments.feed_upsert``, the product's upsert with
+  the named experiments in place of some of its steps, per source inside ``run_atomic`` likewise.
 
 Every full-size contender's final rows are fingerprinted: ``same_rows`` says they are identical.
 
@@ -36,6 +37,7 @@ Prints one JSON object; ``bench.run`` folds it into docs/benchmarks.md.
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
 import random
 import time
@@ -43,14 +45,12 @@ from datetime import UTC, datetime, timedelta
 
 from bench.harness import (
     child_run,
+    clone,
     drop_database,
     emit,
     fresh_database,
-    postgres_clone,
-    postgres_url,
     ratio,
     spread,
-    sqlite_copy,
 )
 
 MODULE = "bench.upsert"
@@ -106,13 +106,16 @@ def _row_values(article_id, entry, ops, link_key, local_date):
 # --- contenders (each: one call per source, inside one transaction) ----------------------------
 
 
-def run_product(feeds, case):
+def run_product(feeds, case, *, experiments=()):
+    """``feed_upsert`` per source in ``run_atomic``; with ``experiments``, bench.experiments' version."""
+    from bench import experiments as bench_experiments
     from ingest.retry import run_atomic
     from ingest.upsert import feed_upsert
 
+    upsert = functools.partial(bench_experiments.feed_upsert, experiments=experiments) if experiments else feed_upsert
     counts = [0, 0, 0]
     for article_id, feed in feeds:
-        result = run_atomic(lambda a=article_id, f=feed: feed_upsert(article_id=a, feed=f, fetched_at=FETCHED), label="bench")
+        result = run_atomic(lambda a=article_id, f=feed: upsert(article_id=a, feed=f, fetched_at=FETCHED), label="bench")
         counts[0] += result.created
         counts[1] += result.updated
         counts[2] += result.unchanged
@@ -146,11 +149,9 @@ def run_naive(feeds, case, *, per_source_transaction=False):
 
 def _same_commit_mode() -> None:
     """The floor commits as the product does (asynchronously on PostgreSQL, when the product does)."""
-    from ingest import upsert
+    from ingest.db import commit_asynchronously
 
-    commit = getattr(upsert, "commit_asynchronously", None)
-    if commit is not None:
-        commit()
+    commit_asynchronously()
 
 
 def _raw_cursor():
@@ -240,10 +241,9 @@ def child_prepare(args) -> dict:
 
 def child_measure(args) -> dict:
     from bench.common import django_setup
-    from bench.experiments import apply_from_env
+    from bench.experiments import names_parse
 
     django_setup(args.db)
-    apply_from_env()
     from django.db import connection
 
     from ingest.models import Entry, TechnicalArticle
@@ -254,6 +254,8 @@ def child_measure(args) -> dict:
     feeds = {"new": make_feeds(ids, args.entries_per_source), "changed": make_feeds(ids, args.entries_per_source, version=1)}
     feeds["unchanged"] = feeds["new"]
     run = CONTENDERS[args.contender]
+    if args.contender == "experiment":
+        run = functools.partial(run, experiments=names_parse(args.experiments))
     connection.ensure_connection()
     out: dict = {"entries": len(ids) * args.entries_per_source, "sources": len(ids), "fraction": args.fraction}
     for case in CASES:
@@ -283,12 +285,6 @@ def fingerprint() -> str:
 # --- parent -------------------------------------------------------------------------------------
 
 
-def clone(template: str, backend: str, name: str) -> str:
-    if backend == "sqlite":
-        return sqlite_copy(template, name)
-    return postgres_clone(template, postgres_url(template, name))
-
-
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sources", type=int, default=1000)
@@ -298,7 +294,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--postgres-url", default=None)
     parser.add_argument("--no-sqlite", action="store_true")
     parser.add_argument("--profile", action="store_true", help="also profile the product contender with py-spy")
-    parser.add_argument("--experiments", default="", help="also run the product with these bench/experiments.py patches")
+    parser.add_argument("--experiments", default="", help="also run bench/experiments.py's upsert with these experiments")
     parser.add_argument("--child", choices=("prepare", "measure"))
     parser.add_argument("--db")
     parser.add_argument("--contender", choices=sorted(CONTENDERS))
@@ -324,10 +320,9 @@ def main(argv=None) -> dict:
             for contender in contenders:  # interleaved: a noisy minute hurts every contender alike
                 db = clone(template, backend, f"bench_upsert_{backend}")
                 fraction = args.naive_sample if contender.startswith("naive") else 1.0
-                env = {"BENCH_EXPERIMENTS": args.experiments} if contender == "experiment" else {}
                 runs.setdefault(contender, []).append(child_run(
-                    MODULE, ["--child", "measure", "--db", db, "--contender", contender, "--fraction", str(fraction), *size],
-                    env=env, log="upsert"))
+                    MODULE, ["--child", "measure", "--db", db, "--contender", contender, "--fraction", str(fraction), *size,
+                             *(["--experiments", args.experiments] if contender == "experiment" else [])], log="upsert"))
                 drop_database(db)
         if args.profile:
             from bench.profile import profile_child

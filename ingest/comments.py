@@ -12,10 +12,10 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from ingest.counters import counters_refresh
+from ingest.db import MAX_ROWS_PER_STATEMENT
 from ingest.identity import guid_key
 from ingest.models import Comment
 from ingest.types import ParsedComment
-from ingest.upsert import MAX_ROWS_PER_STATEMENT
 
 FIELDS = ("author_name", "author_email", "body", "published_at")
 

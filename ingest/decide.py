@@ -1,7 +1,7 @@
 """The pure decisions of an ingest run, apart from the I/O that acts on them.
 
-What the next fetch of a source or comment feed is and what its fetch state becomes (success or
-failure, backoff), and how per-source results add up to the totals and the status of a run.
+Which parsed entries are new, changed or unchanged (by content hash), what the fetch state of a
+source or comment feed becomes after a fetch (success or failure, backoff), and how results add up to the totals and the status of a run.
 Every path that reports a run (the command, ``--json``, the ``IngestRun`` ledger, the Celery
 fan-out, the Azure runner) goes through ``tally`` and ``run_status``, so they cannot disagree.
 
@@ -16,7 +16,10 @@ from dataclasses import asdict, dataclass, fields
 from datetime import datetime, timedelta
 
 from ingest.errors import SourceError, storable
-from ingest.types import ETAG_MAX, LAST_MODIFIED_MAX, REASON_MAX, CommentsResult, FetchResult, SourceResult
+from ingest.identity import guid_key
+from ingest.types import (
+    ETAG_MAX, LAST_MODIFIED_MAX, REASON_MAX, CommentsResult, ExistingEntry, FetchResult, ParsedEntry, Plan, SourceResult,
+)
 
 # IngestRun.Status values (the models are not imported here).
 SUCCEEDED, PARTIAL, FAILED = "succeeded", "partial", "failed"
@@ -73,6 +76,31 @@ def fetch_state(*, now: datetime, interval: int | None, failures: int, policy: P
         "last_error": "",
         "next_fetch_at": now + timedelta(seconds=interval or policy.default_interval),
     }
+
+
+def entries_decide(entries: Iterable[ParsedEntry], existing: dict[str, ExistingEntry]) -> Plan:
+    """Pure: which parsed entries are new, which changed (by content hash), how many are unchanged.
+
+    ``existing`` is keyed by guid key; of several entries with one guid key only the first counts.
+    """
+    new: list[ParsedEntry] = []
+    changed: list[tuple[ParsedEntry, ExistingEntry]] = []
+    unchanged = 0
+    seen: set[str] = set()
+    for entry in entries:
+        key = guid_key(entry.guid)
+        if key in seen:
+            continue
+        seen.add(key)
+        current = existing.get(key)
+        if current is None:
+            new.append(entry)
+        elif current.content_hash != entry.content_hash:
+            changed.append((entry, current))
+        else:
+            unchanged += 1
+    return Plan(tuple(new), tuple(changed), unchanged)
+
 
 
 class _Sum:

@@ -17,11 +17,11 @@ from collections import defaultdict
 from collections.abc import Sequence
 
 from ingest.counters import counters_refresh
+from ingest.db import MAX_ROWS_PER_STATEMENT, chunked, in_batch_size
 from ingest.identity import url_key
 from ingest.models import Entry, EntryLink, Pingback
-from ingest.parse import link_key
+from ingest.links import link_key
 from ingest.types import ParsedEntry
-from ingest.upsert import MAX_ROWS_PER_STATEMENT, chunked, in_batch_size
 
 
 def pingbacks_record(*, touched: Sequence[tuple[int, ParsedEntry]]) -> int:

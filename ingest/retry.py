@@ -272,11 +272,6 @@ def retrying_atomic(**options) -> Callable[[Callable[..., T]], Callable[..., T]]
     return decorate
 
 
-class WriteConflict(db_utils.IntegrityError):
-    """A unique key was taken while writing a batch: by a concurrent writer (``run_atomic`` retries
-    once, and the retry sees its rows) or by the data itself (it repeats, and fails the source)."""
-
-
 _CONSTRAINT = (
     re.compile(r'unique constraint "([^"]+)"'),  # PostgreSQL
     re.compile(r"for key '([^']+)'"),  # MariaDB / MySQL

@@ -97,6 +97,23 @@ class ParsedFeed:
     warning: str = ""  # a recoverable parse problem (feedparser "bozo") worth recording
 
 
+# --- The plan of one feed's write (ingest.decide.entries_decide) ------------------------------
+
+
+@dataclass(frozen=True)
+class ExistingEntry:
+    id: int
+    content_hash: str
+    published_at: datetime
+
+
+@dataclass(frozen=True)
+class Plan:
+    new: tuple[ParsedEntry, ...]
+    changed: tuple[tuple[ParsedEntry, ExistingEntry], ...]
+    unchanged: int
+
+
 @dataclass(frozen=True)
 class UpsertCounts:
     created: int = 0

@@ -3,7 +3,7 @@
 Per source, inside the caller's retry-wrapped atomic block:
 
 1. ``existing_load``: one query per IN-batch loads (id, hash, dates) for the feed's guid keys.
-2. ``entries_decide`` (pure): new, changed (hash differs) or unchanged.
+2. ``ingest.decide.entries_decide`` (pure): new, changed (hash differs) or unchanged.
 3. ``entries_apply``: ``bulk_create`` the new entries, ``bulk_update`` the changed ones (only the
    fields that changed; counters and rating belong to other writers), resolve authors and link
    them through the M2M's through model in bulk. Unchanged entries cause no write.
@@ -15,8 +15,8 @@ duplicate to the database. Two parsed values with one key are one row: the first
 is written.
 
 The number of statements grows with the number of batches, never with the number of entries.
-Batch sizes come from the connection (``connection.ops.bulk_batch_size``; SQL Server allows 2,100
-parameters per statement) and are capped so that no statement touches more than
+Batch sizes come from ``ingest.db`` (the connection's parameter limit; SQL Server allows 2,100
+parameters per statement), capped so that no statement touches more than
 ``MAX_ROWS_PER_STATEMENT`` rows, below SQL Server's lock escalation threshold (~5,000 locks).
 
 SQL Server's ``bulk_create`` returns no primary keys and has no ``ignore_conflicts``: ids of new
@@ -27,80 +27,23 @@ exist and take the update path); one that repeats is about the data and fails th
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Sequence
 from datetime import date, datetime
-from typing import TypeVar
 
-from django.conf import settings
 from django.db import IntegrityError, connection
 from django.utils import timezone
 
+from ingest.db import MAX_ROWS_PER_STATEMENT, WriteConflict, chunked, commit_asynchronously, in_batch_size, write_batch_size
 from ingest.identity import author_key, guid_key
 from ingest.models import Author, Entry
-from ingest.parse import link_key
-from ingest.retry import WriteConflict
-from ingest.types import ParsedEntry, ParsedFeed, UpsertCounts
+from ingest.links import link_key
+from ingest.decide import entries_decide
+from ingest.types import ExistingEntry, ParsedEntry, ParsedFeed, Plan, UpsertCounts
 
-T = TypeVar("T")
-MAX_ROWS_PER_STATEMENT = 1000
-MAX_IN_LIST = 2000
-SQL_SERVER_MAX_PARAMS = 2100
 UPDATE_FIELDS = (
     "headline", "body_text", "link", "link_key", "published_at", "pub_date", "mod_date",
     "content_hash", "comments_feed_url", "reported_comments",
 )
-
-
-@dataclass(frozen=True)
-class ExistingEntry:
-    id: int
-    content_hash: str
-    published_at: datetime
-
-
-@dataclass(frozen=True)
-class Plan:
-    new: tuple[ParsedEntry, ...]
-    changed: tuple[tuple[ParsedEntry, ExistingEntry], ...]
-    unchanged: int
-
-
-def chunked(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
-
-
-def in_batch_size() -> int:
-    """How many values one ``IN (...)`` may carry on this connection, leaving room for other params.
-
-    SQLite reports its limit in ``features.max_query_params``; SQL Server's 2,100 is not in
-    mssql-django's features, so it is named here; PostgreSQL and MariaDB have no practical limit.
-    """
-    limit = connection.features.max_query_params
-    if connection.vendor == "microsoft":
-        limit = SQL_SERVER_MAX_PARAMS
-    return MAX_IN_LIST if limit is None else max(1, min(MAX_IN_LIST, limit - 10))
-
-
-def write_batch_size(fields: Sequence[str], objs: Sequence) -> int:
-    model_fields = [Entry._meta.get_field(name) for name in fields]
-    backend = connection.ops.bulk_batch_size(model_fields, objs) or MAX_ROWS_PER_STATEMENT
-    return max(1, min(backend, MAX_ROWS_PER_STATEMENT))
-
-
-def commit_asynchronously() -> None:
-    """Let this transaction's COMMIT return before its WAL is flushed (PostgreSQL only).
-
-    Safe here because of how a source is written: its entries and its bookkeeping commit together.
-    A crash can lose only the last fraction of a second of commits, entries and bookkeeping alike,
-    which leaves those sources due: the next run fetches and writes them again. Never torn, never
-    lost for good. Per-source commits otherwise wait on a disk flush each. INGEST_ASYNC_COMMIT=0
-    turns it off.
-    """
-    if connection.vendor == "postgresql" and settings.INGEST_ASYNC_COMMIT:
-        with connection.cursor() as cursor:
-            cursor.execute("SET LOCAL synchronous_commit TO OFF")
 
 
 def existing_load(*, article_id: int, guids: Sequence[str]) -> dict[str, ExistingEntry]:
@@ -116,31 +59,8 @@ def existing_load(*, article_id: int, guids: Sequence[str]) -> dict[str, Existin
     return found
 
 
-def entries_decide(entries: Iterable[ParsedEntry], existing: dict[str, ExistingEntry]) -> Plan:
-    """Pure: which parsed entries are new, which changed (by content hash), how many are unchanged.
-
-    ``existing`` is keyed by guid key; of several entries with one guid key only the first counts.
-    """
-    new: list[ParsedEntry] = []
-    changed: list[tuple[ParsedEntry, ExistingEntry]] = []
-    unchanged = 0
-    seen: set[str] = set()
-    for entry in entries:
-        key = guid_key(entry.guid)
-        if key in seen:
-            continue
-        seen.add(key)
-        current = existing.get(key)
-        if current is None:
-            new.append(entry)
-        elif current.content_hash != entry.content_hash:
-            changed.append((entry, current))
-        else:
-            unchanged += 1
-    return Plan(tuple(new), tuple(changed), unchanged)
-
-
-def _local_date(moment: datetime) -> date:
+def local_date(moment: datetime) -> date:
+    """The calendar date of ``moment`` in the project's time zone (``pub_date``, ``mod_date``)."""
     return timezone.localtime(moment).date()
 
 
@@ -154,8 +74,8 @@ def _entry_row(article_id: int, parsed: ParsedEntry, *, published_at: datetime, 
         link=parsed.link,
         link_key=parsed.link_key or link_key(parsed.link),
         published_at=published_at,
-        pub_date=_local_date(published_at),
-        mod_date=_local_date(parsed.updated_at or fetched_at),
+        pub_date=local_date(published_at),
+        mod_date=local_date(parsed.updated_at or fetched_at),
         content_hash=parsed.content_hash,
         comments_feed_url=parsed.comments_feed_url,
         reported_comments=parsed.reported_comments,
@@ -193,7 +113,8 @@ def authors_resolve(pairs: Iterable[tuple[str, str]]) -> dict[tuple[str, str], i
     return {pair: ids[key] for pair, key in key_of.items()}
 
 
-def _author_pairs(entry: ParsedEntry) -> list[tuple[str, str]]:
+def author_pairs(entry: ParsedEntry) -> list[tuple[str, str]]:
+    """The entry's authors as the (name, email) pairs ``authors_resolve`` takes."""
     return [(author.name, author.email) for author in entry.authors]
 
 
@@ -209,8 +130,8 @@ def entries_apply(*, article_id: int, plan: Plan, fetched_at: datetime) -> Upser
 
 def _apply(article_id: int, plan: Plan, fetched_at: datetime) -> UpsertCounts:
     through = Entry.authors.through
-    pairs = [pair for entry in plan.new for pair in _author_pairs(entry)]
-    pairs += [pair for entry, _ in plan.changed for pair in _author_pairs(entry)]
+    pairs = [pair for entry in plan.new for pair in author_pairs(entry)]
+    pairs += [pair for entry, _ in plan.changed for pair in author_pairs(entry)]
     author_ids = authors_resolve(pairs)
     links: list = []
     touched: list[tuple[int, ParsedEntry]] = []
@@ -228,7 +149,7 @@ def _apply(article_id: int, plan: Plan, fetched_at: datetime) -> UpsertCounts:
         for entry, row in zip(plan.new, rows):
             entry_id = new_ids[row.guid_key]
             touched.append((entry_id, entry))
-            for author_id in dict.fromkeys(author_ids[pair] for pair in _author_pairs(entry)):
+            for author_id in dict.fromkeys(author_ids[pair] for pair in author_pairs(entry)):
                 links.append(through(entry_id=entry_id, author_id=author_id))
 
     if plan.changed:
@@ -241,7 +162,7 @@ def _apply(article_id: int, plan: Plan, fetched_at: datetime) -> UpsertCounts:
             rows.append(row)
             touched.append((current.id, entry))
         _update_changed_fields(rows)
-        links += _relink_authors(plan.changed, author_ids)
+        links += authors_relink(plan.changed, author_ids)
 
     if links:
         ignore = connection.features.supports_ignore_conflicts
@@ -270,7 +191,7 @@ def _update_changed_fields(rows: list[Entry]) -> None:
         Entry.objects.bulk_update(group, fields, batch_size=write_batch_size(("id",) + fields, group))
 
 
-def _relink_authors(changed, author_ids: dict[tuple[str, str], int]) -> list:
+def authors_relink(changed, author_ids: dict[tuple[str, str], int]) -> list:
     """Make each changed entry's author links equal the feed's; returns the links to insert."""
     through = Entry.authors.through
     entry_ids = [current.id for _, current in changed]
@@ -281,7 +202,7 @@ def _relink_authors(changed, author_ids: dict[tuple[str, str], int]) -> list:
     stale: list[int] = []
     add: list = []
     for entry, current in changed:
-        want = {author_ids[pair] for pair in _author_pairs(entry)}
+        want = {author_ids[pair] for pair in author_pairs(entry)}
         links = have.get(current.id, {})
         stale += [pk for author_id, pk in links.items() if author_id not in want]
         add += [through(entry_id=current.id, author_id=a) for a in sorted(want - links.keys())]

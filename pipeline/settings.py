@@ -210,7 +210,7 @@ INGEST_PARSE_PROCESSES = (_number("INGEST_PARSE_PROCESSES", 0, kind=int, maximum
                           if env.get("INGEST_PARSE_PROCESSES", "").strip() else None)
 INGEST_PARSE_TIMEOUT = _number("INGEST_PARSE_TIMEOUT", 60.0, positive=True, maximum=_MAX_SECONDS)  # s per feed
 INGEST_COMMENTS_DAYS = _number("INGEST_COMMENTS_DAYS", 14, kind=int, maximum=36500)
-# PostgreSQL: per-source transactions commit without waiting for the WAL flush (see upsert.py).
+# PostgreSQL: per-source transactions commit without waiting for the WAL flush (see ingest/db.py).
 INGEST_ASYNC_COMMIT = _bool("INGEST_ASYNC_COMMIT", True)
 
 DB_RETRY_ATTEMPTS = _number("DB_RETRY_ATTEMPTS", 5, kind=int, positive=True, maximum=100)

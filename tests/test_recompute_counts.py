@@ -12,6 +12,7 @@ from django.core.management.base import CommandError
 from django.db import connection, connections
 from django.test.utils import CaptureQueriesContext
 
+from bench import recount_strategies
 from ingest import counters
 from ingest.models import Comment, Entry, IngestRun, Pingback, TechnicalArticle
 
@@ -57,7 +58,7 @@ def drifted(db):
 
 @pytest.mark.parametrize("strategy", ["read_bulk_update", "update_subquery", "annotated_read", "range_aggregate"])
 def test_recompute_fixes_every_drifted_counter_then_changes_nothing(drifted, monkeypatch, strategy):
-    monkeypatch.setattr(counters, "STRATEGY", strategy)
+    monkeypatch.setattr(counters, "chunk_reconcile", recount_strategies.STRATEGIES[strategy])
     wrong = sum(1 for pk, v in stored_counts().items() if v != true_counts()[pk])
     assert wrong > 0
     first = recount("--chunk-size", "7")

@@ -11,7 +11,8 @@ from django.db import utils as db_utils
 
 from ingest.errors import NestedAtomicError
 from ingest.models import TechnicalArticle
-from ingest.retry import RetryStats, WriteConflict, is_transient, retrying_atomic, run_atomic
+from ingest.db import WriteConflict
+from ingest.retry import RetryStats, is_transient, retrying_atomic, run_atomic
 
 
 def wrapped(driver_exc: Exception, cls=db_utils.OperationalError) -> Exception:

@@ -7,9 +7,11 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
+from ingest.db import MAX_ROWS_PER_STATEMENT, write_batch_size
 from ingest.models import Author, Entry, TechnicalArticle
 from ingest.types import ParsedAuthor, ParsedEntry, ParsedFeed
-from ingest.upsert import MAX_ROWS_PER_STATEMENT, entries_decide, existing_load, feed_upsert, write_batch_size
+from ingest.decide import entries_decide
+from ingest.upsert import existing_load, feed_upsert
 
 FETCHED = datetime(2026, 11, 1, 12, 0, tzinfo=timezone.utc)
 
@@ -44,7 +46,7 @@ def snapshot():
 def test_decide_is_pure_and_classifies_new_changed_unchanged():
     a, b, c = entry(1), entry(2), entry(3)
     from ingest.identity import guid_key
-    from ingest.upsert import ExistingEntry
+    from ingest.types import ExistingEntry
 
     existing = {guid_key("guid-1"): ExistingEntry(1, a.content_hash, FETCHED), guid_key("guid-2"): ExistingEntry(2, "old", FETCHED)}
     plan = entries_decide([a, b, c], existing)

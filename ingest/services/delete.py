@@ -31,10 +31,10 @@ from dataclasses import dataclass, field
 from django.db import DEFAULT_DB_ALIAS, models
 from django.db.models.deletion import get_candidate_relations_to_delete
 
+from ingest.db import MAX_ROWS_PER_STATEMENT, chunked
 from ingest.errors import RunError, UnknownSource
 from ingest.models import Entry, TechnicalArticle
 from ingest.retry import RetryStats, run_atomic
-from ingest.upsert import MAX_ROWS_PER_STATEMENT, chunked
 
 MAX_CHUNK = MAX_ROWS_PER_STATEMENT  # entries per chunk and transaction, and ids per statement
 # A run that had claimed the source before it was deactivated may still add entries; the last

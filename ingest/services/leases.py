@@ -15,7 +15,7 @@ from django.db.models import Q
 
 from ingest.models import TechnicalArticle
 from ingest.retry import run_atomic
-from ingest.upsert import chunked, in_batch_size
+from ingest.db import chunked, in_batch_size
 
 
 def sources_claim(*, ids: Sequence[int], owner: str, now: datetime, ttl: int | None = None) -> list[TechnicalArticle]:

@@ -19,7 +19,7 @@ from ingest.links import default_name
 from ingest.models import TechnicalArticle
 from ingest.opml import parse_opml
 from ingest.types import FEED_URL_MAX, SOURCE_NAME_MAX
-from ingest.upsert import chunked, in_batch_size
+from ingest.db import chunked, in_batch_size
 
 log = logging.getLogger("ingest.services")
 

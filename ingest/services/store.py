@@ -16,7 +16,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from ingest.comments import comments_upsert
-from ingest.decide import Policy, fetch_state
+from ingest.decide import Policy, entries_decide, fetch_state
 from ingest.errors import LeaseLost, SourceError, storable
 from ingest.links import default_name
 from ingest.models import CommentFeed, TechnicalArticle
@@ -25,7 +25,8 @@ from ingest.retry import RetryStats, run_atomic
 from ingest.services.boundary import write_failure
 from ingest.services.runs import run_add
 from ingest.types import FEED_URL_MAX, LINK_MAX, REASON_MAX, SOURCE_NAME_MAX, CommentsFetched, CommentsResult, Counts, Failure, Fetched, NotModified, SourceResult
-from ingest.upsert import commit_asynchronously, entries_decide, existing_load, feed_upsert
+from ingest.db import commit_asynchronously
+from ingest.upsert import existing_load, feed_upsert
 
 log = logging.getLogger("ingest.services")
 
