@@ -76,13 +76,26 @@ def test_dash_reads_standard_input(db, monkeypatch):
     assert set(registered()) == FEEDS
 
 
-def test_dash_reads_standard_input_of_a_real_process(transactional_db):
+def manage_with_stdin(*args: str, stdin: bytes) -> subprocess.CompletedProcess:
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings", "DATABASE_URL": database_url()}
-    proc = subprocess.run([sys.executable, "manage.py", "import_opml", "-", "--json"], cwd=ROOT, env=env,
-                          input=NESTED.read_bytes(), capture_output=True, timeout=120)
+    return subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env=env, input=stdin, capture_output=True,
+                          timeout=120)
+
+
+def test_dash_reads_standard_input_of_a_real_process(transactional_db):
+    proc = manage_with_stdin("import_opml", "-", "--json", stdin=NESTED.read_bytes())
     assert proc.returncode == 0, proc.stderr.decode()
     assert {a["url"] for a in json.loads(proc.stdout)["added"]} == FEEDS
     assert set(registered()) == FEEDS
+
+
+def test_a_real_process_given_bad_opml_prints_one_sentence_and_exits_2(transactional_db):
+    proc = manage_with_stdin("import_opml", "-", stdin=b"<rss version='2.0'><channel/></rss>")
+    assert proc.returncode == 2
+    assert proc.stdout == b""
+    assert proc.stderr.decode().splitlines() == [
+        "CommandError: -: The file is XML but not OPML (its root element is <rss>)."]
+    assert TechnicalArticle.objects.count() == 0
 
 
 @pytest.mark.parametrize(("content", "sentence"), [

@@ -7,6 +7,8 @@ summary, 2 one line per item), writes results to stdout and logs to stderr. ``im
 covered the same way in tests/test_import_opml.py.
 """
 
+import io
+import json
 import re
 from io import StringIO
 from pathlib import Path
@@ -282,3 +284,43 @@ def test_pipeline_status_unhealthy_lists_the_problems(db):
     text = lines(out.getvalue())
     assert text[0].startswith("Pipeline UNHEALTHY (")
     assert text[1] == "  - no ingest_feeds run has ever completed"
+
+
+class _Terminal(StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_delete_source_declined_on_a_terminal_says_nothing_was_deleted(stored, monkeypatch):
+    monkeypatch.setattr("sys.stdin", _Terminal("n\n"))
+    out, err = run("delete_source", str(stored.pk))
+    assert out == f"Nothing deleted: source {stored.pk} is still there.\n"
+    assert err.startswith(f"Delete source {stored.pk} 'Blog' ({stored.feed_url}) with 5 entries")
+    assert err.endswith("This cannot be undone. [y/N] ")
+    monkeypatch.setattr("sys.stdin", _Terminal("n\n"))
+    out, err = run("delete_source", str(stored.pk), "--verbosity", "0")
+    assert out == "" and "[y/N]" in err  # the question is asked at every verbosity
+    assert Entry.objects.count() == 5
+
+
+def test_delete_source_without_a_terminal_or_yes_refuses_in_one_sentence(stored, monkeypatch):
+    monkeypatch.setattr("sys.stdin", StringIO("y\n"))
+    with pytest.raises(CommandError) as info:
+        run("delete_source", str(stored.pk), "--verbosity", "0")
+    assert info.value.returncode == 2
+    assert str(info.value) == f"Refusing to delete source {stored.pk} without --yes: there is no terminal to ask on."
+    assert Entry.objects.count() == 5
+
+
+@pytest.mark.parametrize(("command", "args"), [
+    ("ingest_feeds", ()), ("ingest_feeds", ("--dry-run",)), ("recompute_counts", ("--chunk-size", "1")),
+    ("recompute_counts", ("--dry-run", "--chunk-size", "1")), ("list_entries", ()), ("import_opml", ("-",)),
+    ("add_source", ("http://127.0.0.1:9/new.rss",)), ("pipeline_status", ("--no-celery",)),
+])
+def test_json_output_is_one_object_at_every_verbosity(stored, monkeypatch, command, args):
+    """--json wins over --verbosity 2: a script reading stdout gets exactly one JSON object."""
+    IngestRun.objects.update(finished_at=timezone.now())
+    opml = b'<opml><body><outline xmlUrl="http://127.0.0.1:9/o.rss"/><outline xmlUrl="file:///x"/></body></opml>'
+    monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(opml)))
+    out, err = run(command, *args, "--json", "--verbosity", "2")
+    assert len(lines(out)) == 1 and isinstance(json.loads(out), dict) and err == ""
