@@ -324,3 +324,17 @@ def test_json_output_is_one_object_at_every_verbosity(stored, monkeypatch, comma
     monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(opml)))
     out, err = run(command, *args, "--json", "--verbosity", "2")
     assert len(lines(out)) == 1 and isinstance(json.loads(out), dict) and err == ""
+
+
+@pytest.mark.parametrize(("command", "label"), [("ingest_feeds", "ingest"), ("recompute_counts", "recount")])
+def test_a_progress_bar_only_on_a_terminal_and_not_at_verbosity_0_or_with_json(feeds, command, label):
+    def stderr_of(*args) -> str:
+        out, err = StringIO(), _Terminal()
+        call_command(command, "--all" if command == "ingest_feeds" else "--dry-run", *args, stdout=out, stderr=err)
+        return err.getvalue()
+
+    drawn = stderr_of()
+    assert re.search(rf"\r{label} \[#+\] (\d+)/\1 ", drawn) and drawn.endswith("\n"), repr(drawn)
+    assert stderr_of("--verbosity", "0") == ""
+    assert stderr_of("--json") == ""
+    assert run(command, "--all" if command == "ingest_feeds" else "--dry-run")[1] == ""  # piped: no bar
