@@ -4,6 +4,7 @@
 confirmation page) and which rows changed.
 """
 
+from datetime import timedelta
 from io import StringIO
 from pathlib import Path
 
@@ -30,7 +31,7 @@ def backed_off(db, feed_server):
     """Three sources: two backed off after failures (one also switched off), one scheduled later."""
     feed_server.add("/blog.rss", (FEEDS / "blog.rss").read_bytes())
     feed_server.add("/news.atom", (FEEDS / "news.atom").read_bytes(), content_type="application/atom+xml")
-    later = timezone.now() + timezone.timedelta(days=1)
+    later = timezone.now() + timedelta(days=1)
     blog = TechnicalArticle.objects.create(name="Blog", feed_url=feed_server.url("/blog.rss"), next_fetch_at=later,
                                            consecutive_failures=3, last_error="HTTP 503 Service Unavailable.")
     news = TechnicalArticle.objects.create(name="News", feed_url=feed_server.url("/news.atom"), next_fetch_at=later,
