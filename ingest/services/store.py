@@ -121,6 +121,7 @@ def comments_store(*, fetched: CommentsFetched, stats: RetryStats | None = None)
             error = write_failure(exc, what="a comment feed", entry_id=job.entry_id)
     else:
         error = fetched.error
+    log.warning("comment feed failed", extra={"entry_id": job.entry_id, "url": job.url, "error": str(error)})
     state = fetch_state(now=now, interval=job.interval, failures=job.failures, policy=_policy(), error=error)
     run_atomic(lambda: CommentFeed.objects.update_or_create(entry_id=job.entry_id, defaults=state), stats=stats,
                label=f"comments {job.entry_id}")

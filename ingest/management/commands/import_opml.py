@@ -40,6 +40,8 @@ class Command(cli.PipelineCommand):
         if options["verbosity"] >= 2:
             for pk, url in result.added:
                 self.stdout.write(f"added     {pk:>5} {url}")
+            for pk, url in result.existing:
+                self.stdout.write(f"existing  {pk:>5} {url}")
         for url, error in result.rejected:
             self.stderr.write(self.style.WARNING(f"rejected  {url}: {error}"))
         if options["verbosity"] >= 1:

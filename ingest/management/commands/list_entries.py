@@ -28,6 +28,8 @@ class Command(cli.PipelineCommand):
         if options["json"]:
             cli.print_json(self.stdout, {"entries": rows})
             return
+        if options["verbosity"] < 1:
+            return
         if not rows:
             self.stdout.write("No entries.")
             return

@@ -56,10 +56,20 @@ class Command(cli.PipelineCommand):
         source_ids = cli.source_ids(options["source"])
         as_json, verbosity = options["json"], options["verbosity"]
         bar = cli.progress_bar(self.stderr, label="recount", options=options)
+        chunks = 0
+
+        def progress(done, total):
+            nonlocal chunks
+            chunks += 1
+            bar.update(done)
+            if verbosity >= 2 and not as_json:  # one line per chunk; on a terminal it starts over the bar
+                bar_clear = "\r" if bar.enabled else ""
+                self.stdout.write(f"{bar_clear}chunk {chunks}: {done}/{total} entries scanned")
+
         report = counts_recompute(
             source_ids=source_ids, entry_ids=entry_ids, since=since, chunk_size=chunk,
             dry_run=options["dry_run"], trigger=options["trigger"], on_start=bar.start,
-            on_progress=lambda done, total: bar.update(done),
+            on_progress=progress,
         )
         bar.finish()
         if as_json:
