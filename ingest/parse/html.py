@@ -78,10 +78,13 @@ def body(entry: FeedParserDict, base: str, guard: BodyGuard | None = None, guid:
 class BodyGuard:
     """The HTML limits for the bodies of one document, and what they cut."""
 
-    __slots__ = ("allowance", "cuts")
+    __slots__ = ("allowance", "cuts", "scan_from_tags")
 
-    def __init__(self) -> None:
+    def __init__(self, *, scan_from_tags: int | None = None) -> None:
+        """``scan_from_tags``: bodies with fewer tags are scanned only once the allowance is spent
+        (0 scans every body; ``bench/parse_guard.py`` measures both)."""
         self.allowance = _UNSCANNED_CUBED_TAGS
+        self.scan_from_tags = _SCAN_FROM_TAGS if scan_from_tags is None else scan_from_tags
         self.cuts: list[tuple[str, str]] = []  # (entry guid, reason)
 
     def limit(self, html: str, guid: str) -> str:
@@ -91,7 +94,7 @@ class BodyGuard:
             html = _cut_at_tag_boundary(html, BODY_MAX_CHARS)
             reasons.append(f"longer than {BODY_MAX_CHARS:,} characters")
         tags = html.count("<")
-        if tags < _SCAN_FROM_TAGS and tags**3 <= self.allowance:
+        if tags < self.scan_from_tags and tags**3 <= self.allowance:
             self.allowance -= tags**3
         elif overflow := html_overflow(html):
             index, reason = overflow
