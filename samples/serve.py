@@ -5,24 +5,23 @@
     python -m samples.serve --port 8765 --opml     print an OPML list of the sample feeds
 
 Every file under samples/feeds is served with an ETag and Last-Modified, and conditional requests
-get 304, so a second ingest run finds nothing modified. The placeholder origin
-``http://feeds.sample.invalid`` inside the files (comment-feed links) is replaced with this server's
-own address.
+get 304 (``samples.feedserver``, the same server the tests use), so a second ingest run finds
+nothing modified. The placeholder origin ``http://feeds.sample.invalid`` inside the files
+(comment-feed links) is replaced with this server's own address.
 """
 
 from __future__ import annotations
 
 import argparse
-import email.utils
-import hashlib
 import html
 import re
 import sys
 import time
 import urllib.request
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from xml.sax.saxutils import quoteattr
+
+from samples.feedserver import FeedServer
 
 FEEDS = Path(__file__).resolve().parent / "feeds"
 PLACEHOLDER = b"http://feeds.sample.invalid"
@@ -32,35 +31,11 @@ def top_level_feeds() -> list[Path]:
     return sorted(FEEDS.glob("*.xml"))
 
 
-class Handler(BaseHTTPRequestHandler):
-    server_version = "sample-feeds/1.0"
-
-    def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
-        path = (FEEDS / self.path.split("?", 1)[0].lstrip("/")).resolve()
-        if FEEDS not in path.parents or not path.is_file():
-            self.send_error(404)
-            return
-        body = path.read_bytes().replace(PLACEHOLDER, self.server.base_url.encode())
-        etag = '"' + hashlib.sha256(body).hexdigest()[:20] + '"'
-        modified = email.utils.formatdate(path.stat().st_mtime, usegmt=True)
-        if self.headers.get("If-None-Match") == etag or (
-            not self.headers.get("If-None-Match") and self.headers.get("If-Modified-Since") == modified
-        ):
-            self.send_response(304)
-            self.send_header("ETag", etag)
-            self.end_headers()
-            return
-        self.send_response(200)
-        content_type = "application/atom+xml" if b"<feed" in body[:500] else "application/rss+xml"
-        self.send_header("Content-Type", f"{content_type}; charset=utf-8")
-        self.send_header("Content-Length", str(len(body)))
-        self.send_header("ETag", etag)
-        self.send_header("Last-Modified", modified)
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args) -> None:  # quiet: the pipeline's summary is the output
-        pass
+def sample_server(port: int = 0) -> FeedServer:
+    """A started server with every sample feed on it, the placeholder origin replaced by its own."""
+    server = FeedServer(port=port).start()
+    server.add_folder(FEEDS, replace={PLACEHOLDER: server.base_url.encode()}, charset="utf-8")
+    return server
 
 
 def feed_title(path: Path) -> str:
@@ -97,13 +72,16 @@ def main() -> int:
         print(f"The sample server did not answer on {base_url}.", file=sys.stderr)
         return 1
     try:
-        server = ThreadingHTTPServer(("127.0.0.1", args.port), Handler)
+        server = sample_server(args.port)
     except OSError as exc:
         print(f"Cannot serve the samples on {base_url}: {exc.strerror}. Set SAMPLES_PORT to a free port.", file=sys.stderr)
         return 1
-    server.base_url = base_url
-    server.daemon_threads = True
-    server.serve_forever()
+    try:
+        server.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop()
     return 0
 
 

@@ -1,6 +1,6 @@
 import pytest
 
-from tests.httpserver import FeedServer
+from samples.feedserver import FeedServer
 from tests.workers import broker  # noqa: F401  (fixture: the Celery app on this run's own Redis keys)
 
 
@@ -12,7 +12,7 @@ def feed_server():
 
 
 # Modules that never touch the database run once, in the SQLite pass (see scripts/test).
-_NODB_MODULES = {"test_fetch", "test_parse", "test_opml", "test_mssql_driver"}
+_NODB_MODULES = {"test_fetch", "test_parse", "test_opml", "test_mssql_driver", "test_feedserver", "test_layout"}
 
 
 def pytest_collection_modifyitems(config, items):

@@ -21,20 +21,12 @@ from django.db import OperationalError
 from django_celery_beat.models import PeriodicTask
 
 from ingest import tasks
-from ingest.models import (
-    Author,
-    Comment,
-    CommentFeed,
-    Entry,
-    EntryLink,
-    IngestRun,
-    Pingback,
-    TechnicalArticle,
-)
+from ingest.models import Author, Comment, CommentFeed, Entry, EntryLink, IngestRun, Pingback, TechnicalArticle
 from ingest.services.fanout import ingest_dispatch, source_abandon
 from pipeline.beat import SeedingDatabaseScheduler
 from pipeline.celery import app
-from tests.workers import WorkerProcess, in_process_worker, wait_until
+from tests.helpers import wait_until
+from tests.workers import WorkerProcess, in_process_worker
 
 DATA = Path(__file__).parent / "data" / "feeds"
 BLOG = (DATA / "blog.rss").read_bytes()

@@ -1,30 +1,10 @@
 """Comment feeds (wfw:commentRss) and pingbacks between stored entries, through ``ingest_feeds``."""
 
-import json
-from io import StringIO
-from pathlib import Path
-
 import pytest
-from django.core.management import call_command
 
 from ingest.models import Comment, Entry, Pingback, TechnicalArticle
 from ingest.links import link_key, normalize_url
-
-DATA = Path(__file__).parent / "data"
-
-
-def ingest(*args) -> dict:
-    out = StringIO()
-    call_command("ingest_feeds", "--json", *args, stdout=out, stderr=StringIO())
-    return json.loads(out.getvalue())
-
-
-def serve_wordpress(server, *, fetch_comments=True) -> TechnicalArticle:
-    body = (DATA / "comments" / "wordpress.rss").read_text().replace("__BASE__", server.base_url)
-    server.add("/wp.rss", body)
-    for name in ("covering", "filtered"):
-        server.add(f"/comments/{name}.rss", (DATA / "comments" / f"{name}.rss").read_bytes(), etag=f'"{name}"')
-    return TechnicalArticle.objects.create(name="wp", feed_url=server.url("/wp.rss"), fetch_comments=fetch_comments)
+from tests.helpers import DATA, ingest, serve_wordpress
 
 
 def test_comment_feeds_are_ingested_and_counters_match(db, feed_server, settings):

@@ -20,7 +20,6 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from io import StringIO
-from pathlib import Path
 
 import pytest
 from django.core.management import call_command
@@ -28,10 +27,9 @@ from django.core.management.base import CommandError
 from django.db import connection
 
 from ingest.models import TechnicalArticle
-from tests.reliability.helpers import observe
-from tests.workers import database_url
+from tests.helpers import ROOT, database_url
+from tests.reliability.runner import observe
 
-ROOT = Path(__file__).resolve().parent.parent
 CLOSED = "postgres://postgres@127.0.0.1:1/none"  # nothing listens: a database access exits 1, not 2
 ID_MAX = 2**63 - 1
 # What the test process's environment sets for the test settings; the real settings start clean.

@@ -16,7 +16,6 @@ import re
 import subprocess
 import sys
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 from django.contrib.auth.models import Permission, User
@@ -29,9 +28,8 @@ from django.utils import timezone
 
 from ingest.models import Author, Comment, CommentFeed, Entry, EntryLink, Pingback, TechnicalArticle
 from ingest.services.delete import MAX_CHUNK, entry_relations, source_delete
-from tests.workers import database_url
+from tests.helpers import ROOT, database_url
 
-ROOT = Path(__file__).resolve().parent.parent
 ENTRIES = 2500
 COMMENTS_PER_ENTRY = 2
 _IN_LIST = re.compile(r"\bIN \(((?:[^()']|'(?:[^']|'')*')*)\)", re.I)

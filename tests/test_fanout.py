@@ -5,27 +5,17 @@ from __future__ import annotations
 
 import json
 from io import StringIO
-from pathlib import Path
 
 from django.core.management import call_command
 
 from ingest.models import Comment, IngestRun, TechnicalArticle
 from ingest.services.fanout import ingest_dispatch, source_ingest
-
-DATA = Path(__file__).parent / "data"
-
-
-def _wordpress(server) -> TechnicalArticle:
-    body = (DATA / "comments" / "wordpress.rss").read_text().replace("__BASE__", server.base_url)
-    server.add("/wp.rss", body)
-    for name in ("covering", "filtered"):
-        server.add(f"/comments/{name}.rss", (DATA / "comments" / f"{name}.rss").read_bytes(), etag=f'"{name}"')
-    return TechnicalArticle.objects.create(name="wp", feed_url=server.url("/wp.rss"), fetch_comments=True)
+from tests.helpers import serve_wordpress
 
 
 def test_a_fanned_out_run_counts_its_comment_feeds_and_records_the_same_stats_as_a_local_run(db, feed_server, settings):
     settings.INGEST_COMMENTS_DAYS = 36500  # the sample posts are dated 2026-11
-    wp = _wordpress(feed_server)
+    wp = serve_wordpress(feed_server)
     feed_server.add("/broken.rss", b"nope", status=500)
     broken = TechnicalArticle.objects.create(name="broken", feed_url=feed_server.url("/broken.rss"))
 

@@ -24,7 +24,7 @@ from django.core.exceptions import ImproperlyConfigured
 from ingest.errors import BlockedURL, BodyTooLarge, FetchError, HTTPStatusError, SourceGone
 from ingest.fetch import FetchSettings, check_url, fetch_feed, make_client, parse_retry_after
 from ingest.types import FetchRequest
-from tests.httpserver import FeedServer
+from samples.feedserver import FeedServer
 
 FEED = b'<?xml version="1.0"?><rss version="2.0"><channel><title>T</title></channel></rss>'
 MIB = 1 << 20

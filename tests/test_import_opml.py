@@ -17,7 +17,7 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 
 from ingest.models import TechnicalArticle
-from tests.workers import database_url
+from tests.helpers import database_url
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = Path(__file__).parent / "data" / "opml"

@@ -14,16 +14,11 @@ from django.utils import timezone
 
 from ingest.models import Entry, IngestRun, TechnicalArticle
 from ingest.services.sources import source_add
+from tests.helpers import ingest
 
 DATA = Path(__file__).parent / "data" / "feeds"
 BLOG = (DATA / "blog.rss").read_bytes()
 NEWS = (DATA / "news.atom").read_bytes()
-
-
-def ingest(*args) -> dict:
-    out = StringIO()
-    call_command("ingest_feeds", "--json", *args, stdout=out, stderr=StringIO())
-    return json.loads(out.getvalue())
 
 
 def source(server, path, **kwargs) -> TechnicalArticle:

@@ -7,7 +7,7 @@ import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
-from tests.test_comments_pingbacks import ingest, serve_wordpress
+from tests.helpers import ingest, serve_wordpress
 
 
 def run(*args) -> str:

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from ingest.models import Entry, TechnicalArticle
-from tests.workers import database_url
+from tests.helpers import database_url
 
 ROOT = Path(__file__).resolve().parent.parent
 FEEDS = Path(__file__).parent / "data" / "feeds"

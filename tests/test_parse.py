@@ -462,6 +462,7 @@ def test_every_sample_feed_parses_cleanly(path):
 def test_wordpress_sample_comment_feeds_match_the_reported_counts():
     feed = parse_feed((SAMPLES / "wordpress.xml").read_bytes())
 
+    assert len(feed.entries) == 6 and sum(entry.reported_comments for entry in feed.entries) == 14
     for entry in feed.entries:
         prefix, _, name = entry.comments_feed_url.rpartition("/")
         assert prefix == "http://feeds.sample.invalid/comments"

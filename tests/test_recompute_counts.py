@@ -15,6 +15,7 @@ from django.test.utils import CaptureQueriesContext
 from bench import recount_strategies
 from ingest import counters
 from ingest.models import Comment, Entry, IngestRun, Pingback, TechnicalArticle
+from tests.helpers import postgres_only, serve_wordpress
 
 NOW = datetime(2026, 11, 20, tzinfo=timezone.utc)
 
@@ -127,14 +128,9 @@ def test_bad_arguments(db, args, message):
     assert info.value.returncode == 2
 
 
-postgres_only = pytest.mark.skipif(connection.vendor != "postgresql", reason="needs a real PostgreSQL")
-
-
 @postgres_only
 @pytest.mark.django_db(transaction=True)
 def test_recompute_beside_concurrent_comment_writers_and_ingest_loses_nothing(feed_server, settings):
-    from tests.test_comments_pingbacks import serve_wordpress
-
     settings.INGEST_COMMENTS_DAYS = 36500
     serve_wordpress(feed_server)
     entries = make_entries(400)

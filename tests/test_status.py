@@ -20,7 +20,8 @@ from django.utils import timezone
 
 from ingest import monitoring, selectors
 from ingest.models import Entry, IngestRun, TechnicalArticle
-from tests.workers import ROOT, database_url, in_process_worker, wait_until
+from tests.helpers import ROOT, database_url, wait_until
+from tests.workers import in_process_worker
 
 DATA = Path(__file__).parent / "data" / "feeds"
 BLOG = (DATA / "blog.rss").read_bytes()

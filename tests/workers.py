@@ -13,31 +13,16 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import uuid
 from contextlib import contextmanager
 from pathlib import Path
-from urllib.parse import quote
 
 import pytest
 import redis
 from celery.contrib.testing.worker import start_worker
-from django.db import connection
 
 from pipeline.celery import app
-
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def wait_until(predicate, *, timeout: float = 20.0, interval: float = 0.05, message: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {message}")
-        time.sleep(interval)
+from tests.helpers import ROOT, database_url, wait_until
 
 
 def redis_cleanup() -> None:
@@ -81,26 +66,6 @@ def in_process_worker(*, concurrency: int = 2, pool: str = "threads"):
     with start_worker(app, pool=pool, concurrency=concurrency, perform_ping_check=False,
                       shutdown_timeout=30, loglevel="WARNING", hostname=f"test-{uuid.uuid4().hex[:8]}@localhost") as worker:
         yield worker
-
-
-def database_url() -> str:
-    """DATABASE_URL of the test database, for a worker process started by a test."""
-    settings = connection.settings_dict
-    engine = settings["ENGINE"]
-    if engine == "django.db.backends.sqlite3":
-        name = str(settings["NAME"])
-        if name == ":memory:" or "mode=memory" in name:
-            pytest.skip("an in-memory SQLite database is not reachable from another process")
-        return "sqlite:///" + name
-    schemes = {"django.db.backends.postgresql": "postgres", "django.db.backends.mysql": "mysql"}
-    if engine not in schemes:
-        pytest.skip(f"no worker-process test for {engine}")
-    auth = quote(settings["USER"] or "", safe="")
-    if settings["PASSWORD"]:
-        auth += ":" + quote(settings["PASSWORD"], safe="")
-    host = settings["HOST"] or "127.0.0.1"
-    port = f":{settings['PORT']}" if settings["PORT"] else ""
-    return f"{schemes[engine]}://{auth}@{host}{port}/{quote(settings['NAME'], safe='')}"
 
 
 class WorkerProcess:

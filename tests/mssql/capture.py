@@ -195,7 +195,7 @@ class FeedServerFixture:
     """One loopback server for every target; feeds are generated once and switched by revision."""
 
     def __init__(self, entries: int):
-        from tests.httpserver import FeedServer
+        from samples.feedserver import FeedServer
 
         self.server = FeedServer()
         self.entries = entries

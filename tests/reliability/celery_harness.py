@@ -23,7 +23,7 @@ import pytest
 import redis
 from celery import Celery
 
-from tests.reliability.helpers import ROOT, database_url, wait_until
+from tests.helpers import ROOT, database_url, wait_until
 
 SHARED_REDIS = os.environ.get("RELIABILITY_REDIS_URL", "redis://127.0.0.1:6379/11")
 

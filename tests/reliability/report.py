@@ -3,7 +3,7 @@
     python -m tests.reliability.report                         # print the table
     python -m tests.reliability.report --write docs/reliability.md   # replace it between the markers
 
-Each test records what it saw with ``helpers.observe(scenario, text)`` into
+Each test records what it saw with ``runner.observe(scenario, text)`` into
 ``var/reliability/observed.jsonl``; the newest observation per scenario and backend is shown.
 """
 
@@ -31,7 +31,7 @@ class Scenario:
     done: str
     must_hold: str
     tests: tuple[str, ...]
-    observed: tuple[str, ...]  # observation keys (helpers.observe)
+    observed: tuple[str, ...]  # observation keys (runner.observe)
     where: str = "every backend"
 
 

@@ -6,7 +6,7 @@ with no, odd or broken ``Location``), header names and values in any bytes (non-
 characters, CR/LF, very long), odd ``ETag`` / ``Last-Modified`` / ``Content-Type`` /
 ``Content-Encoding`` / ``Content-Length`` / ``Retry-After`` values, and bodies that are valid RSS or
 Atom, truncated anywhere, random bytes, mis-encoded, gzip that lies, or empty. They are served by the
-real test server on 127.0.0.1 (``tests/httpserver.py``): through http.server's own header writing
+real test server on 127.0.0.1 (``samples/feedserver/``): through http.server's own header writing
 (``Scripted``), or written byte for byte (``Raw``) so nothing constrains the header bytes. Beside
 them a CONTROL feed with three known entries, on a server of its own: sources on one origin share
 pooled connections, so a raw reply that closes its connection is a matter between one server and
@@ -58,9 +58,10 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from ingest.models import Entry, IngestRun, TechnicalArticle
-from tests.httpserver import FeedServer
+from samples.feedserver import FeedServer
+from tests.helpers import rss, rss_item, vendor, wipe
 from tests.reliability import tripwire
-from tests.reliability.helpers import manage, observe, rss, rss_item, vendor, wipe
+from tests.reliability.runner import manage, observe
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -10,6 +10,7 @@ here the kill lands while the worker's transaction is open.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import threading
 import time
@@ -21,6 +22,20 @@ from django.db import connection
 from django.utils import timezone
 
 from ingest.models import Entry, IngestRun, TechnicalArticle
+from samples.feedserver import FeedServer
+from tests.helpers import (
+    WHEN,
+    entry_keys,
+    expected_entries,
+    generate_feeds,
+    postgres_only,
+    rss,
+    rss_item,
+    snapshot,
+    vendor,
+    wait_until,
+    wipe,
+)
 from tests.reliability.celery_harness import (
     SHARED_REDIS,
     Broker,
@@ -30,20 +45,7 @@ from tests.reliability.celery_harness import (
     result_of,
     run_finished,
 )
-from tests.reliability.helpers import (
-    WHEN,
-    entry_keys,
-    manage,
-    observe,
-    postgres_only,
-    rss,
-    rss_item,
-    snapshot,
-    vendor,
-    wait_until,
-    wipe,
-)
-from tests.reliability.loadserver import LoadServer, expected_entries, generate_feeds
+from tests.reliability.runner import manage, observe
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -58,13 +60,13 @@ def shared_broker():
     broker.close()
 
 
-def _register(server: LoadServer, paths) -> dict[str, TechnicalArticle]:
+def _register(server: FeedServer, paths) -> dict[str, TechnicalArticle]:
     return {path: TechnicalArticle.objects.create(name=path, feed_url=server.url(path)) for path in paths}
 
 
 def test_manual_run_and_celery_run_at_the_same_moment_never_share_a_source(shared_broker, tmp_path):
     feeds, unique = generate_feeds(30, 10, seed=3)
-    with LoadServer(feeds, latency=(0.1, 0.3), seed=5) as server:
+    with FeedServer(feeds=feeds, latency=(0.1, 0.3), seed=5) as server:
         _register(server, feeds)
         worker = CeleryProcess("worker", broker=shared_broker, log_dir=tmp_path, concurrency=4).start()
         try:
@@ -90,8 +92,8 @@ def test_manual_run_and_celery_run_at_the_same_moment_never_share_a_source(share
                     # Due sources only: every source fetched, by one run at a time. A source the other
                     # run stored between this run's due-check and its claim may be fetched again: a
                     # conditional GET answered 304, which writes nothing.
-                    assert len(server.requests) == 30, server.requests
-                    refetched = {path for path, n in server.requests.items() if n > 1}
+                    assert len(server.hit_counts()) == 30, server.hit_counts()
+                    refetched = {path for path, n in server.hit_counts().items() if n > 1}
                     again = [s for s in by_hand_report["sources"] if s["url"][len(server.base_url):] in refetched]
                     assert all(s["outcome"] == "not_modified" for s in again), again
         except BaseException:
@@ -161,7 +163,7 @@ def test_redis_stopped_while_worker_and_beat_run_then_back_everything_due_is_ing
     feeds, unique = generate_feeds(14, 5, seed=11)
     paths = sorted(feeds)
     env = {**OUTAGE_ENV, "INGEST_LEASE_SECONDS": "60" if persistent else "10"}
-    with LoadServer(feeds) as server:
+    with FeedServer(feeds=feeds) as server:
         fast = _register(server, paths[:4])
         worker = CeleryProcess("worker", broker=broker, log_dir=tmp_path, env=env, concurrency=2).start()
         beat = CeleryProcess("beat", broker=broker, log_dir=tmp_path, env=env).start()
@@ -169,7 +171,7 @@ def test_redis_stopped_while_worker_and_beat_run_then_back_everything_due_is_ing
             wait_until(lambda: _all_stored(fast.values()), timeout=60, message="beat's first runs to ingest the sources")
             server.latency = (1.5, 1.5)  # from now on every feed takes 1.5 s: tasks queue up behind the 2 processes
             slow = _register(server, paths[4:10])
-            wait_until(lambda: sum(server.requests[p] for p in paths[4:10]) >= 1, timeout=30,
+            wait_until(lambda: sum(server.hits(p) for p in paths[4:10]) >= 1, timeout=30,
                        message="a source task of the slow sources to start")
             redis_server.stop()
             down_at = time.monotonic()
@@ -202,6 +204,14 @@ def test_redis_stopped_while_worker_and_beat_run_then_back_everything_due_is_ing
     not_clean = "; ".join(f"run {r.pk} {r.status}: {r.error.rstrip('.')}" for r in runs.exclude(status="succeeded"))
     if persistent:
         assert statuses == ["succeeded"], not_clean  # no source task was lost with the broker
+    else:
+        # The queue went with Redis: the run whose source tasks vanished is closed partial, and says
+        # how many never reported and that their sources are due again (they were: see above). No run
+        # is left running or marked failed.
+        assert "partial" in statuses and set(statuses) <= {"partial", "succeeded"}, not_clean
+        lost = list(runs.filter(status="partial").values_list("error", flat=True))
+        assert all(re.fullmatch(r"[1-9]\d* source task\(s\) never reported \(lost or expired\); "
+                                r"those sources are due again\.", error) for error in lost), lost
     observe(f"redis-outage-{'aof' if persistent else 'volatile'}",
             f"{vendor()}: Redis {'with AOF' if persistent else 'without persistence'} down {back_at - down_at:.0f}s "
             f"with source tasks queued and running, 4 sources registered meanwhile; worker and beat survived; "
@@ -238,7 +248,7 @@ def test_worker_killed_inside_its_transaction_redelivers_and_ends_like_an_undist
     require_redis(broker)
     broker.cleanup()
     env = {"INGEST_DEADLINE": "30", "INGEST_PARSE_PROCESSES": "0"}
-    with LoadServer(feeds) as server:
+    with FeedServer(feeds=feeds) as server:
         _register(server, feeds)
         worker = CeleryProcess("worker", broker=broker, log_dir=tmp_path, env=env, concurrency=1).start()
         try:
@@ -249,7 +259,7 @@ def test_worker_killed_inside_its_transaction_redelivers_and_ends_like_an_undist
             killed_at = timezone.now()
             run = run_finished(dispatched["run_id"], timeout=120)
             disturbed = snapshot()
-            assert server.requests["/big.rss"] == 2, "the killed task was not delivered again"
+            assert server.hits("/big.rss") == 2, "the killed task was not delivered again"
 
             wipe()
             _register(server, feeds)

@@ -16,13 +16,10 @@ from pathlib import Path
 import pytest
 
 from ingest.models import TechnicalArticle
-from tests.reliability.helpers import (
-    DATA,
-    assert_one_sentence_error,
-    manage,
-    observe,
-    vendor,
-)
+from tests.helpers import vendor
+from tests.reliability.runner import assert_one_sentence_error, manage, observe
+
+DATA = Path(__file__).parent / "data"
 
 CLOSED = "postgres://postgres@127.0.0.1:1/x"
 PRODUCTION_GUARD = {"INGEST_ALLOWED_NETWORKS": ""}  # loopback refused, as in production

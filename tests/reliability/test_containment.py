@@ -16,15 +16,15 @@ import subprocess
 import sys
 import time
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 from django.db import connection
 from django.utils import timezone
 
 from ingest.models import Comment, Entry, IngestRun, TechnicalArticle
-from tests.httpserver import FeedServer
-from tests.reliability.helpers import ROOT, TRACEBACK, database_url, manage, observe, rss, rss_item, wait_until
+from samples.feedserver import FeedServer
+from tests.helpers import ROOT, database_url, rss, rss_item, wait_until
+from tests.reliability.runner import TRACEBACK, manage, observe
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -21,15 +21,9 @@ import pytest
 from django.db.models import Count
 
 from ingest.models import Entry, IngestRun, TechnicalArticle
-from tests.httpserver import FeedServer
-from tests.reliability.helpers import (
-    ROOT,
-    manage,
-    observe,
-    postgres_only,
-    snapshot,
-    vendor,
-)
+from samples.feedserver import FeedServer
+from tests.helpers import ROOT, postgres_only, snapshot, vendor
+from tests.reliability.runner import manage, observe
 
 pytestmark = [pytest.mark.slow, postgres_only, pytest.mark.django_db(transaction=True)]
 

@@ -21,21 +21,8 @@ from django.utils import timezone
 
 from ingest import pingbacks
 from ingest.models import Comment, Entry, IngestRun, Pingback, TechnicalArticle
-from tests.reliability.helpers import (
-    WHEN,
-    assert_one_sentence_error,
-    call,
-    entry_keys,
-    manage,
-    observe,
-    postgres_only,
-    rss,
-    rss_item,
-    snapshot,
-    vendor,
-    wait_until,
-    wipe,
-)
+from tests.helpers import WHEN, call, entry_keys, postgres_only, rss, rss_item, snapshot, vendor, wait_until, wipe
+from tests.reliability.runner import assert_one_sentence_error, manage, observe
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

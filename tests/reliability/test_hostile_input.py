@@ -25,17 +25,11 @@ from django.db.models import Max
 from django.db.models.functions import Length
 
 from ingest.models import Entry, IngestRun, TechnicalArticle
-from tests.httpserver import FeedServer
-from tests.reliability.helpers import (
-    DATA,
-    manage,
-    observe,
-    postgres_only,
-    rss,
-    rss_item,
-    snapshot,
-    vendor,
-)
+from samples.feedserver import FeedServer
+from tests.helpers import postgres_only, rss, rss_item, snapshot, vendor
+from tests.reliability.runner import manage, observe
+
+DATA = Path(__file__).parent / "data"
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -20,23 +20,10 @@ from django.utils import timezone
 
 from ingest.models import Entry, TechnicalArticle
 from ingest.selectors import sources_due
-from tests.reliability.celery_harness import (
-    SHARED_REDIS,
-    Broker,
-    CeleryProcess,
-    require_redis,
-    result_of,
-    run_finished,
-)
-from tests.reliability.helpers import (
-    entry_keys,
-    manage,
-    observe,
-    postgres_only,
-    vendor,
-    wipe,
-)
-from tests.reliability.loadserver import LoadServer, expected_entries, generate_feeds
+from samples.feedserver import FeedServer
+from tests.helpers import entry_keys, expected_entries, generate_feeds, postgres_only, vendor, wipe
+from tests.reliability.celery_harness import SHARED_REDIS, Broker, CeleryProcess, require_redis, result_of, run_finished
+from tests.reliability.runner import manage, observe
 
 pytestmark = [pytest.mark.slow, postgres_only, pytest.mark.django_db(transaction=True)]
 
@@ -50,12 +37,12 @@ def feeds():
     return generate_feeds(SOURCES, ENTRIES, seed=2026)
 
 
-def _register(server: LoadServer, bodies) -> dict[int, str]:
+def _register(server: FeedServer, bodies) -> dict[int, str]:
     TechnicalArticle.objects.bulk_create(TechnicalArticle(name=path, feed_url=server.url(path)) for path in sorted(bodies))
     return dict(TechnicalArticle.objects.values_list("pk", "feed_url"))
 
 
-def _check_first_pass(server: LoadServer, unique, urls: dict[int, str], failed_ids: set[int]) -> None:
+def _check_first_pass(server: FeedServer, unique, urls: dict[int, str], failed_ids: set[int]) -> None:
     """Entries equal what was served; the failed sources are exactly those given a 500, backed off."""
     expected = expected_entries(server, unique)
     assert entry_keys() == expected and Entry.objects.count() == len(expected)
@@ -73,7 +60,7 @@ def _check_first_pass(server: LoadServer, unique, urls: dict[int, str], failed_i
 
 def test_load_through_the_command_with_16_workers(feeds):
     bodies, unique = feeds
-    with LoadServer(bodies, latency=LATENCY, error_rate=ERROR_RATE, seed=1) as server:
+    with FeedServer(feeds=bodies, latency=LATENCY, error_rate=ERROR_RATE, seed=1) as server:
         urls = _register(server, bodies)
         first = manage("ingest_feeds", "--json", "--workers", "16", env=ENV, timeout=900)
         assert first.returncode == 0, first.explain()
@@ -110,7 +97,7 @@ def test_load_through_two_celery_workers(feeds, tmp_path):
     broker.cleanup()
     workers = []
     try:
-        with LoadServer(bodies, latency=LATENCY, error_rate=ERROR_RATE, seed=2) as server:
+        with FeedServer(feeds=bodies, latency=LATENCY, error_rate=ERROR_RATE, seed=2) as server:
             urls = _register(server, bodies)
             workers = [CeleryProcess("worker", broker=broker, log_dir=tmp_path, env=ENV, concurrency=8).start()
                        for _ in range(2)]

@@ -11,6 +11,7 @@ pytestmark = pytest.mark.nodb
 
 
 def test_every_scenario_names_tests_that_exist():
+    assert SCENARIOS and all(scenario.tests for scenario in SCENARIOS)
     for scenario in SCENARIOS:
         for test in scenario.tests:
             path, name = test.split("::")
