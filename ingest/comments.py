@@ -13,7 +13,7 @@ from datetime import datetime
 
 from ingest.counters import counters_refresh
 from ingest.db import MAX_ROWS_PER_STATEMENT
-from ingest.identity import guid_key
+from ingest.identity import first_by_guid
 from ingest.models import Comment
 from ingest.types import ParsedComment
 
@@ -27,12 +27,7 @@ def comments_upsert(*, entry_id: int, comments: Sequence[ParsedComment], fetched
         for key, pk, *values in Comment.objects.filter(entry_id=entry_id).values_list("guid_key", "pk", *FIELDS)
     }
     new, changed = [], []
-    seen: set[str] = set()
-    for parsed in comments:
-        key = guid_key(parsed.guid)
-        if key in seen:
-            continue
-        seen.add(key)
+    for key, parsed in first_by_guid(comments):
         current = existing.get(key)
         values = [parsed.author_name, parsed.author_email, parsed.body, parsed.published_at or fetched_at]
         if current is None:

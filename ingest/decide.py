@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, fields
 from datetime import datetime, timedelta
 
 from ingest.errors import SourceError, storable
-from ingest.identity import guid_key
+from ingest.identity import first_by_guid
 from ingest.types import (
     ETAG_MAX, LAST_MODIFIED_MAX, REASON_MAX, CommentsResult, ExistingEntry, FetchResult, ParsedEntry, Plan, SourceResult,
 )
@@ -86,12 +86,7 @@ def entries_decide(entries: Iterable[ParsedEntry], existing: dict[str, ExistingE
     new: list[ParsedEntry] = []
     changed: list[tuple[ParsedEntry, ExistingEntry]] = []
     unchanged = 0
-    seen: set[str] = set()
-    for entry in entries:
-        key = guid_key(entry.guid)
-        if key in seen:
-            continue
-        seen.add(key)
+    for key, entry in first_by_guid(entries):
         current = existing.get(key)
         if current is None:
             new.append(entry)

@@ -32,9 +32,13 @@ from __future__ import annotations
 
 import hashlib
 import unicodedata
+from collections.abc import Iterable, Iterator
+from typing import TypeVar
 
 from ingest.links import normalize_url
 from ingest.types import KEY_LENGTH  # hex digits of a SHA-256
+
+T = TypeVar("T")
 
 __all__ = ["KEY_LENGTH", "author_key", "feed_url_key", "guid_key", "text_form", "url_key"]
 
@@ -69,3 +73,14 @@ def url_key(url: str) -> str:
 
 
 feed_url_key = url_key
+
+
+def first_by_guid(items: Iterable[T]) -> Iterator[tuple[str, T]]:
+    """(guid key, item) for the first item of each guid key, in order: of entries or comments that
+    share a key (which the database stores as one row) the first one in the feed counts."""
+    seen: set[str] = set()
+    for item in items:
+        key = guid_key(item.guid)
+        if key not in seen:
+            seen.add(key)
+            yield key, item

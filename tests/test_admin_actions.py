@@ -9,7 +9,6 @@ from io import StringIO
 from pathlib import Path
 
 import pytest
-from django.contrib.auth.models import User
 from django.core.management import call_command
 from django.utils import timezone
 
@@ -17,13 +16,6 @@ from ingest.models import Entry, IngestRun, TechnicalArticle
 
 FEEDS = Path(__file__).parent / "data" / "feeds"
 CHANGELIST = "/admin/ingest/technicalarticle/"
-
-
-@pytest.fixture
-def admin_client(db, client):
-    User.objects.create_superuser("admin", "admin@example.com", "pw")
-    client.login(username="admin", password="pw")
-    return client
 
 
 @pytest.fixture
