@@ -31,7 +31,7 @@ from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, connections, transaction
 from django.db import utils as db_utils
 
-from ingest.errors import NestedAtomicError
+from ingest.errors import NestedAtomicError, first_line
 
 log = logging.getLogger("ingest.retry")
 T = TypeVar("T")
@@ -250,7 +250,7 @@ def run_atomic(
                     "attempt": attempt + 1,
                     "max_attempts": attempts,
                     "wait_s": round(wait, 3),
-                    "error": str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__,
+                    "error": first_line(exc, 300),
                 },
             )
             time.sleep(wait)
