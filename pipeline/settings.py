@@ -90,6 +90,33 @@ elif not DEBUG and (SECRET_KEY.startswith("django-insecure") or len(SECRET_KEY) 
 ALLOWED_HOSTS = _list("DJANGO_ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]")
 CSRF_TRUSTED_ORIGINS = _list("DJANGO_CSRF_TRUSTED_ORIGINS")
 
+# --- Web: HTTPS behind a TLS proxy (docs/compose.md, "Behind a TLS proxy") ----------------------
+# DJANGO_HTTPS: every request reaches the web process through a proxy that terminates TLS and sets
+# X-Forwarded-Proto, overwriting whatever the client sent; a request is https when that header says
+# so. Plain HTTP is redirected to https, except /healthz (pipeline/urls.py), which the container's
+# health check and load balancers probe over plain HTTP. The HSTS variables are checked even when off.
+_HTTPS = _bool("DJANGO_HTTPS", False)
+# A browser that saw the header refuses plain HTTP to this host for that long (a year by default).
+_HSTS_SECONDS = _number("DJANGO_HSTS_SECONDS", 365 * 86400, kind=int, maximum=_MAX_SECONDS)
+# Both reach beyond this web process (every subdomain; the browsers' built-in list): only when asked for.
+_HSTS_SUBDOMAINS = _bool("DJANGO_HSTS_INCLUDE_SUBDOMAINS", False)
+_HSTS_PRELOAD = _bool("DJANGO_HSTS_PRELOAD", False)
+if _HSTS_PRELOAD and not (_HSTS_SUBDOMAINS and _HSTS_SECONDS >= 365 * 86400):
+    raise ImproperlyConfigured("DJANGO_HSTS_PRELOAD needs DJANGO_HSTS_INCLUDE_SUBDOMAINS on and DJANGO_HSTS_SECONDS of "
+                               "at least 31536000 (a year): the preload list (hstspreload.org) refuses less.")
+if _HTTPS:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SECURE_SSL_REDIRECT = True
+    SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+    SECURE_HSTS_SECONDS = _HSTS_SECONDS
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = _HSTS_SUBDOMAINS
+    SECURE_HSTS_PRELOAD = _HSTS_PRELOAD
+    # check --deploy warns while these two are off (security.W005, W021); here they are a choice.
+    SILENCED_SYSTEM_CHECKS = [name for name, on in (("security.W005", _HSTS_SUBDOMAINS),
+                                                    ("security.W021", _HSTS_PRELOAD)) if not on]
+
 INSTALLED_APPS = [
     "django.contrib.admin",
     "django.contrib.auth",
