@@ -1,12 +1,58 @@
+"""The admin, as an operator's console: sources with their fetch state and actions (fetch now,
+re-activate, reset backoff, a chunked delete), feed URLs checked by the fetch guard as
+``add_source`` checks them, entries whose counters only the pipeline writes, read-only runs with
+their details laid out, and django-celery-beat's tables only when beat reads them. Thin: every
+write beyond Django's own form saves goes through ``ingest.services``. See docs/admin.md.
+"""
+
+import json
+
+from django import forms
 from django.apps import apps
+from django.conf import settings
 from django.contrib import admin
 from django.contrib.admin.options import csrf_protect_m
+from django.urls import NoReverseMatch, reverse, reverse_lazy
+from django.utils.html import format_html, format_html_join
 from django.utils.text import capfirst
+from django_celery_beat import admin as beat_admin  # registers its tables first, so that they can be unregistered
+from django_celery_beat.models import ClockedSchedule, CrontabSchedule, IntervalSchedule, PeriodicTask, SolarSchedule
 
+from ingest.errors import BlockedURL
 from ingest.models import Author, Comment, Entry, IngestRun, Pingback, TechnicalArticle
 from ingest.services.delete import source_delete, source_delete_preview
 from ingest.services.recount import entries_counts_refresh
-from ingest.services.sources import sources_schedule_now
+from ingest.services.sources import source_url_check, sources_activate, sources_backoff_reset, sources_schedule_now
+
+# "View site": the health endpoint, the one page of this product outside the admin (no public site).
+admin.site.site_url = reverse_lazy("healthz")
+
+# --- django-celery-beat's tables: shown only when beat reads them ---------------------------------
+
+PERIODIC_TASK_ADMINS = {
+    PeriodicTask: beat_admin.PeriodicTaskAdmin,
+    IntervalSchedule: beat_admin.IntervalScheduleAdmin,
+    CrontabSchedule: beat_admin.CrontabScheduleAdmin,
+    SolarSchedule: beat_admin.SolarScheduleAdmin,
+    ClockedSchedule: beat_admin.ClockedScheduleAdmin,
+}
+
+
+def periodic_tasks_admin(site: admin.AdminSite = admin.site) -> bool:
+    """Register django-celery-beat's tables on ``site`` under the database scheduler
+    (``PIPELINE_BEAT_SCHEDULER=database``), unregister them otherwise: under the default scheduler
+    beat reads ``CELERY_BEAT_SCHEDULE`` and an edit there would do nothing. Returns whether they are
+    shown. Run at import; the URLconf takes the site's URLs once, so a change later needs it reloaded."""
+    shown = getattr(settings, "PIPELINE_BEAT_SCHEDULER", "settings") == "database"
+    for model, model_admin in PERIODIC_TASK_ADMINS.items():
+        if shown and not site.is_registered(model):
+            site.register(model, model_admin)
+        elif not shown and site.is_registered(model):
+            site.unregister(model)
+    return shown
+
+
+periodic_tasks_admin()
 
 
 class CounterSourceAdmin(admin.ModelAdmin):
@@ -33,8 +79,24 @@ class CounterSourceAdmin(admin.ModelAdmin):
         self._refresh(objs)
 
 
+class SourceForm(forms.ModelForm):
+    """A feed URL typed in the admin passes the check ``add_source`` makes (the fetch guard): a URL in
+    a private network is refused with the guard's sentence, which names the setting that allows it.
+    (No Meta: the admin builds it from the fieldsets, as for its own default form.)"""
+
+    def clean_feed_url(self):
+        url = self.cleaned_data["feed_url"]
+        if url and (self.instance._state.adding or "feed_url" in self.changed_data):
+            try:
+                source_url_check(url)
+            except BlockedURL as exc:
+                raise forms.ValidationError(str(exc), code="blocked") from None
+        return url
+
+
 @admin.register(TechnicalArticle)
 class TechnicalArticleAdmin(admin.ModelAdmin):
+    form = SourceForm
     list_display = ("name", "feed_url", "active", "fetch_comments", "last_success_at", "next_fetch_at",
                     "consecutive_failures", "last_error")
     list_filter = ("active", "fetch_comments")
@@ -47,12 +109,27 @@ class TechnicalArticleAdmin(admin.ModelAdmin):
         ("Last fetch", {"fields": ("last_fetched_at", "last_success_at", "last_status", "consecutive_failures",
                                    "last_error", "etag", "last_modified", "lease_owner", "lease_expires_at", "created_at")}),
     )
-    actions = ["fetch_now"]
+    actions = ["fetch_now", "reactivate", "reset_backoff"]
 
     @admin.action(description="Fetch at the next run (clear backoff)")
     def fetch_now(self, request, queryset):
         updated = sources_schedule_now(ids=list(queryset.values_list("pk", flat=True)))
         self.message_user(request, f"{updated} source(s) will be fetched by the next run.")
+
+    @admin.action(description="Re-activate (keep the schedule)")
+    def reactivate(self, request, queryset):
+        ids = list(queryset.values_list("pk", flat=True))
+        switched = sources_activate(ids=ids)
+        already = f" ({len(ids) - switched} already active)" if len(ids) > switched else ""
+        self.message_user(request, f"{switched} source(s) re-activated{already}; each is fetched when it is due.")
+
+    @admin.action(description="Reset backoff (forget failures, fetch at the next run)")
+    def reset_backoff(self, request, queryset):
+        ids = list(queryset.values_list("pk", flat=True))
+        inactive = queryset.filter(active=False).count()
+        updated = sources_backoff_reset(ids=ids)
+        note = f" {inactive} of them inactive: re-activate them to fetch them." if inactive else ""
+        self.message_user(request, f"{updated} source(s): failures forgotten, due at the next run.{note}")
 
     # Deleting a source goes through ingest.services.delete, chunk by chunk, like `manage.py
     # delete_source`: Django's collector would list and delete every entry, comment and pingback in
@@ -113,9 +190,12 @@ class EntryAdmin(admin.ModelAdmin):
                     "number_of_pingbacks", "rating")
     list_filter = ("technical_article", "pub_date")
     search_fields = ("headline", "body_text", "guid", "link")
-    filter_horizontal = ("authors",)
+    autocomplete_fields = ("authors",)  # searched on AuthorAdmin.search_fields, never all authors in one widget
     date_hierarchy = "pub_date"
-    readonly_fields = ("guid", "link_key", "content_hash", "ingested_at", "reported_comments")
+    # The counters are the pipeline's: written from the Comment and Pingback rows (and by
+    # recompute_counts), never by hand.
+    readonly_fields = ("number_of_comments", "number_of_pingbacks", "guid", "link_key", "content_hash", "ingested_at",
+                       "reported_comments")
     list_select_related = ("technical_article",)
     inlines = [CommentInline]
 
@@ -141,11 +221,28 @@ class PingbackAdmin(CounterSourceAdmin):
 
 @admin.register(IngestRun)
 class IngestRunAdmin(admin.ModelAdmin):
+    """The ledger, read-only: a run is what happened, not something to edit."""
+
     list_display = ("id", "command", "trigger", "status", "started_at", "finished_at", "sources_fetched",
                     "sources_not_modified", "sources_failed", "entries_created", "entries_updated", "hostname")
     list_filter = ("command", "trigger", "status")
     search_fields = ("error", "hostname")
     date_hierarchy = "started_at"
+    fieldsets = (
+        (None, {"fields": ("command", "trigger", "status", "started_at", "finished_at", "error", "hostname", "pid",
+                           "lease_owner")}),
+        ("Counts", {"fields": ("sources_total", "sources_fetched", "sources_not_modified", "sources_failed",
+                               "sources_internal_errors", "entries_created", "entries_updated", "entries_unchanged")}),
+        ("Details", {"fields": ("details",)}),
+    )
+    readonly_fields = ("details",)
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).defer("stats")  # one source result each: the list needs none
+
+    @admin.display(description="details")
+    def details(self, obj):
+        return run_details(obj.stats)
 
     def has_add_permission(self, request):
         return False
@@ -155,3 +252,83 @@ class IngestRunAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None):
         return False
+
+
+# --- IngestRun.stats, laid out (shapes: docs/architecture.md, "One ingest run") --------------------
+
+SOURCES_SHOWN = 500  # rows of the per-source table; a run of more says how many are left out
+
+
+def _n(value) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
+def run_details(stats) -> str:
+    """``IngestRun.stats`` as an operator reads it: an ingest run's totals, retries, skipped
+    sources, comment feeds and per-source table; a recount's summary; any other key as itself."""
+    if not isinstance(stats, dict) or not stats:
+        return "—"
+    if "sources" in stats or "skipped_leased" in stats:
+        known, parts = {"retries", "skipped_leased", "comments", "sources"}, _ingest_details(stats)
+    elif "scanned" in stats:
+        known, parts = {"run_id", "status", "dry_run", "scanned", "changed", "chunks", "retries", "elapsed_s"}, \
+            [_recount_details(stats)]
+    else:
+        known, parts = set(), []
+    rest = {key: value for key, value in stats.items() if key not in known}
+    if rest:
+        parts.append(format_html('<table class="run-other"><tbody>{}</tbody></table>', format_html_join(
+            "", "<tr><th>{}</th><td>{}</td></tr>",
+            ((key, value if isinstance(value, (str, int, float)) else json.dumps(value, default=str))
+             for key, value in rest.items()))))
+    return format_html_join("", "{}", ((part,) for part in parts))
+
+
+def _ingest_details(stats: dict) -> list[str]:
+    sources = [s for s in stats.get("sources") or () if isinstance(s, dict)]
+    outcomes = [s.get("outcome") for s in sources]
+    failed = outcomes.count("failed")
+    internal = sum(1 for s in sources if s.get("internal_error"))
+    totals = (f"{len(sources)} source(s): {sum(_n(s.get('created')) for s in sources)} new, "
+              f"{sum(_n(s.get('updated')) for s in sources)} updated, {sum(_n(s.get('unchanged')) for s in sources)} "
+              f"unchanged, {outcomes.count('not_modified')} not modified, {failed} failed"
+              + (f" ({internal} internal error(s): see the logs)" if internal else "")
+              + f"; {sum(_n(s.get('pingbacks')) for s in sources)} pingbacks recorded")
+    retries = (f"{_n(stats.get('retries'))} transaction retries (transient database errors); "
+               f"{_n(stats.get('skipped_leased'))} due source(s) skipped, leased by another run")
+    c = stats.get("comments") if isinstance(stats.get("comments"), dict) else {}
+    comments = (f"Comment feeds: {_n(c.get('feeds'))} polled, {_n(c.get('created'))} new comments, "
+                f"{_n(c.get('updated'))} updated, {_n(c.get('not_modified'))} not modified, "
+                f"{_n(c.get('failed'))} failed")
+    parts = [format_html('<p class="run-totals">{}</p><p>{}</p><p>{}</p>', totals, retries, comments)]
+    if sources:
+        shown = sorted(sources, key=lambda s: s.get("outcome") != "failed")[:SOURCES_SHOWN]  # failed first
+        more = len(sources) - len(shown)
+        parts.append(format_html(
+            '<table class="run-sources"><thead><tr><th>id</th><th>source</th><th>outcome</th><th>new</th>'
+            "<th>updated</th><th>unchanged</th><th>pingbacks</th><th>reason</th></tr></thead><tbody>{}</tbody></table>{}",
+            format_html_join("", "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>"
+                                 "<td>{}</td></tr>", (_source_row(s) for s in shown)),
+            format_html("<p>… and {} more</p>", more) if more else ""))
+    return parts
+
+
+def _source_row(result: dict) -> tuple:
+    name = result.get("name") or result.get("url") or ""
+    try:
+        shown = format_html('<a href="{}">{}</a>', reverse("admin:ingest_technicalarticle_change",
+                                                           args=[result.get("id")]), name)
+    except NoReverseMatch:
+        shown = name
+    counts = (_n(result.get(key)) for key in ("created", "updated", "unchanged", "pingbacks"))
+    return (result.get("id", ""), shown, result.get("outcome", ""), *counts, result.get("error") or "")
+
+
+def _recount_details(stats: dict) -> str:
+    elapsed = stats.get("elapsed_s")
+    summary = (f"{_n(stats.get('scanned'))} entries scanned, {_n(stats.get('changed'))} changed, "
+               f"{_n(stats.get('chunks'))} chunks, {_n(stats.get('retries'))} retries"
+               + (f" in {elapsed:.2f}s" if isinstance(elapsed, (int, float)) else ""))
+    if stats.get("dry_run"):
+        summary += " (dry run: nothing written)"
+    return format_html('<p class="run-totals">{}</p>', summary)

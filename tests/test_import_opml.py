@@ -45,7 +45,8 @@ def test_a_nested_file_registers_each_feed_once_and_says_so(db):
     assert out.strip().splitlines() == ["3 added, 0 already registered, 2 rejected."]
     assert sorted(err.strip().splitlines()) == [
         "rejected  file:///etc/passwd: Only http and https URLs can be fetched, not file: URLs.",
-        "rejected  http://10.0.0.1/internal.rss: Refused to fetch from 10.0.0.1: it is a private address.",
+        ("rejected  http://10.0.0.1/internal.rss: Refused to fetch from 10.0.0.1: it is a private address. "
+         "To fetch from it on purpose, add 10.0.0.1/32 to INGEST_ALLOWED_NETWORKS."),
     ]
 
 

@@ -18,7 +18,8 @@ What it guarantees, for every request of a fetch (the first one and every redire
   name as ``server_hostname`` to ``start_tls``, and the pool stays keyed by host name, so a
   connection is only ever reused for the origin it was checked for.
 
-Refusals are ``BlockedURL`` with a sentence naming the host; a name that does not resolve is a
+Refusals are ``BlockedURL`` with a sentence naming the host (and, for an address refusal, the
+``INGEST_ALLOWED_NETWORKS`` entry that would allow it on purpose); a name that does not resolve is a
 ``FetchError``. Must not: send requests, read bodies or touch the ORM; it imports only the fetch
 configuration, the deadline clamp it connects under, ``ingest.errors``, ``ingest.links`` and
 ``ingest.types``. tests/test_fetch.py fails if the guard stops applying.
@@ -98,11 +99,19 @@ def _resolve_allowed(host: str, port: int, allowed: tuple[IPNetwork, ...]) -> li
         raise FetchError(f"Could not resolve the host name {host}.") from exc
     addresses = list(dict.fromkeys(info[4][0] for info in infos))
     for address in addresses:
-        reason = _refusal(ipaddress.ip_address(address), allowed)
+        ip = ipaddress.ip_address(address)
+        reason = _refusal(ip, allowed)
         if reason is not None:
             what = "it is" if host == address else f"it resolves to {address},"
-            raise BlockedURL(f"Refused to fetch from {host}: {what} {reason} address.")
+            raise BlockedURL(f"Refused to fetch from {host}: {what} {reason} address. {_allow_hint(ip)}")
     return addresses
+
+
+def _allow_hint(ip: IPAddress) -> str:
+    """How an operator allows this address on purpose: the one network that holds just it (the
+    IPv4 address an IPv6 address embeds, since that is what the allowed networks are matched with)."""
+    reached = _effective_address(ip)
+    return f"To fetch from it on purpose, add {reached}/{reached.max_prefixlen} to INGEST_ALLOWED_NETWORKS."
 
 
 # A URL is at most LINK_MAX, the widest URL column (Entry.link, comments_feed_url); a feed's own URL

@@ -1,5 +1,5 @@
-"""Registering sources and naming them: one feed URL, an OPML document, ``--source`` values, and
-the admin's "fetch now".
+"""Registering sources and naming them: one feed URL, an OPML document, ``--source`` values; the
+admin's check of a feed URL and its actions on sources ("fetch now", re-activate, reset backoff).
 
 A URL is refused at once when it can never be fetched (the fetch guard's rules); a host that does
 not resolve right now is accepted, since the guard checks again at every fetch.
@@ -64,6 +64,39 @@ def sources_schedule_now(*, ids: Sequence[int]) -> int:
     """Make these sources due at the next run and active again (the admin's "fetch now"), one
     UPDATE per batch of ids (SQL Server takes at most 2,100 parameters per statement)."""
     return sum(TechnicalArticle.objects.filter(pk__in=batch).update(next_fetch_at=None, active=True)
+               for batch in chunked(list(ids), in_batch_size()))
+
+
+def source_url_check(url: str) -> None:
+    """The check ``source_add`` makes of a feed URL, for a form that registers or changes one (the
+    admin): ``BlockedURL`` with the guard's sentence when the URL can never be fetched; a host that
+    does not resolve right now passes, since the guard checks again at every fetch."""
+    url = url.strip()
+    if len(url) > FEED_URL_MAX:
+        raise BlockedURL(f"The URL is longer than {FEED_URL_MAX} characters.")
+    try:
+        fetching.check_url(url, fetching.FetchSettings.from_settings())
+    except BlockedURL:
+        raise
+    except SourceError as exc:
+        log.info("feed URL accepted while its host does not resolve", extra={"url": url, "error": str(exc)})
+
+
+def sources_activate(*, ids: Sequence[int]) -> int:
+    """Switch these sources back on, leaving their schedule as it is (the admin's "re-activate"):
+    a source that is due is fetched by the next run, a backed-off one when its backoff ends.
+    Returns how many were off."""
+    return sum(TechnicalArticle.objects.filter(pk__in=batch, active=False).update(active=True)
+               for batch in chunked(list(ids), in_batch_size()))
+
+
+def sources_backoff_reset(*, ids: Sequence[int]) -> int:
+    """Forget these sources' failures in a row and make them due at the next run (the admin's
+    "reset backoff"): a failure after this one backs off from the first step again, not from where
+    the old count had got to. ``last_error`` stays, as the record of what went wrong last, until
+    the next fetch replaces or clears it; ``active`` stays too (an inactive source is not fetched).
+    Returns how many sources were updated."""
+    return sum(TechnicalArticle.objects.filter(pk__in=batch).update(consecutive_failures=0, next_fetch_at=None)
                for batch in chunked(list(ids), in_batch_size()))
 
 
