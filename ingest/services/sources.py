@@ -30,15 +30,7 @@ def source_add(*, url: str, name: str = "", fetch_comments: bool = False) -> tup
     port, fragment and trailing slash do not matter; path and query do).
     """
     url = url.strip()
-    limit = FEED_URL_MAX
-    if len(url) > limit:
-        raise BlockedURL(f"The URL is longer than {limit} characters.")
-    try:
-        fetching.check_url(url, fetching.FetchSettings.from_settings())
-    except BlockedURL:
-        raise
-    except SourceError as exc:
-        log.info("source registered while its host does not resolve", extra={"url": url, "error": str(exc)})
+    source_url_check(url)
     article, created = TechnicalArticle.objects.get_or_create(
         **TechnicalArticle.keys_for(feed_url=url),
         defaults={"feed_url": url, "name": (name or default_name(url))[:SOURCE_NAME_MAX], "fetch_comments": fetch_comments},
