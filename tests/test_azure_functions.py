@@ -29,7 +29,8 @@ from ingest.models import Entry, IngestRun, TechnicalArticle
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = Path(__file__).parent / "data" / "feeds"
-SCHEDULES = {"ingest_feeds": "INGEST_FEEDS_SCHEDULE", "recompute_counts": "RECOMPUTE_COUNTS_SCHEDULE"}
+SCHEDULES = {"ingest_feeds": "INGEST_FEEDS_SCHEDULE", "recompute_counts": "RECOMPUTE_COUNTS_SCHEDULE",
+             "prune_runs": "PRUNE_RUNS_SCHEDULE"}
 
 
 @functools.cache
