@@ -65,7 +65,7 @@ def test_json_says_each_sources_health_and_when_and_why_it_is_fetched_next(sourc
     assert rows["Broken"]["last_error"] == "HTTP 500 from the server."  # the first line only
     assert rows["Broken"]["next_fetch"].startswith("in 1h59m") or rows["Broken"]["next_fetch"].startswith("in 2h00m")
     assert "backed off after 3 failures until " in rows["Broken"]["next_fetch"]
-    assert "Retry-After" not in rows["Broken"]["next_fetch"] and "HTTP 429: the server's Retry-After" in rows["Busy"]["next_fetch"]
+    assert "Retry-After" not in rows["Broken"]["next_fetch"] and "(HTTP 429, Retry-After) until " in rows["Busy"]["next_fetch"]
     assert rows["Fine"]["next_fetch"].endswith("scheduled, every 30m00s")
     assert rows["Gone"]["next_fetch"] == "never: deactivated, re-activate in the admin"
     assert rows["New"]["next_fetch"] == "due now" and rows["New"]["last_success_at"] is None
@@ -96,7 +96,7 @@ def test_the_table_and_the_verbosity_levels(sources):
     assert listing(verbosity=0) == ""
     detailed = listing(verbosity=2).splitlines()
     assert len(detailed) == 2 * len(sources) + 2
-    assert f"{sources['failing'].pk}: {URL.format('failing')}  last fetched 0s ago, HTTP 500; next " in "\n".join(detailed)
+    assert f"{sources['failing'].pk}: {URL.format('failing')}  last fetched 0s ago, HTTP 500; next fetch in " in "\n".join(detailed)
 
 
 def test_bad_arguments_are_one_sentence_and_exit_2(db):
@@ -117,7 +117,7 @@ def test_a_real_failing_feed_is_listed_as_failing_and_backed_off(db, feed_server
     assert [s["name"] for s in failing] == ["down"]
     [down] = failing
     assert down["health_text"] == "failing 1 in a row" and down["last_status"] == 503
-    assert "backed off after 1 failure until" in down["next_fetch"] and "Retry-After" in down["next_fetch"]
+    assert "backed off after 1 failure (HTTP 503, Retry-After) until " in down["next_fetch"]
     assert down["next_fetch"].startswith(("in 1h59m", "in 2h00m"))  # the server's Retry-After, not the 5 min base
     up = by_name(call("list_sources"))["up"]
     assert up["health"] == "ok" and up["last_success_at"] and up["next_reason"] == "scheduled"

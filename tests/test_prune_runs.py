@@ -57,7 +57,7 @@ def test_old_finished_runs_go_running_runs_and_each_commands_last_completed_run_
 def test_the_last_completed_run_stays_even_when_every_run_is_old(db):
     runs = [run(days=100 + i) for i in range(5)]
     out = prune("--older-than", "12h")
-    assert out.startswith("Deleted 4 runs finished before ") and f"({runs[0].pk})" in out
+    assert out.startswith("Deleted 4 runs finished before ") and f"(runs {runs[0].pk})" in out
     assert list(IngestRun.objects.values_list("pk", flat=True)) == [runs[0].pk]
     code, status_out = 0, StringIO()
     try:

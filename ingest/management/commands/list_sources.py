@@ -50,9 +50,9 @@ def next_text(source: SourceStatus, now: datetime) -> str:
     wait = _duration((source.next_fetch_at - now).total_seconds())
     if reason == "backoff":
         plural = "s" if source.failures != 1 else ""
-        retry_after = (f", HTTP {source.last_status}: the server's Retry-After counts"
-                       if source.last_status in RETRY_AFTER_STATUSES else "")
-        return f"in {wait}: backed off after {source.failures} failure{plural} until {_when(source.next_fetch_at)}{retry_after}"
+        retry_after = f" (HTTP {source.last_status}, Retry-After)" if source.last_status in RETRY_AFTER_STATUSES else ""
+        until = source.next_fetch_at.strftime("%Y-%m-%d %H:%M")
+        return f"in {wait}: backed off after {source.failures} failure{plural}{retry_after} until {until}"
     return f"in {wait}: scheduled, every {_duration(source.fetch_interval)}"
 
 
@@ -99,7 +99,7 @@ class Command(cli.PipelineCommand):
             self.stdout.write("No sources." if not (options["failing"] or options["due"] or ids) else "No sources match.")
             return
         rows = [[s.id, cli.shorten(s.name, 28), cli.shorten(s.url, 40), "yes" if s.active else "no", health_text(s),
-                 _ago(s.last_success_at, now), cli.shorten(next_text(s, now), 60), cli.shorten(s.last_error, 50)]
+                 _ago(s.last_success_at, now), cli.shorten(next_text(s, now), 90), cli.shorten(s.last_error, 50)]
                 for s in sources]
         self.stdout.write(cli.table(["id", "name", "url", "active", "health", "last success", "next fetch", "last error"],
                                     rows, align_right={0}))
@@ -108,6 +108,6 @@ class Command(cli.PipelineCommand):
                 status = f", HTTP {source.last_status}" if source.last_status else ""
                 error = f"; error: {source.last_error}" if source.last_error else ""
                 self.stdout.write(f"{source.id}: {source.url}  last fetched {_ago(source.last_fetched_at, now)}{status}; "
-                                  f"next {_when(source.next_fetch_at) or 'now'}{error}")
+                                  f"next fetch {next_text(source, now)}{error}")
         if total > len(sources):
             self.stdout.write(f"… and {total - len(sources)} more (--limit)")

@@ -56,7 +56,8 @@ class Command(cli.PipelineCommand):
             cli.print_json(self.stdout, {"run_id": None, "status": "succeeded", "trigger": options["trigger"],
                                          **result.as_dict()})
         elif options["verbosity"] >= 1:
-            kept = f"; kept the last completed run of each command ({', '.join(map(str, result.kept))})" if result.kept else ""
+            kept = (f"; kept the last completed run of each command (runs {', '.join(map(str, result.kept))})"
+                    if result.kept else "")
             if result.dry_run:
                 self.stdout.write(f"Dry run (nothing deleted): {result.deleted} runs finished before "
                                   f"{result.cutoff.isoformat(timespec='seconds')} would be deleted{kept}.")
