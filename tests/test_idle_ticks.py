@@ -106,3 +106,12 @@ def test_concurrent_idle_ticks_are_all_counted(transactional_db):
         thread.join()
     assert errors == []
     assert IdleTick.objects.get(command="ingest_feeds").idle_ticks == 60
+
+
+def test_the_models_and_the_migrations_agree(db):
+    out = StringIO()
+    try:
+        call_command("makemigrations", "--check", "--dry-run", stdout=out, stderr=StringIO())
+    except SystemExit as exc:  # --check exits 1 when a model change has no migration
+        pytest.fail(f"makemigrations --check exited {exc.code}: a model change has no migration:\n{out.getvalue()}")
+    assert "No changes detected" in out.getvalue()
