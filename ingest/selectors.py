@@ -65,10 +65,6 @@ class Freshness:
     def stale(self) -> bool:
         return self.age_s is None or self.age_s > self.max_age_s
 
-    @property
-    def idle_is_newest(self) -> bool:
-        return self.last_idle_at is not None and self.finished_at == self.last_idle_at
-
     def as_dict(self) -> dict:
         return {
             "job": self.job,

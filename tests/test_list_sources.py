@@ -121,3 +121,10 @@ def test_a_real_failing_feed_is_listed_as_failing_and_backed_off(db, feed_server
     assert down["next_fetch"].startswith(("in 1h59m", "in 2h00m"))  # the server's Retry-After, not the 5 min base
     up = by_name(call("list_sources"))["up"]
     assert up["health"] == "ok" and up["last_success_at"] and up["next_reason"] == "scheduled"
+
+
+def test_verbosity_0_1_2_and_nothing_on_stderr(sources):
+    for verbosity, expected_lines in ((0, 0), (1, 2 + len(sources)), (2, 2 + 2 * len(sources))):
+        out, err = StringIO(), StringIO()
+        call_command("list_sources", verbosity=verbosity, stdout=out, stderr=err)
+        assert len(out.getvalue().splitlines()) == expected_lines and err.getvalue() == ""

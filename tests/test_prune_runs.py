@@ -135,3 +135,16 @@ def test_the_celery_task_the_beat_entry_and_the_azure_timer(transactional_db):  
     report = command_run("prune_runs", TimerRequest(past_due=False))
     assert report["status"] == "succeeded" and report["deleted"] == 1 and report["trigger"] == "azure"
     assert list(IngestRun.objects.values_list("pk", flat=True)) == [newest.pk]
+
+
+def test_verbosity_0_1_2_and_nothing_on_stderr(db):
+    for verbosity in (0, 1, 2):
+        run(days=0)
+        run(days=90)
+        out, err = StringIO(), StringIO()
+        call_command("prune_runs", "--older-than", "30d", verbosity=verbosity, stdout=out, stderr=err)
+        assert err.getvalue() == "" and IngestRun.objects.count() == verbosity + 1
+        if verbosity == 0:
+            assert out.getvalue() == ""
+        else:
+            assert out.getvalue().startswith("Deleted 1 runs finished before ") and len(out.getvalue().splitlines()) == 1
