@@ -62,7 +62,7 @@ def runs_prune(*, older_than: timedelta, dry_run: bool = False, chunk_size: int 
     stats = RetryStats()
     deleted = chunks = 0
     try:
-        commands = sorted(set(IngestRun.objects.values_list("command", flat=True).distinct()))
+        commands = sorted(set(IngestRun.objects.order_by().values_list("command", flat=True).distinct()))
         kept = tuple(sorted(run.pk for run in (run_last_completed(job=c) for c in commands) if run is not None))
         if dry_run:
             would = _prunable(cutoff=cutoff, kept=kept).count()
