@@ -26,3 +26,9 @@ def ingest_feeds(timer: func.TimerRequest) -> None:
 @bp.timer_trigger(arg_name="timer", schedule="%RECOMPUTE_COUNTS_SCHEDULE%", run_on_startup=False, use_monitor=True)
 def recompute_counts(timer: func.TimerRequest) -> None:
     command_run("recompute_counts", timer)
+
+
+@bp.function_name(name="prune_runs")
+@bp.timer_trigger(arg_name="timer", schedule="%PRUNE_RUNS_SCHEDULE%", run_on_startup=False, use_monitor=True)
+def prune_runs(timer: func.TimerRequest) -> None:
+    command_run("prune_runs", timer)

@@ -19,7 +19,7 @@ from django_celery_beat import admin as beat_admin  # registers its tables first
 from django_celery_beat.models import ClockedSchedule, CrontabSchedule, IntervalSchedule, PeriodicTask, SolarSchedule
 
 from ingest.errors import BlockedURL
-from ingest.models import Author, Comment, Entry, IngestRun, Pingback, TechnicalArticle
+from ingest.models import Author, Comment, Entry, IdleTick, IngestRun, Pingback, TechnicalArticle
 from ingest.services.delete import source_delete, source_delete_preview
 from ingest.services.recount import entries_counts_refresh
 from ingest.services.sources import source_url_check, sources_activate, sources_backoff_reset, sources_schedule_now
@@ -219,8 +219,21 @@ class PingbackAdmin(CounterSourceAdmin):
     raw_id_fields = ("target", "source_entry")
 
 
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """A record of what happened, not something to edit."""
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
 @admin.register(IngestRun)
-class IngestRunAdmin(admin.ModelAdmin):
+class IngestRunAdmin(ReadOnlyAdmin):
     """The ledger, read-only: a run is what happened, not something to edit."""
 
     list_display = ("id", "command", "trigger", "status", "started_at", "finished_at", "sources_fetched",
@@ -244,14 +257,12 @@ class IngestRunAdmin(admin.ModelAdmin):
     def details(self, obj):
         return run_details(obj.stats)
 
-    def has_add_permission(self, request):
-        return False
 
-    def has_change_permission(self, request, obj=None):
-        return False
+@admin.register(IdleTick)
+class IdleTickAdmin(ReadOnlyAdmin):
+    """Scheduled ticks that found nothing due, per command: counted by the dispatcher."""
 
-    def has_delete_permission(self, request, obj=None):
-        return False
+    list_display = ("command", "idle_ticks", "last_idle_at")
 
 
 # --- IngestRun.stats, laid out (shapes: docs/architecture.md, "One ingest run") --------------------

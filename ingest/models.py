@@ -358,3 +358,19 @@ class IngestRun(models.Model):
         if self.finished_at is None:
             return None
         return (self.finished_at - self.started_at).total_seconds()
+
+
+class IdleTick(models.Model):
+    """Scheduled runs of a command that found nothing to do, counted instead of recorded.
+
+    A beat tick with no source due leaves no ``IngestRun`` (288 rows a day for nothing): the
+    dispatcher adds one to ``idle_ticks`` and stamps ``last_idle_at`` on this command's row, in one
+    UPDATE. ``pipeline_status`` and ``/healthz`` count the last idle tick as a sign of life.
+    """
+
+    command = models.CharField(max_length=COMMAND_MAX, unique=True)
+    idle_ticks = models.PositiveBigIntegerField(default=0)
+    last_idle_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.command}: {self.idle_ticks} idle ticks"

@@ -15,7 +15,7 @@ from django.conf import settings
 from django.db import connection
 from django.db.models import Q, QuerySet
 
-from ingest.models import Comment, Entry, IngestRun, Pingback, TechnicalArticle
+from ingest.models import Comment, Entry, IdleTick, IngestRun, Pingback, TechnicalArticle
 from ingest.types import CommentJob
 
 JOBS = ("ingest_feeds", "recompute_counts")
@@ -46,13 +46,20 @@ def run_last_completed(*, job: str) -> IngestRun | None:
 
 @dataclass(frozen=True)
 class Freshness:
-    """How long ago a job last completed, judged against a maximum age."""
+    """How long ago a job last completed, judged against a maximum age.
+
+    A scheduled tick that found nothing due (counted on ``IdleTick``, no run recorded) counts as
+    completed: the scheduler is alive and there was nothing to do. ``finished_at`` and ``age_s``
+    are those of the newer of the last completed run and the last idle tick.
+    """
 
     job: str
     finished_at: datetime | None
     age_s: float | None  # None: never completed
     max_age_s: int
-    run_id: int | None
+    run_id: int | None  # the last completed run, even when an idle tick is newer
+    last_idle_at: datetime | None = None
+    idle_ticks: int = 0
 
     @property
     def stale(self) -> bool:
@@ -66,14 +73,24 @@ class Freshness:
             "age_s": None if self.age_s is None else round(self.age_s, 1),
             "max_age_s": self.max_age_s,
             "stale": self.stale,
+            "idle_ticks": self.idle_ticks,
+            "last_idle_at": self.last_idle_at.isoformat() if self.last_idle_at else None,
         }
+
+
+def idle_ticks(*, job: str) -> IdleTick | None:
+    """The count of ``job``'s scheduled ticks that found nothing due, and the last one's time."""
+    return IdleTick.objects.filter(command=job).first()
 
 
 def job_freshness(*, job: str, now: datetime, max_age_s: int) -> Freshness:
     run = run_last_completed(job=job)
-    if run is None:
-        return Freshness(job, None, None, max_age_s, None)
-    return Freshness(job, run.finished_at, max(0.0, (now - run.finished_at).total_seconds()), max_age_s, run.pk)
+    idle = idle_ticks(job=job)
+    idle_at = idle.last_idle_at if idle else None
+    times = [t for t in (run.finished_at if run else None, idle_at) if t is not None]
+    latest = max(times) if times else None
+    return Freshness(job, latest, None if latest is None else max(0.0, (now - latest).total_seconds()), max_age_s,
+                     run.pk if run else None, idle_at, idle.idle_ticks if idle else 0)
 
 
 def sources_failing(*, limit: int = 50) -> tuple[int, list[TechnicalArticle]]:
@@ -93,6 +110,84 @@ def sources_internal_errors(*, limit: int = 20) -> tuple[int, list[TechnicalArti
     """Sources whose last failure was an internal error (a bug, or input no rule foresaw)."""
     query = TechnicalArticle.objects.filter(consecutive_failures__gt=0, last_error__startswith=INTERNAL_ERROR_PREFIX)
     return query.count(), list(query.order_by("pk")[:limit])
+
+
+
+@dataclass(frozen=True)
+class SourceStatus:
+    """One source as ``list_sources`` shows it: its health, and when and why it is fetched next.
+
+    ``health``: ``ok``, ``failing`` (``failures`` in a row), ``internal_error`` (its last failure
+    was a bug), ``deactivated`` or ``never_fetched``. ``next_reason``: ``deactivated``, ``leased``
+    (a run holds it until ``lease_expires_at``), ``due`` (now), ``backoff`` (after ``failures``
+    failures, until ``next_fetch_at``; ``last_status`` 429 or 503 means the server's Retry-After
+    counted) or ``scheduled`` (one interval after its last fetch).
+    """
+
+    id: int
+    name: str
+    url: str
+    active: bool
+    health: str
+    failures: int
+    last_success_at: datetime | None
+    last_fetched_at: datetime | None
+    last_status: int | None
+    last_error: str  # its first line
+    next_fetch_at: datetime | None
+    next_reason: str
+    lease_expires_at: datetime | None
+    fetch_interval: int
+
+
+def _source_status(source: TechnicalArticle, *, now: datetime) -> SourceStatus:
+    failures = source.consecutive_failures
+    if not source.active:
+        health = "deactivated"
+    elif failures and source.last_error.startswith(INTERNAL_ERROR_PREFIX):
+        health = "internal_error"
+    elif failures:
+        health = "failing"
+    elif source.last_fetched_at is None:
+        health = "never_fetched"
+    else:
+        health = "ok"
+    if not source.active:
+        reason = "deactivated"
+    elif source.lease_expires_at is not None and source.lease_expires_at > now:
+        reason = "leased"
+    elif source.next_fetch_at is None or source.next_fetch_at <= now:
+        reason = "due"
+    elif failures:
+        reason = "backoff"
+    else:
+        reason = "scheduled"
+    return SourceStatus(
+        id=source.pk, name=source.name, url=source.feed_url, active=source.active, health=health, failures=failures,
+        last_success_at=source.last_success_at, last_fetched_at=source.last_fetched_at, last_status=source.last_status,
+        last_error=(source.last_error.strip().splitlines() or [""])[0], next_fetch_at=source.next_fetch_at,
+        next_reason=reason, lease_expires_at=source.lease_expires_at,
+        fetch_interval=source.fetch_interval or settings.INGEST_DEFAULT_INTERVAL,
+    )
+
+
+def sources_status(*, now: datetime, ids: Sequence[int] = (), failing: bool = False, due: bool = False,
+                   limit: int = 100) -> tuple[int, list[SourceStatus]]:
+    """Sources with their health and next fetch, for ``manage.py list_sources``: the total that
+    match and at most ``limit`` of them (``failing``: failing or backed off, most failures first;
+    ``due``: active and due now, as ``sources_due`` sees them; ``ids``: only those)."""
+    query = TechnicalArticle.objects.all()
+    if ids:
+        query = query.filter(pk__in=ids)
+    if failing:
+        query = query.filter(consecutive_failures__gt=0)
+    if due:
+        query = query.filter(Q(next_fetch_at__isnull=True) | Q(next_fetch_at__lte=now), active=True)
+    order = ("-consecutive_failures", "pk") if failing else ("pk",)
+    fields = ("id", "name", "feed_url", "active", "consecutive_failures", "last_success_at", "last_fetched_at",
+              "last_status", "last_error", "next_fetch_at", "lease_expires_at", "fetch_interval")
+    rows = [_source_status(source, now=now) for source in query.order_by(*order).only(*fields)[:limit]]
+    return query.count(), rows
 
 
 def runs_overdue(*, now: datetime, max_running_s: int) -> list[IngestRun]:

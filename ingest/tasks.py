@@ -2,7 +2,9 @@
 
 ``ingest_feeds`` (periodic) claims the due sources with ``ingest_dispatch`` and fans out one
 ``ingest_source`` task per claimed source, so that more worker processes, on more machines, fetch
-more feeds at once. Every run is an ``IngestRun`` with trigger ``celery``.
+more feeds at once. Every run is an ``IngestRun`` with trigger ``celery``; a tick that finds
+nothing due is counted on ``IdleTick`` instead. ``prune_runs`` (periodic, daily by default)
+deletes the finished runs older than INGEST_RUNS_KEEP_DAYS.
 
 Delivery is at least once (``acks_late``): a task may run again after a worker died. That is safe
 because ``source_ingest`` does nothing once its lease is gone (an earlier delivery stored the
@@ -12,6 +14,7 @@ source), and the lease keeps overlapping runs (Celery, cron, Azure, manual) off 
 from __future__ import annotations
 
 from contextlib import contextmanager
+from datetime import timedelta
 
 from celery import shared_task
 from celery.exceptions import SoftTimeLimitExceeded
@@ -24,6 +27,7 @@ from ingest.errors import RunError, first_line
 from ingest.models import IngestRun
 from ingest.retry import is_transient
 from ingest.services.fanout import ingest_dispatch, source_abandon, source_ingest
+from ingest.services.prune import runs_prune
 from ingest.services.recount import counts_recompute
 
 
@@ -68,7 +72,8 @@ def ingest_feeds(source_ids: list[int] | None = None, force: bool = False) -> di
         ingest_source.apply_async(
             kwargs={"source_id": source_id, "owner": owner, "run_id": run_id}, expires=settings.INGEST_LEASE_SECONDS
         )
-    return {"run_id": run_id, "sources": len(claimed)}
+    # run_id is None when nothing was due: the tick is counted (IdleTick), not recorded as a run.
+    return {"run_id": run_id, "sources": len(claimed), "idle": run_id is None}
 
 
 @shared_task(name="ingest.tasks.ingest_source", **RETRY)
@@ -92,3 +97,10 @@ def recompute_counts() -> dict:
     """Reconcile the comment and pingback counters (a full run, recorded with trigger celery)."""
     with database_busy_retried():
         return counts_recompute(trigger=IngestRun.Trigger.CELERY).as_dict()
+
+
+@shared_task(name="ingest.tasks.prune_runs", **RETRY)
+def prune_runs() -> dict:
+    """Delete the finished runs older than INGEST_RUNS_KEEP_DAYS (as ``manage.py prune_runs``)."""
+    with database_busy_retried():
+        return runs_prune(older_than=timedelta(days=settings.INGEST_RUNS_KEEP_DAYS)).as_dict()

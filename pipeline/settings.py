@@ -331,6 +331,9 @@ CELERY_TASK_TRACK_STARTED = True
 # still keeps a source from being processed twice, but the work and the IngestRun rows double).
 INGEST_SCHEDULE_SECONDS = _number("INGEST_SCHEDULE_SECONDS", 300, kind=int, positive=True, maximum=_MAX_SECONDS)
 RECOUNT_SCHEDULE_SECONDS = _number("RECOUNT_SCHEDULE_SECONDS", 3600, kind=int, positive=True, maximum=_MAX_SECONDS)
+# prune_runs (by hand, cron, beat, the Azure timer) deletes finished runs older than this.
+INGEST_RUNS_KEEP_DAYS = _number("INGEST_RUNS_KEEP_DAYS", 30, kind=int, positive=True, maximum=36500)
+PRUNE_SCHEDULE_SECONDS = _number("PRUNE_SCHEDULE_SECONDS", 86400, kind=int, positive=True, maximum=_MAX_SECONDS)
 CELERY_BEAT_SCHEDULE = {
     # Claims the due sources and fans out one ingest_source task per source.
     "ingest-feeds": {
@@ -343,6 +346,12 @@ CELERY_BEAT_SCHEDULE = {
         "task": "ingest.tasks.recompute_counts",
         "schedule": float(RECOUNT_SCHEDULE_SECONDS),
         "options": {"expires": RECOUNT_SCHEDULE_SECONDS},
+    },
+    # Deletes the finished IngestRun rows older than INGEST_RUNS_KEEP_DAYS.
+    "prune-runs": {
+        "task": "ingest.tasks.prune_runs",
+        "schedule": float(PRUNE_SCHEDULE_SECONDS),
+        "options": {"expires": PRUNE_SCHEDULE_SECONDS},
     },
 }
 # "settings" (default): the schedule above, in version control and the same on every machine.

@@ -309,3 +309,15 @@ def test_after_a_reset_the_next_run_fetches_and_a_new_failure_backs_off_from_the
     rows = {s.name: (s.consecutive_failures, s.last_error) for s in TechnicalArticle.objects.all()}
     assert rows["Blog"] == (0, "")
     assert rows["Gone"][0] == 1 and "404" in rows["Gone"][1]  # one failure in a row, not eight
+
+
+def test_idle_ticks_are_listed_read_only(admin_client):
+    from ingest.services.fanout import ingest_dispatch
+
+    for _ in range(3):
+        assert ingest_dispatch()[0] is None  # nothing due: counted, not recorded
+    page = admin_client.get("/admin/ingest/idletick/")
+    assert page.status_code == 200
+    cells = [html.unescape(c) for c in re.findall(r"<td class=\"field-idle_ticks\">(.*?)</td>", page.content.decode())]
+    assert cells == ["3"]
+    assert admin_client.get("/admin/ingest/idletick/add/").status_code == 403

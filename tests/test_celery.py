@@ -21,7 +21,7 @@ from django.db import OperationalError
 from django_celery_beat.models import PeriodicTask
 
 from ingest import tasks
-from ingest.models import Author, Comment, CommentFeed, Entry, EntryLink, IngestRun, Pingback, TechnicalArticle
+from ingest.models import Author, Comment, CommentFeed, Entry, EntryLink, IdleTick, IngestRun, Pingback, TechnicalArticle
 from ingest.services.fanout import ingest_dispatch, source_abandon
 from pipeline.beat import SeedingDatabaseScheduler
 from pipeline.celery import app
@@ -88,12 +88,14 @@ def test_settings_that_keep_work_from_being_lost_or_doubled():
 def test_beat_schedule_entries_resolve_to_tasks_and_expire():
     app.loader.import_default_modules()  # what a worker does at start: autodiscovery included
     schedule = settings.CELERY_BEAT_SCHEDULE
-    assert {entry["task"] for entry in schedule.values()} == {"ingest.tasks.ingest_feeds", "ingest.tasks.recompute_counts"}
+    assert {entry["task"] for entry in schedule.values()} == {"ingest.tasks.ingest_feeds", "ingest.tasks.recompute_counts",
+                                                              "ingest.tasks.prune_runs"}
     for name, entry in schedule.items():
         assert entry["task"] in app.tasks, f"{name}: {entry['task']} is not a registered task"
         assert 0 < entry["options"]["expires"] <= entry["schedule"], f"{name}: a queued run must expire"
     assert schedule["ingest-feeds"]["schedule"] == settings.INGEST_SCHEDULE_SECONDS
     assert schedule["recompute-counts"]["schedule"] == settings.RECOUNT_SCHEDULE_SECONDS
+    assert schedule["prune-runs"]["schedule"] == settings.PRUNE_SCHEDULE_SECONDS
     assert settings.CELERY_BEAT_SCHEDULER == "pipeline.beat:PersistentScheduler"
 
 
@@ -175,8 +177,10 @@ def test_periodic_run_fans_out_one_task_per_source(transactional_db, broker, fee
     assert Entry.objects.count() == 8
     assert set(Entry.objects.values_list("technical_article_id", flat=True)) == {blog.pk, news.pk}
     assert set(IngestRun.objects.values_list("trigger", flat=True)) == {"celery"}
-    second = IngestRun.objects.get(pk=again["run_id"])
-    assert (second.status, second.sources_total) == ("succeeded", 0)
+    # The tick that found nothing due left no run row: it is counted as an idle tick.
+    assert again["run_id"] is None and again["idle"] is True
+    assert IngestRun.objects.count() == 1
+    assert IdleTick.objects.get(command="ingest_feeds").idle_ticks == 1
     blog.refresh_from_db()
     assert blog.lease_owner == "" and blog.etag == '"v1"'
 
@@ -232,7 +236,9 @@ def test_a_run_queued_while_no_worker_was_up_expires(transactional_db, broker):
     with in_process_worker():
         fresh = tasks.ingest_feeds.delay().get(timeout=20)
         wait_until(lambda: stale.state == "REVOKED", message="the expired run to be dropped")
-    assert list(IngestRun.objects.values_list("pk", flat=True)) == [fresh["run_id"]]
+    # Only the fresh tick ran (nothing was due: counted, no run row); the expired one did nothing.
+    assert fresh["run_id"] is None and not IngestRun.objects.exists()
+    assert IdleTick.objects.get(command="ingest_feeds").idle_ticks == 1
 
 
 # --- Worker processes killed mid-task -----------------------------------------------------------

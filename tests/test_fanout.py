@@ -4,11 +4,13 @@ each source is ingested as its task would be, and the run ledger ends up as an i
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from io import StringIO
 
 from django.core.management import call_command
+from django.utils import timezone
 
-from ingest.models import Comment, IngestRun, TechnicalArticle
+from ingest.models import Comment, IdleTick, IngestRun, TechnicalArticle
 from ingest.services.fanout import ingest_dispatch, source_ingest
 from tests.helpers import serve_wordpress
 
@@ -39,9 +41,20 @@ def test_a_fanned_out_run_counts_its_comment_feeds_and_records_the_same_stats_as
     assert set(local.stats["comments"]) == set(run.stats["comments"])
 
 
-def test_a_dispatch_with_nothing_due_is_a_succeeded_run_with_the_same_stats_keys(db):
+def test_a_dispatch_with_nothing_due_records_no_run_and_counts_an_idle_tick(db):
+    assert ingest_dispatch() == (None, "", [])
+    assert ingest_dispatch() == (None, "", [])
+    assert IngestRun.objects.count() == 0
+    tick = IdleTick.objects.get(command="ingest_feeds")
+    assert tick.idle_ticks == 2 and tick.last_idle_at is not None
+
+
+def test_a_dispatch_whose_due_sources_are_all_leased_is_a_succeeded_run_with_the_same_stats_keys(db):
+    TechnicalArticle.objects.create(name="held", feed_url="http://feeds.example/held.rss", lease_owner="elsewhere",
+                                    lease_expires_at=timezone.now() + timedelta(minutes=5))
     run_id, _, claimed = ingest_dispatch()
     run = IngestRun.objects.get(pk=run_id)
     assert claimed == [] and run.status == "succeeded"
-    assert run.stats == {"retries": 0, "skipped_leased": 0, "sources": [],
+    assert run.stats == {"retries": 0, "skipped_leased": 1, "sources": [],
                          "comments": {"feeds": 0, "created": 0, "updated": 0, "not_modified": 0, "failed": 0}}
+    assert not IdleTick.objects.exists()

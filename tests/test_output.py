@@ -4,7 +4,8 @@
 
 The README's promise: every command honours ``--verbosity`` (0 silent but for errors, 1 the
 summary, 2 one line per item), writes results to stdout and logs to stderr. ``import_opml`` is
-covered the same way in tests/test_import_opml.py.
+covered the same way in tests/test_import_opml.py, ``list_sources`` and ``prune_runs`` in their own
+test modules.
 """
 
 import io
@@ -24,7 +25,8 @@ from ingest.models import Comment, Entry, IngestRun, TechnicalArticle
 FEEDS = Path(__file__).parent / "data" / "feeds"
 SECONDS = r"\d+\.\d\ds"
 COMMANDS = {"add_source", "delete_source", "import_opml", "ingest_feeds", "list_entries", "pipeline_status",
-            "recompute_counts"}
+            "recompute_counts",
+            "list_sources", "prune_runs"}  # these two: in tests/test_list_sources.py and tests/test_prune_runs.py
 
 
 def run(command: str, *args) -> tuple[str, str]:

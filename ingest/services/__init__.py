@@ -2,7 +2,7 @@
 
 A module per concern, each a chain of the stages below it (fetch, parse, decide, upsert):
 
-* ``runs``: the run ledger (``IngestRun``): start, finish, count a result, close stale runs.
+* ``runs``: the run ledger (``IngestRun``): start, finish, count a result, close stale runs; idle ticks.
 * ``sources``: registering sources (one URL, an OPML document), resolving ``--source``, "fetch now".
 * ``leases``: claiming and releasing sources, so that overlapping runs never share one.
 * ``fetch_parse``: fetch and parse one source or comment feed; no database, safe in a thread.
@@ -12,6 +12,7 @@ A module per concern, each a chain of the stages below it (fetch, parse, decide,
 * ``fanout``: the same run spread over Celery tasks, one per source.
 * ``recount``: reconciling the denormalized counters.
 * ``delete``: deleting a source and everything that hangs off it, in bounded chunks.
+* ``prune``: deleting the old finished runs of the ledger, in bounded chunks.
 
 Services take keyword-only, typed arguments and are named ``<thing>_<verb>``. A failing source
 becomes a result with a reason; only a problem with the run itself (the database, the arguments)

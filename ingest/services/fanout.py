@@ -23,26 +23,37 @@ from ingest.selectors import comment_feeds_due, sources_due
 from ingest.services.fetch_parse import comments_fetch_parse, source_fetch_parse
 from ingest.services.ingest import log_result
 from ingest.services.leases import sources_claim
-from ingest.services.runs import run_add, run_finish, run_start, run_stats, runs_close_stale
+from ingest.services.runs import run_add, run_finish, run_idle_tick, run_start, run_stats, runs_close_stale
 from ingest.services.store import comments_store, source_record_failure, source_store
 from ingest.types import SourceResult
 
 log = logging.getLogger("ingest.services")
 
 
-def ingest_dispatch(*, trigger: str = IngestRun.Trigger.CELERY, source_ids: Sequence[int] = (), force: bool = False) -> tuple[int, str, list[int]]:
+def ingest_dispatch(*, trigger: str = IngestRun.Trigger.CELERY, source_ids: Sequence[int] = (),
+                    force: bool = False) -> tuple[int | None, str, list[int]]:
     """Claim the due sources for a fanned-out run; returns (run id, lease owner, claimed ids).
 
     The lease makes overlapping periodic runs safe: a source still leased by an earlier run (or by a
     cron, Azure or manual run) is not claimed again until that lease is released or expires.
+
+    A tick that finds no source due records no run: it is counted on the command's ``IdleTick``
+    row (``runs.run_idle_tick``) and returns ``(None, "", [])``. Sources due but all leased by
+    another run still make a run (its ``skipped_leased`` says so).
     """
     now = timezone.now()
     runs_close_stale(now=now)
+    try:
+        due = sources_due(now=now, ids=source_ids, force=force or bool(source_ids))
+    except Error as exc:
+        raise RunError.database(exc) from exc
+    if not due:
+        run_idle_tick(command="ingest_feeds", now=now)
+        return None, "", []
     run = run_start(command="ingest_feeds", trigger=trigger)
     owner = f"run-{run.pk}"
     IngestRun.objects.filter(pk=run.pk).update(lease_owner=owner)
     try:
-        due = sources_due(now=now, ids=source_ids, force=force or bool(source_ids))
         claimed = [s.pk for s in sources_claim(ids=due, owner=owner, now=now)]
     except Error as exc:
         run_finish(run, status=IngestRun.Status.FAILED, error=first_line(exc))

@@ -16,13 +16,13 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import Error
+from django.db import Error, IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 
 from ingest.decide import CommentTotals, Totals, run_status, tally
 from ingest.errors import RunError
-from ingest.models import IngestRun, TechnicalArticle
+from ingest.models import IdleTick, IngestRun, TechnicalArticle
 from ingest.services.leases import sources_release
 from ingest.types import HOSTNAME_MAX, SourceResult
 
@@ -42,6 +42,24 @@ def run_start(*, command: str, trigger: str, lease_owner: str = "") -> IngestRun
         )
     except Error as exc:
         raise RunError.database(exc, doing="the run cannot start") from exc
+
+
+def run_idle_tick(*, command: str, now: datetime) -> None:
+    """Count a scheduled run of ``command`` that found nothing to do, instead of recording a run.
+
+    One UPDATE with F() + 1 (concurrent ticks never lose a count); the command's row is created by
+    its first idle tick (a concurrent first tick that created it first is counted by the retry).
+    """
+    try:
+        if IdleTick.objects.filter(command=command).update(idle_ticks=F("idle_ticks") + 1, last_idle_at=now):
+            return
+        try:
+            with transaction.atomic():
+                IdleTick.objects.create(command=command, idle_ticks=1, last_idle_at=now)
+        except IntegrityError:
+            IdleTick.objects.filter(command=command).update(idle_ticks=F("idle_ticks") + 1, last_idle_at=now)
+    except Error as exc:
+        raise RunError.database(exc, doing="the idle tick cannot be counted") from exc
 
 
 def run_finish(run: IngestRun, *, status: str, error: str = "", **counters) -> None:

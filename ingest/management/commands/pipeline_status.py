@@ -190,8 +190,20 @@ class Command(cli.PipelineCommand):
                                      "updated", "error"], rows, align_right={1, 6, 7, 8, 9}))
         fresh = report["freshness"]
         if fresh["age_s"] is not None:
-            self.stdout.write(f"Last completed ingest: run {fresh['run_id']}, {_duration(fresh['age_s'])} ago "
-                              f"(unhealthy after {_duration(fresh['max_age_s'])})")
+            if fresh["last_idle_at"] and fresh["last_idle_at"] == fresh["finished_at"]:
+                last_run = f"; last completed run {fresh['run_id']}" if fresh["run_id"] else ""
+                self.stdout.write(f"Last ingest tick: nothing was due, {_duration(fresh['age_s'])} ago "
+                                  f"(unhealthy after {_duration(fresh['max_age_s'])}{last_run})")
+            else:
+                self.stdout.write(f"Last completed ingest: run {fresh['run_id']}, {_duration(fresh['age_s'])} ago "
+                                  f"(unhealthy after {_duration(fresh['max_age_s'])})")
+        if fresh["idle_ticks"]:
+            self.stdout.write(f"Idle ticks (scheduled runs that found nothing due, not recorded as runs): "
+                              f"{fresh['idle_ticks']}, the last {_duration(self._ago(fresh['last_idle_at']))} ago")
+
+    @staticmethod
+    def _ago(iso: str) -> float:
+        return (timezone.now() - datetime.fromisoformat(iso)).total_seconds()
 
     def _print_sources(self, report: dict) -> None:
         sources = report["sources"]
