@@ -34,6 +34,11 @@ EXIT_USAGE = 2  # bad arguments; manage.py also exits 2 on a configuration error
 EXIT_UNHEALTHY = 3  # pipeline_status: the pipeline needs attention
 
 
+log = logging.getLogger(__name__)
+# What the "command started" debug record leaves out of the options (Django's own, or streams).
+_NOT_OPTIONS = {"stdout", "stderr", "skip_checks", "settings", "pythonpath", "traceback", "no_color", "force_color"}
+
+
 class PipelineCommand(BaseCommand):
     """Base of the pipeline's commands, and the one place where errors become what the user sees.
 
@@ -53,6 +58,8 @@ class PipelineCommand(BaseCommand):
 
     def execute(self, *args, **options):
         with log_verbosity(options.get("verbosity", 1)):
+            log.debug("command started", extra={"command": self.__module__.rsplit(".", 1)[-1],
+                                                "options": {k: v for k, v in options.items() if k not in _NOT_OPTIONS}})
             return self._execute(*args, **options)
 
     def _execute(self, *args, **options):
