@@ -56,7 +56,10 @@ class PipelineCommand(BaseCommand):
         self.translate_database_errors = True
         return super().run_from_argv(argv)
 
+    options: dict = {}  # this run's options, for the printing helpers (--no-color, --force-color)
+
     def execute(self, *args, **options):
+        self.options = options
         with log_verbosity(options.get("verbosity", 1)):
             log.debug("command started", extra={"command": self.__module__.rsplit(".", 1)[-1],
                                                 "options": {k: v for k, v in options.items() if k not in _NOT_OPTIONS}})

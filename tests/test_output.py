@@ -342,3 +342,27 @@ def test_a_progress_bar_only_on_a_terminal_and_not_at_verbosity_0_or_with_json(f
     assert stderr_of("--verbosity", "0") == ""
     assert stderr_of("--json") == ""
     assert run(command, "--all" if command == "ingest_feeds" else "--dry-run")[1] == ""  # piped: no bar
+
+
+def test_a_coloured_cell_is_measured_without_its_escape_codes():
+    from ingest import cli
+
+    headers, rows = ["id", "outcome", "reason"], [[1, cli.Styled("failed", "error"), "HTTP 500"], [22, "created", ""]]
+    coloured, plain = cli.table(headers, rows, colour=True), cli.table(headers, rows)
+    assert "\x1b[31mfailed" in coloured and "\x1b" not in plain
+    assert re.sub(r"\x1b\[[0-9;]*m", "", coloured) == plain
+    assert plain.splitlines()[2].index("HTTP 500") == plain.splitlines()[0].index("reason")
+
+
+def test_colour_on_a_terminal_only_for_meaning_and_not_with_no_color(feeds):
+    def stdout_of(*args) -> str:
+        out = _Terminal()
+        call_command("ingest_feeds", "--all", *args, stdout=out, stderr=StringIO())
+        return out.getvalue()
+
+    coloured = stdout_of()
+    assert "\x1b[31mfailed" in coloured and "\x1b[32mcreated" in coloured  # red failed, green created
+    assert re.search(r"\x1b\[33mRun \d+ partial: ", coloured)  # the summary of a run with failures: yellow
+    header = coloured.splitlines()[0]
+    assert "\x1b" not in header  # nothing coloured without a meaning
+    assert "\x1b" not in stdout_of("--no-color")

@@ -156,11 +156,11 @@ class Command(cli.PipelineCommand):
     def _print(self, report: dict) -> None:
         out = self.stdout
         if report["healthy"]:
-            cli.say(out, f"Pipeline healthy ({report['checked_at']})", "success")
+            cli.say(out, f"Pipeline healthy ({report['checked_at']})", "success", options=self.options)
         else:
-            cli.say(out, f"Pipeline UNHEALTHY ({report['checked_at']})", "error")
+            cli.say(out, f"Pipeline UNHEALTHY ({report['checked_at']})", "error", options=self.options)
             for problem in report["problems"]:
-                cli.say(out, f"  - {problem}", "error")
+                cli.say(out, f"  - {problem}", "error", options=self.options)
         if report["database"] == "ok":
             self._print_runs(report)
             self._print_sources(report)
@@ -191,7 +191,7 @@ class Command(cli.PipelineCommand):
         self.stdout.write("Last runs")
         self.stdout.write(cli.table(["job", "run", "trigger", "status", "started", "took", "sources", "failed", "new",
                                      "updated", "error"], rows, align_right={1, 6, 7, 8, 9},
-                                    colour=cli.wants_colour(self.stdout)))
+                                    colour=cli.wants_colour(self.stdout, self.options)))
         fresh = report["freshness"]
         if fresh["age_s"] is not None:
             self.stdout.write(f"Last completed ingest: run {fresh['run_id']}, {_duration(fresh['age_s'])} ago "
@@ -227,11 +227,11 @@ class Command(cli.PipelineCommand):
             self.stdout.write("Celery: not checked (PIPELINE_CELERY is off; --celery checks the workers and queue)")
             return
         if celery["error"]:
-            cli.say(self.stdout, f"Celery workers: {celery['error']}", "error")
+            cli.say(self.stdout, f"Celery workers: {celery['error']}", "error", options=self.options)
             return
         if not celery["answered"]:
             cli.say(self.stdout, f"Celery workers: no worker answered within {celery['timeout_s']:g}s "
-                                 f"(broker {celery['broker']})", "error")
+                                 f"(broker {celery['broker']})", "error", options=self.options)
         else:
             self.stdout.write(f"Celery workers: {celery['answered']} answered (broker {celery['broker']})")
             rows = []
