@@ -53,7 +53,7 @@ def on_terminal(*args: str, tmp_path: Path) -> tuple[str, str, str]:
     exports = " ".join(f"{k}={shlex.quote(v)}" for k, v in environment().items() if k.isidentifier())
     command = (f"sleep 0.5; cd {shlex.quote(str(ROOT))} && env {exports} {shlex.quote(sys.executable)} manage.py "
                f"{' '.join(map(shlex.quote, args))}; echo $? > {shlex.quote(str(done))}; sleep 600")
-    tmux = ["tmux", "-L", session, "-f", "/dev/null"]
+    tmux = ["tmux", "-S", str(tmp_path / "tmux.sock"), "-f", "/dev/null"]  # its own server, gone with tmp_path
     subprocess.run([*tmux, "new-session", "-d", "-s", session, "-x", "150", "-y", "50", command], check=True)
     try:
         subprocess.run([*tmux, "pipe-pane", "-t", session, "-o", f"cat >> {shlex.quote(str(raw))}"], check=True)
