@@ -1,17 +1,29 @@
-"""Presentation helpers shared by the management commands: progress bar, tables, JSON, exit codes.
+"""Presentation helpers shared by the management commands: progress bar, tables, colour, JSON,
+verbosity, exit codes.
 
 Interface code only: no domain decisions. Everything is written through the command's
-``self.stdout`` / ``self.stderr`` so ``call_command(stdout=...)`` captures it.
+``self.stdout`` / ``self.stderr`` (or the file they wrap) so ``call_command(stdout=...)`` captures
+it. Terminal-ness is decided from that file: piped output is plain text, no escape codes, no bar.
 """
 
 from __future__ import annotations
 
+import io
 import json
-import time
+import logging
+import os
+import threading
 from collections.abc import Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
 
 from django import db
 from django.core.management.base import BaseCommand, CommandError, OutputWrapper
+from rich.color import ColorSystem
+from rich.console import Console
+from rich.progress import Progress, ProgressColumn
+from rich.style import Style
+from rich.text import Text
 
 from ingest.errors import RunError, UsageError, first_line
 
@@ -20,6 +32,11 @@ EXIT_OK = 0  # the run completed (some sources may have failed: they are reporte
 EXIT_RUN_FAILED = 1  # the run itself could not work (database unreachable)
 EXIT_USAGE = 2  # bad arguments; manage.py also exits 2 on a configuration error
 EXIT_UNHEALTHY = 3  # pipeline_status: the pipeline needs attention
+
+
+log = logging.getLogger(__name__)
+# What the "command started" debug record leaves out of the options (Django's own, or streams).
+_NOT_OPTIONS = {"stdout", "stderr", "skip_checks", "settings", "pythonpath", "traceback", "no_color", "force_color"}
 
 
 class PipelineCommand(BaseCommand):
@@ -39,7 +56,16 @@ class PipelineCommand(BaseCommand):
         self.translate_database_errors = True
         return super().run_from_argv(argv)
 
+    options: dict = {}  # this run's options, for the printing helpers (--no-color, --force-color)
+
     def execute(self, *args, **options):
+        self.options = options
+        with log_verbosity(options.get("verbosity", 1)):
+            log.debug("command started", extra={"command": self.__module__.rsplit(".", 1)[-1],
+                                                "options": {k: v for k, v in options.items() if k not in _NOT_OPTIONS}})
+            return self._execute(*args, **options)
+
+    def _execute(self, *args, **options):
         try:
             return super().execute(*args, **options)
         except UsageError as exc:
@@ -57,6 +83,37 @@ class PipelineCommand(BaseCommand):
         if options.get("json"):
             print_json(self.stdout, {"run_id": None, "status": "failed", "error": message})
         return run_error(message)
+
+
+# Verbosity 3 shows DEBUG records of the project's loggers (LOGGING names them in pipeline/settings.py).
+PROJECT_LOGGERS = ("ingest", "pipeline")
+
+
+@contextmanager
+def log_verbosity(verbosity):
+    """For the command's duration: at verbosity 0 the "stderr" log handler shows WARNING and above
+    only; at 3 it and the project's loggers show DEBUG. Restored afterwards."""
+    try:
+        verbosity = int(verbosity)
+    except (TypeError, ValueError):
+        verbosity = 1
+    handler = stderr_log_handler()
+    saved_handler = handler.level if handler else None
+    saved_loggers = {name: logging.getLogger(name).level for name in PROJECT_LOGGERS}
+    if handler is not None and verbosity <= 0:
+        handler.setLevel(max(handler.level, logging.WARNING))
+    elif verbosity >= 3:
+        if handler is not None:
+            handler.setLevel(logging.DEBUG)
+        for name in PROJECT_LOGGERS:
+            logging.getLogger(name).setLevel(logging.DEBUG)
+    try:
+        yield
+    finally:
+        if handler is not None:
+            handler.setLevel(saved_handler)
+        for name, level in saved_loggers.items():
+            logging.getLogger(name).setLevel(level)
 
 
 def database_sentence(exc: BaseException) -> str:
@@ -151,55 +208,185 @@ def print_json(out: OutputWrapper, payload: dict) -> None:
     out.write(json.dumps(payload, default=str, ensure_ascii=False), ending="\n")
 
 
+def underlying(stream):
+    """The file an ``OutputWrapper`` writes to (terminal-ness is decided from it)."""
+    return getattr(stream, "_out", stream)
+
+
 def is_terminal(stream) -> bool:
-    target = getattr(stream, "_out", stream)
-    return bool(getattr(target, "isatty", lambda: False)())
+    return bool(getattr(underlying(stream), "isatty", lambda: False)())
+
+
+# --- colour: for meaning only, and only on a terminal ----------------------------------------------
+
+# What a colour means; nothing else is coloured (no bold, no colour on plain lines).
+MEANINGS = {"error": "red", "warning": "yellow", "success": "green"}
+
+
+def wants_colour(stream, options: dict | None = None) -> bool:
+    """Colour on a terminal, unless --no-color or NO_COLOR (https://no-color.org) says otherwise."""
+    options = options or {}
+    if options.get("no_color") or os.environ.get("NO_COLOR"):
+        return False
+    return bool(options.get("force_color")) or is_terminal(stream)
+
+
+def paint(text: str, meaning: str | None, *, colour: bool) -> str:
+    if not colour or not meaning:
+        return text
+    return Style.parse(MEANINGS[meaning]).render(text, color_system=ColorSystem.STANDARD)
+
+
+def say(stream: OutputWrapper, text: str, meaning: str | None = None, *, options: dict | None = None,
+        ending: str | None = None) -> None:
+    """One line on ``stream``, coloured for its meaning on a terminal. Django's own styling of stderr
+    (everything bold red, as if an error) is not applied."""
+    stream.write(paint(text, meaning, colour=wants_colour(stream, options)), style_func=lambda x: x, ending=ending)
+
+
+@dataclass(frozen=True)
+class Styled:
+    """A table cell with a meaning (``error``, ``warning``, ``success``): coloured on a terminal,
+    measured without the colour's escape codes."""
+
+    text: str
+    meaning: str | None = None
+
+    def __str__(self) -> str:
+        return self.text
+
+
+# --- progress: a live bar on stderr, log records and per-item lines printed above it ---------------
+
+
+class _ConsoleLines(io.TextIOBase):
+    """A stream for the log handler while a bar is live: whole lines, printed above the bar."""
+
+    def __init__(self, console: Console):
+        self.console = console
+        self._partial = ""
+        self._lock = threading.Lock()
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        with self._lock:
+            *whole, self._partial = (self._partial + text).split("\n")
+        for line in whole:
+            self.console.print(Text(line), soft_wrap=True, highlight=False)
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+
+def stderr_log_handler() -> logging.Handler | None:
+    """The console handler of LOGGING (pipeline/settings.py), by its name "stderr"."""
+    return logging._handlers.get("stderr")  # noqa: SLF001 (logging.getHandlerByName is 3.12+)
+
+
+class _BarLine(ProgressColumn):
+    """``ingest [#######-------] 3/7 1.2s The Index Page``: plain text, no colour (it means nothing)."""
+
+    def __init__(self, label: str, width: int = 30):
+        super().__init__()
+        self.label, self.width = label, width
+
+    def render(self, task) -> Text:
+        total = task.total or 0
+        filled = int(self.width * (task.completed / total if total else 1.0))
+        bar = "#" * filled + "-" * (self.width - filled)
+        return Text(f"{self.label} [{bar}] {int(task.completed)}/{int(total)} {task.elapsed or 0.0:5.1f}s "
+                    f"{task.fields.get('note', '')}")
 
 
 class ProgressBar:
-    """A one-line progress bar redrawn in place on a terminal; silent when disabled."""
+    """A live progress bar (rich) on a terminal; silent when disabled.
 
-    def __init__(self, stream: OutputWrapper | None, *, label: str, enabled: bool, width: int = 30):
+    While it runs, the records of the "stderr" log handler (formatted by the project's formatter, as
+    always) and the per-item lines of ``line()`` are printed as whole lines above the bar, and the
+    bar is erased when it finishes: no log text on the bar's line, no stale bars in the scrollback.
+    Use it as a context manager so the terminal is restored whatever happens.
+    """
+
+    def __init__(self, stream: OutputWrapper | None, *, label: str, enabled: bool):
         self.stream = stream
         self.label = label
         self.enabled = enabled and stream is not None
-        self.width = width
         self.total = 0
-        self.started = time.monotonic()
-        self._last_draw = 0.0
+        self._progress: Progress | None = None
+        self._task = None
+        self._handler: logging.StreamHandler | None = None
+        self._handler_stream = None
+
+    def __enter__(self) -> ProgressBar:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.finish()
+
+    @property
+    def live(self) -> bool:
+        return self._progress is not None
 
     def start(self, total: int) -> None:
         self.total = total
-        self.started = time.monotonic()
-        self.update(0)
+        if not self.enabled or self.live:
+            return
+        console = Console(file=underlying(self.stream), force_terminal=True, highlight=False,
+                          no_color=not wants_colour(self.stream))
+        self._progress = Progress(
+            _BarLine(self.label), console=console, transient=True, redirect_stdout=False, redirect_stderr=False,
+        )
+        self._task = self._progress.add_task(self.label, total=total, note="")
+        self._progress.start()
+        handler = stderr_log_handler()
+        if isinstance(handler, logging.StreamHandler) and is_terminal(handler.stream):
+            self._handler = handler
+            self._handler_stream = handler.setStream(_ConsoleLines(console))
 
-    def update(self, done: int, note: str = "", *, force: bool = False) -> None:
-        if not self.enabled:
-            return
-        now = time.monotonic()
-        if not force and done < self.total and now - self._last_draw < 0.1:
-            return
-        self._last_draw = now
-        fraction = done / self.total if self.total else 1.0
-        filled = int(self.width * fraction)
-        bar = "#" * filled + "-" * (self.width - filled)
-        elapsed = now - self.started
-        line = f"\r{self.label} [{bar}] {done}/{self.total} {elapsed:5.1f}s {note[:40]:<40}"
-        self.stream.write(line, ending="")
-        self.stream.flush()
+    def update(self, done: int, note: str = "") -> None:
+        if self.live:
+            self._progress.update(self._task, completed=done, note=shorten(note, 40))
+
+    def line(self, out: OutputWrapper, text: str) -> None:
+        """A per-item line (verbosity 2) on ``out``; above the bar when both share the terminal."""
+        if self.live and is_terminal(out):
+            self._progress.console.print(Text(text), soft_wrap=True, highlight=False)
+        else:
+            out.write(text)
 
     def finish(self) -> None:
-        if self.enabled:
-            self.update(self.total, force=True)
-            self.stream.write("", ending="\n")
+        if not self.live:
+            return
+        try:
+            self._progress.update(self._task, completed=self.total)
+            self._progress.stop()
+        finally:
+            if self._handler is not None:
+                self._handler.setStream(self._handler_stream)
+                self._handler = None
+            self._progress = None
 
 
-def table(headers: Sequence[str], rows: Sequence[Sequence], *, align_right: set[int] = frozenset()) -> str:
-    cells = [[str(c) for c in headers]] + [[str(c) for c in row] for row in rows]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+def table(headers: Sequence[str], rows: Sequence[Sequence], *, align_right: set[int] = frozenset(),
+          colour: bool = False) -> str:
+    """Columns two spaces apart, widths measured on the text (``Styled`` cells' colour is not counted)."""
+    cells = [list(headers)] + [list(row) for row in rows]
+    widths = [max(len(str(row[i])) for row in cells) for i in range(len(headers))]
+    last = len(headers) - 1
 
     def fmt(row):
-        return "  ".join(cell.rjust(widths[i]) if i in align_right else cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip()
+        out = []
+        for i, cell in enumerate(row):
+            text = str(cell)
+            if i in align_right:
+                text = text.rjust(widths[i])
+            elif i != last:
+                text = text.ljust(widths[i])
+            out.append(paint(text, getattr(cell, "meaning", None), colour=colour))
+        return "  ".join(out).rstrip()
 
     lines = [fmt(cells[0]), "  ".join("-" * w for w in widths)]
     lines += [fmt(row) for row in cells[1:]]

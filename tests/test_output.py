@@ -223,10 +223,14 @@ def stored(db, feed_server):
 
 @pytest.mark.parametrize("verbosity", ["1", "2"])
 def test_delete_source_says_what_it_deleted(stored, verbosity):
-    out, _ = run("delete_source", str(stored.pk), "--yes", "--verbosity", verbosity)
-    assert re.fullmatch(rf"Deleted source {stored.pk} {re.escape(stored.feed_url)}: .*5 entries.* in 1 chunks, "
-                        rf"0 retries, {SECONDS}\.", out.strip()), out
-    assert len(lines(out)) == 1 and not TechnicalArticle.objects.exists()
+    out, _ = run("delete_source", str(stored.pk), "--yes", "--verbosity", verbosity, "--chunk-size", "2")
+    text = lines(out)
+    assert re.fullmatch(rf"Deleted source {stored.pk} {re.escape(stored.feed_url)}: .*5 entries.* in 3 chunks, "
+                        rf"0 retries, {SECONDS}\.", text[-1]), out
+    # Verbosity 2 adds a line per chunk before the summary.
+    chunks = ["chunk 1: 2/5 entries deleted", "chunk 2: 4/5 entries deleted", "chunk 3: 5/5 entries deleted"]
+    assert text[:-1] == (chunks if verbosity == "2" else [])
+    assert not TechnicalArticle.objects.exists()
 
 
 def test_delete_source_verbosity_0_prints_nothing(stored):
@@ -333,7 +337,34 @@ def test_a_progress_bar_only_on_a_terminal_and_not_at_verbosity_0_or_with_json(f
         return err.getvalue()
 
     drawn = stderr_of()
-    assert re.search(rf"\r{label} \[#+\] (\d+)/\1 ", drawn) and drawn.endswith("\n"), repr(drawn)
+    # The bar (rich, drawn in place) shows every item done, then is erased: the last thing written
+    # clears its line (tests/test_terminal.py renders a real terminal's screen).
+    assert re.search(rf"{label} \[#+\] (\d+)/\1 ", drawn), repr(drawn)
+    assert drawn.endswith("\x1b[2K"), repr(drawn)
     assert stderr_of("--verbosity", "0") == ""
     assert stderr_of("--json") == ""
     assert run(command, "--all" if command == "ingest_feeds" else "--dry-run")[1] == ""  # piped: no bar
+
+
+def test_a_coloured_cell_is_measured_without_its_escape_codes():
+    from ingest import cli
+
+    headers, rows = ["id", "outcome", "reason"], [[1, cli.Styled("failed", "error"), "HTTP 500"], [22, "created", ""]]
+    coloured, plain = cli.table(headers, rows, colour=True), cli.table(headers, rows)
+    assert "\x1b[31mfailed" in coloured and "\x1b" not in plain
+    assert re.sub(r"\x1b\[[0-9;]*m", "", coloured) == plain
+    assert plain.splitlines()[2].index("HTTP 500") == plain.splitlines()[0].index("reason")
+
+
+def test_colour_on_a_terminal_only_for_meaning_and_not_with_no_color(feeds):
+    def stdout_of(*args) -> str:
+        out = _Terminal()
+        call_command("ingest_feeds", "--all", *args, stdout=out, stderr=StringIO())
+        return out.getvalue()
+
+    coloured = stdout_of()
+    assert "\x1b[31mfailed" in coloured and "\x1b[32mcreated" in coloured  # red failed, green created
+    assert re.search(r"\x1b\[33mRun \d+ partial: ", coloured)  # the summary of a run with failures: yellow
+    header = coloured.splitlines()[0]
+    assert "\x1b" not in header  # nothing coloured without a meaning
+    assert "\x1b" not in stdout_of("--no-color")

@@ -29,4 +29,4 @@ class Command(cli.PipelineCommand):
             cli.print_json(self.stdout, {"id": article.pk, "url": article.feed_url, "name": article.name, "created": created})
         elif options["verbosity"] >= 1:
             verb = "Added" if created else "Already registered:"
-            self.stdout.write(self.style.SUCCESS(f"{verb} source {article.pk} {article.feed_url}"))
+            cli.say(self.stdout, f"{verb} source {article.pk} {article.feed_url}", "success", options=options)

@@ -52,26 +52,33 @@ class Command(cli.PipelineCommand):
                 self.stdout.write(f"Nothing deleted: source {plan.id} is still there.")
             return
         bar = cli.progress_bar(self.stderr, label="delete", options=options)
-        result = source_delete(source_id=plan.id, chunk_size=chunk, on_start=bar.start,
-                               on_progress=lambda done, total: bar.update(done))
-        bar.finish()
+        chunks = 0
+
+        def progress(done, total):
+            nonlocal chunks
+            chunks += 1
+            bar.update(done)
+            if options["verbosity"] >= 2 and not options["json"]:  # one line per chunk
+                bar.line(self.stdout, f"chunk {chunks}: {done}/{total} entries deleted")
+
+        with bar:
+            result = source_delete(source_id=plan.id, chunk_size=chunk, on_start=bar.start, on_progress=progress)
         if options["json"]:
             cli.print_json(self.stdout, {**result.as_dict(), "status": "deleted"})
         elif options["verbosity"] >= 1:
             unlinked = f"; unlinked {_rows(result.unlinked)}" if result.unlinked else ""
-            self.stdout.write(self.style.SUCCESS(
-                f"Deleted source {result.id} {result.feed_url}: {_rows(result.deleted)}{unlinked} "
-                f"in {result.chunks} chunks, {result.retries} retries, {result.elapsed_s:.2f}s."
-            ))
+            cli.say(self.stdout, f"Deleted source {result.id} {result.feed_url}: {_rows(result.deleted)}{unlinked} "
+                                 f"in {result.chunks} chunks, {result.retries} retries, {result.elapsed_s:.2f}s.",
+                    "success", options=options)
 
     def _confirmed(self, plan: SourceDeletePlan) -> bool:
         """Ask on a terminal; anywhere else (cron, a pipe, a timer) refuse without --yes."""
         if not cli.is_terminal(sys.stdin):
             raise cli.usage_error(f"Refusing to delete source {plan.id} without --yes: there is no terminal to ask on.")
         under = {label: n for label, n in plan.rows.items() if n and label != TechnicalArticle._meta.label}
-        self.stderr.write(f"Delete source {plan.id} {plan.name!r} ({plan.feed_url}) with "
+        cli.say(self.stderr, f"Delete source {plan.id} {plan.name!r} ({plan.feed_url}) with "
                           f"{_rows(under) if under else 'no entries'}? This cannot be undone. [y/N] ",
-                          style_func=lambda text: text, ending="")
+                ending="")
         self.stderr.flush()
         answer = sys.stdin.readline()
         return answer.strip().lower() in ("y", "yes")

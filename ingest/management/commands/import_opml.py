@@ -43,11 +43,10 @@ class Command(cli.PipelineCommand):
             for pk, url in result.existing:
                 self.stdout.write(f"existing  {pk:>5} {url}")
         for url, error in result.rejected:
-            self.stderr.write(self.style.WARNING(f"rejected  {url}: {error}"))
+            cli.say(self.stderr, f"rejected  {url}: {error}", "warning", options=options)
         if options["verbosity"] >= 1:
-            self.stdout.write(self.style.SUCCESS(
-                f"{len(result.added)} added, {len(result.existing)} already registered, {len(result.rejected)} rejected."
-            ))
+            cli.say(self.stdout, f"{len(result.added)} added, {len(result.existing)} already registered, "
+                                 f"{len(result.rejected)} rejected.", "warning" if result.rejected else "success", options=options)
 
     def stdin_bytes(self) -> bytes:
         import sys

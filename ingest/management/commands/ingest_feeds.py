@@ -43,29 +43,28 @@ class Command(cli.PipelineCommand):
         def progress(result, done, total):
             bar.update(done, result.name or result.url)
             if verbosity >= 2 and not as_json:
-                bar_clear = "\r" if bar.enabled else ""
-                self.stdout.write(f"{bar_clear}{result.outcome:<12} {result.url} {result.error}")
+                bar.line(self.stdout, f"{result.outcome:<12} {result.url} {result.error}")
 
-        report = feeds_ingest(
-            source_ids=ids, force=options["all"], dry_run=options["dry_run"], workers=workers,
-            trigger=options["trigger"], on_progress=progress, on_start=bar.start,
-        )
-        bar.finish()
+        with bar:
+            report = feeds_ingest(
+                source_ids=ids, force=options["all"], dry_run=options["dry_run"], workers=workers,
+                trigger=options["trigger"], on_progress=progress, on_start=bar.start,
+            )
         if as_json:
             cli.print_json(self.stdout, report.as_dict())
         elif verbosity >= 1:
-            self._summary(report)
+            self._summary(report, options)
 
-    def _summary(self, report) -> None:
-        outcome_style = {"failed": self.style.ERROR, "created": self.style.SUCCESS, "updated": self.style.SUCCESS}
+    def _summary(self, report, options) -> None:
+        outcome_meaning = {"failed": "error", "created": "success", "updated": "success"}
         rows = []
         for r in report.results:
-            style = outcome_style.get(r.outcome, lambda s: s)
             rows.append([r.id, cli.shorten(r.name or r.url, 40), r.created, r.updated, r.unchanged,
-                         "yes" if r.outcome == "not_modified" else "", style(r.outcome), cli.shorten(r.error, 70)])
+                         "yes" if r.outcome == "not_modified" else "", cli.Styled(r.outcome, outcome_meaning.get(r.outcome)),
+                         cli.shorten(r.error, 70)])
         if rows:
             self.stdout.write(cli.table(["id", "source", "new", "updated", "unchanged", "not modified", "outcome", "reason"],
-                                        rows, align_right={0, 2, 3, 4}))
+                                        rows, align_right={0, 2, 3, 4}, colour=cli.wants_colour(self.stdout, options)))
         t = report.totals
         prefix = "Dry run (nothing written): " if report.dry_run else f"Run {report.run_id} {report.status}: "
         line = (f"{prefix}{t['sources']} sources, {t['created']} new, {t['updated']} updated, {t['unchanged']} unchanged, "
@@ -80,5 +79,4 @@ class Command(cli.PipelineCommand):
             line += f"; {report.skipped_leased} skipped (being ingested by another run)"
         if not report.results:
             line = f"{prefix}no source is due. Use --all to fetch every active source now."
-        style = self.style.WARNING if t["failed"] else self.style.SUCCESS
-        self.stdout.write(style(line))
+        cli.say(self.stdout, line, "warning" if t["failed"] else "success", options=options)

@@ -15,6 +15,9 @@ from ingest.errors import first_line
 MAX_AGE_MAX = 10 * 365 * 86400  # ten years, as for PIPELINE_HEALTH_MAX_AGE: more overflows the date arithmetic
 
 
+_STATUS_MEANING = {"failed": "error", "partial": "warning", "succeeded": "success"}
+
+
 def _duration(seconds: float | None) -> str:
     if seconds is None:
         return ""
@@ -151,13 +154,13 @@ class Command(cli.PipelineCommand):
     # --- printing -------------------------------------------------------------------------------
 
     def _print(self, report: dict) -> None:
-        out, style = self.stdout, self.style
+        out = self.stdout
         if report["healthy"]:
-            out.write(style.SUCCESS(f"Pipeline healthy ({report['checked_at']})"))
+            cli.say(out, f"Pipeline healthy ({report['checked_at']})", "success", options=self.options)
         else:
-            out.write(style.ERROR(f"Pipeline UNHEALTHY ({report['checked_at']})"))
+            cli.say(out, f"Pipeline UNHEALTHY ({report['checked_at']})", "error", options=self.options)
             for problem in report["problems"]:
-                out.write(style.ERROR(f"  - {problem}"))
+                cli.say(out, f"  - {problem}", "error", options=self.options)
         if report["database"] == "ok":
             self._print_runs(report)
             self._print_sources(report)
@@ -180,14 +183,15 @@ class Command(cli.PipelineCommand):
                     sources = f"{done}/{run['sources_total']}" if run["status"] == "running" else done
                     counts = [sources, run["sources_failed"], run["entries_created"], run["entries_updated"]]
                 rows.append([
-                    job, run["id"], run["trigger"], run["status"],  # plain: colour codes would skew the columns
+                    job, run["id"], run["trigger"], cli.Styled(run["status"], _STATUS_MEANING.get(run["status"])),
                     f"{_duration(now - started)} ago", _duration(run["elapsed_s"]) if run["elapsed_s"] is not None else "…",
                     *counts, cli.shorten(run["error"].splitlines()[0] if run["error"] else "", 60),
                 ])
         self.stdout.write("")
         self.stdout.write("Last runs")
         self.stdout.write(cli.table(["job", "run", "trigger", "status", "started", "took", "sources", "failed", "new",
-                                     "updated", "error"], rows, align_right={1, 6, 7, 8, 9}))
+                                     "updated", "error"], rows, align_right={1, 6, 7, 8, 9},
+                                    colour=cli.wants_colour(self.stdout, self.options)))
         fresh = report["freshness"]
         if fresh["age_s"] is not None:
             if fresh["last_idle_at"] and fresh["last_idle_at"] == fresh["finished_at"]:
@@ -235,11 +239,11 @@ class Command(cli.PipelineCommand):
             self.stdout.write("Celery: not checked (PIPELINE_CELERY is off; --celery checks the workers and queue)")
             return
         if celery["error"]:
-            self.stdout.write(self.style.ERROR(f"Celery workers: {celery['error']}"))
+            cli.say(self.stdout, f"Celery workers: {celery['error']}", "error", options=self.options)
             return
         if not celery["answered"]:
-            self.stdout.write(self.style.ERROR(
-                f"Celery workers: no worker answered within {celery['timeout_s']:g}s (broker {celery['broker']})"))
+            cli.say(self.stdout, f"Celery workers: no worker answered within {celery['timeout_s']:g}s "
+                                 f"(broker {celery['broker']})", "error", options=self.options)
         else:
             self.stdout.write(f"Celery workers: {celery['answered']} answered (broker {celery['broker']})")
             rows = []

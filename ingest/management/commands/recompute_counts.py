@@ -62,23 +62,20 @@ class Command(cli.PipelineCommand):
             nonlocal chunks
             chunks += 1
             bar.update(done)
-            if verbosity >= 2 and not as_json:  # one line per chunk; on a terminal it starts over the bar
-                bar_clear = "\r" if bar.enabled else ""
-                self.stdout.write(f"{bar_clear}chunk {chunks}: {done}/{total} entries scanned")
+            if verbosity >= 2 and not as_json:  # one line per chunk; on a terminal above the bar
+                bar.line(self.stdout, f"chunk {chunks}: {done}/{total} entries scanned")
 
-        report = counts_recompute(
-            source_ids=source_ids, entry_ids=entry_ids, since=since, chunk_size=chunk,
-            dry_run=options["dry_run"], trigger=options["trigger"], on_start=bar.start,
-            on_progress=progress,
-        )
-        bar.finish()
+        with bar:
+            report = counts_recompute(
+                source_ids=source_ids, entry_ids=entry_ids, since=since, chunk_size=chunk,
+                dry_run=options["dry_run"], trigger=options["trigger"], on_start=bar.start,
+                on_progress=progress,
+            )
         if as_json:
             cli.print_json(self.stdout, report.as_dict())
         elif verbosity >= 1:
             verb = "would change" if report.dry_run else "changed"
             prefix = "Dry run (nothing written): " if report.dry_run else f"Run {report.run_id} {report.status}: "
-            style = self.style.WARNING if report.changed else self.style.SUCCESS
-            self.stdout.write(style(
-                f"{prefix}{report.scanned} entries scanned, {report.changed} {verb}, {report.chunks} chunks, "
-                f"{report.retries} retries in {report.elapsed_s:.2f}s"
-            ))
+            cli.say(self.stdout, f"{prefix}{report.scanned} entries scanned, {report.changed} {verb}, {report.chunks} chunks, "
+                                 f"{report.retries} retries in {report.elapsed_s:.2f}s",
+                    "warning" if report.changed else "success", options=options)
