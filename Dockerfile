@@ -40,4 +40,4 @@ RUN DJANGO_DEBUG=1 python manage.py collectstatic --noinput --verbosity 0 \
 
 USER app
 EXPOSE 8000 5555
-CMD ["gunicorn", "pipeline.wsgi:application", "--bind", "0.0.0.0:8000", "--workers", "2", "--access-logfile", "-"]
+CMD ["gunicorn", "pipeline.wsgi:application", "--bind", "0.0.0.0:8000", "--workers", "2", "--config", "python:pipeline.gunicorn_conf"]

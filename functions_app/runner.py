@@ -23,8 +23,8 @@ from typing import Any
 
 DEFAULT_SETTINGS = "pipeline.settings"
 
-# Not "ingest" or "pipeline": those loggers do not propagate, and the Functions Python worker
-# collects log records through the root logger.
+# The Functions Python worker collects log records through a handler of its own on the root logger;
+# every logger of the project propagates there (settings.LOGGING).
 log = logging.getLogger("functions_app")
 _setup_lock = threading.Lock()
 
@@ -45,6 +45,7 @@ def django_setup() -> None:
             import django
             from django.core.exceptions import ImproperlyConfigured
 
+            host_handlers = list(logging.getLogger().handlers)
             try:
                 django.setup()
             except ImproperlyConfigured as exc:
@@ -53,6 +54,31 @@ def django_setup() -> None:
                 sentence = " ".join(str(exc).split())
                 log.error("configuration error: %s", sentence)
                 raise RunFailed(f"configuration error: {sentence}") from None
+            _log_through(host_handlers)
+
+
+def _log_through(host_handlers: list[logging.Handler]) -> None:
+    """Give the root logger back the handlers the host had put there, in the project's format.
+
+    ``django.setup()`` applied ``LOGGING``, which replaced the root logger's handlers with the
+    project's one stderr handler. Under the Functions host that would bypass the host's handler
+    (records with their level and logger, for Application Insights) and reach the host only as
+    console text. The host's handlers take the project's formatter (``LOG_FORMAT``) and filters
+    instead, and the stderr handler goes, so that each record reaches the host once. Outside a
+    host (no handler on the root logger before the set-up) nothing changes.
+    """
+    if not host_handlers:
+        return
+    root = logging.getLogger()
+    project = list(root.handlers)
+    for handler in project:
+        root.removeHandler(handler)
+    for handler in host_handlers:
+        if project:
+            handler.setFormatter(project[0].formatter)
+            for item in project[0].filters:
+                handler.addFilter(item)
+        root.addHandler(handler)
 
 
 def _timer_fields(timer: Any) -> dict:

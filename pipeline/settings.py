@@ -246,12 +246,28 @@ DB_RETRY_BASE_DELAY = _number("DB_RETRY_BASE_DELAY", 0.05, maximum=3600)
 DB_RETRY_MAX_DELAY = _number("DB_RETRY_MAX_DELAY", 2.0, maximum=3600)
 
 # --- Logging ------------------------------------------------------------------------------------
-LOG_LEVEL = env.get("LOG_LEVEL", "").strip().upper() or "INFO"
-if LOG_LEVEL not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
-    raise ImproperlyConfigured(f"LOG_LEVEL must be DEBUG, INFO, WARNING, ERROR or CRITICAL, not {LOG_LEVEL!r}.")
+# One configuration for every process: commands, web (Django, and gunicorn through
+# pipeline/gunicorn_conf.py), Celery worker and beat (pipeline/celery.py applies it on Celery's
+# setup_logging signal) and the Azure Functions host (functions_app/runner.py). Every record goes
+# through the root logger's one handler, so Celery's and other libraries' lines share the format.
+_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+def _level(name: str, default: str) -> str:
+    value = env.get(name, "").strip().upper() or default
+    if value not in _LEVELS:
+        raise ImproperlyConfigured(f"{name} must be DEBUG, INFO, WARNING, ERROR or CRITICAL, not {value!r}.")
+    return value
+
+
+LOG_LEVEL = _level("LOG_LEVEL", "INFO")
+# httpx and httpcore (the feed fetcher's HTTP client) log a line per request at INFO and the
+# connection's every step at DEBUG: quiet unless asked for.
+LOG_HTTP_LEVEL = _level("LOG_HTTP_LEVEL", "WARNING")
 LOG_FORMAT = env.get("LOG_FORMAT", "").strip().lower() or "text"
 if LOG_FORMAT not in ("text", "json"):
     raise ImproperlyConfigured(f"LOG_FORMAT must be text or json, not {LOG_FORMAT!r}.")
+LOGGING_CONFIG = "pipeline.logformat.configure"
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
@@ -259,11 +275,17 @@ LOGGING = {
         "text": {"()": "pipeline.logformat.TextFormatter"},
         "json": {"()": "pipeline.logformat.JsonFormatter"},
     },
-    "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT}},
+    # task_id and task_name on the records logged while a Celery task runs.
+    "filters": {"celery_task": {"()": "pipeline.logformat.CeleryTaskFilter"}},
+    "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT, "filters": ["celery_task"]}},
+    "root": {"handlers": ["stderr"], "level": LOG_LEVEL},
     "loggers": {
-        "ingest": {"handlers": ["stderr"], "level": LOG_LEVEL, "propagate": False},
-        "pipeline": {"handlers": ["stderr"], "level": LOG_LEVEL, "propagate": False},
-        "django": {"handlers": ["stderr"], "level": "WARNING", "propagate": False},
+        # Django's own through the root's handler (its defaults add handlers of their own): its
+        # warnings and errors, and runserver's request lines at LOG_LEVEL.
+        "django": {"handlers": [], "level": "WARNING", "propagate": True},
+        "django.server": {"handlers": [], "level": LOG_LEVEL, "propagate": True},
+        "httpx": {"level": LOG_HTTP_LEVEL},
+        "httpcore": {"level": LOG_HTTP_LEVEL},
     },
 }
 
