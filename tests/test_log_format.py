@@ -71,6 +71,7 @@ def test_ingest_feeds_logs_one_json_object_per_line(sources):
     assert (done["level"], done["source_id"], done["outcome"], done["entries_created"]) == ("info", blog.pk, "created", 5)
     [finished] = by_event["ingest finished"]
     assert (finished["run_id"], finished["status"]) == (report["run_id"], "partial")
+    assert failed["run_id"] == done["run_id"] == report["run_id"]  # every per-source record names its run
     assert Entry.objects.count() == 5
 
 

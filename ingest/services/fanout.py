@@ -83,7 +83,7 @@ def source_ingest(*, source_id: int, owner: str, run_id: int | None = None) -> S
     with fetching.make_client(fetch_settings) as client:
         fetched = source_fetch_parse(source, client=client, fetch_settings=fetch_settings)
         result = source_store(source=source, fetched=fetched, owner=owner, run_id=run_id, stats=stats)
-        log_result(result)
+        log_result(result, run_id=run_id)
         if source.fetch_comments and not result.failed:
             comments = [comments_store(fetched=comments_fetch_parse(job, client=client, fetch_settings=fetch_settings))
                         for job in comment_feeds_due(source=source, now=timezone.now())]

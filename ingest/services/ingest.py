@@ -112,7 +112,7 @@ def feeds_ingest(
             log.info("sources skipped: leased by another run", extra={"count": skipped, "run_id": run and run.pk})
         if on_start:
             on_start(len(sources))
-        _ingest_sources(sources, owner=owner, workers=workers, dry_run=dry_run, force=force, stats=stats,
+        _ingest_sources(sources, run_id=run and run.pk, owner=owner, workers=workers, dry_run=dry_run, force=force, stats=stats,
                         on_progress=on_progress, results=results, comments=comments, comment_jobs=orphans)
     except BaseException as exc:
         if run is not None:
@@ -155,7 +155,7 @@ def _abort(run: IngestRun, owner: str, exc: BaseException, results: list[SourceR
         log.warning("could not record the failed run", extra={"run_id": run.pk, "error": first_line(err)})
 
 
-def _ingest_sources(sources, *, owner, workers, dry_run, force, stats, on_progress, results, comments, comment_jobs=()) -> None:
+def _ingest_sources(sources, *, run_id, owner, workers, dry_run, force, stats, on_progress, results, comments, comment_jobs=()) -> None:
     """Fetch + parse in a thread pool; store in this thread as results arrive (into ``results``
     and ``comments``, so that a run that dies still knows what it stored).
 
@@ -200,7 +200,7 @@ def _ingest_sources(sources, *, owner, workers, dry_run, force, stats, on_progre
                         jobs = comment_feeds_due(source=source, now=timezone.now(), force=force)
                         pending.extend(("comments", job) for job in reversed(jobs))
                 results.append(result)
-                log_result(result)
+                log_result(result, run_id=run_id)
                 if on_progress:
                     on_progress(result, len(results), len(sources))
             refill()
@@ -215,8 +215,9 @@ def _preview(source: TechnicalArticle, fetched: Fetched) -> SourceResult:
                             value=Failure(storable(str(error), REASON_MAX), error.internal))
 
 
-def log_result(result: SourceResult) -> None:
-    extra = {"source_id": result.id, "url": result.url, "outcome": result.outcome,
+def log_result(result: SourceResult, *, run_id: int | None = None) -> None:
+    """One record per source, with the run it belongs to (none for a dry run)."""
+    extra = {**({"run_id": run_id} if run_id else {}), "source_id": result.id, "url": result.url, "outcome": result.outcome,
              "entries_created": result.created, "entries_updated": result.updated, "entries_unchanged": result.unchanged}
     if result.failed:
         log.warning("source failed", extra={**extra, "error": result.error})
