@@ -204,3 +204,23 @@ def expected_entries(server, unique: dict[str, set[str]], paths: set[str] | None
     served completely with a 2xx)."""
     chosen = server.served_ok if paths is None else paths
     return {(server.url(path), guid) for path in chosen for guid in unique[path]}
+
+
+LOG_LEVELS = {"debug", "info", "warning", "error", "critical"}
+
+
+def json_log_records(text: str) -> list[dict]:
+    """Every line of ``text`` as one JSON object with ts/level/logger/event; the test fails on the
+    first line that is not, quoting it."""
+    records = []
+    for line in text.splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            pytest.fail(f"a line is not JSON: {line!r}\n--- output\n{text[-6000:]}")
+        assert isinstance(record, dict) and {"ts", "level", "logger", "event"} <= set(record), line
+        assert record["level"] in LOG_LEVELS, line
+        datetime.fromisoformat(record["ts"])
+        records.append(record)
+    assert records, "nothing was written"
+    return records

@@ -10,17 +10,15 @@ import json
 import os
 import subprocess
 import sys
-from datetime import datetime
 from pathlib import Path
 
 import pytest
 
 from ingest.models import Entry, TechnicalArticle
-from tests.helpers import database_url
+from tests.helpers import database_url, json_log_records
 
 ROOT = Path(__file__).resolve().parent.parent
 FEEDS = Path(__file__).parent / "data" / "feeds"
-DOCUMENTED = {"ts", "level", "logger", "event"}
 
 
 def manage(*args: str, log_format: str = "json") -> subprocess.CompletedProcess:
@@ -31,19 +29,10 @@ def manage(*args: str, log_format: str = "json") -> subprocess.CompletedProcess:
 
 
 def json_lines(stderr: str) -> list[dict]:
-    """Each stderr line parsed; a line that is not one JSON object fails the test, quoted."""
-    records = []
-    for line in stderr.splitlines():
-        try:
-            record = json.loads(line)
-        except ValueError:
-            pytest.fail(f"a stderr line is not JSON: {line!r}\n--- stderr\n{stderr}")
-        assert isinstance(record, dict), line
-        assert DOCUMENTED <= set(record), line
-        assert record["level"] in {"debug", "info", "warning", "error", "critical"}, line
-        assert record["logger"].split(".")[0] in {"ingest", "pipeline"}, line
-        datetime.fromisoformat(record["ts"])
-        records.append(record)
+    """Each stderr line parsed as one JSON log record (tests.helpers), every one the project's."""
+    records = json_log_records(stderr)
+    for record in records:
+        assert record["logger"].split(".")[0] in {"ingest", "pipeline"}, record
     return records
 
 

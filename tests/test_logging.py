@@ -18,37 +18,16 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from datetime import datetime
 from pathlib import Path
 
 import pytest
 
 from ingest import tasks
 from ingest.models import IngestRun, TechnicalArticle
-from tests.helpers import ROOT, database_url, wait_until
+from tests.helpers import ROOT, database_url, json_log_records, wait_until
 from tests.workers import WorkerProcess
 
 FEEDS = Path(__file__).parent / "data" / "feeds"
-LEVELS = {"debug", "info", "warning", "error", "critical"}
-
-
-def json_records(text: str) -> list[dict]:
-    """Every line of ``text`` as one JSON object with ts/level/logger/event; the test fails on the
-    first line that is not, quoting it."""
-    records = []
-    for line in text.splitlines():
-        try:
-            record = json.loads(line)
-        except ValueError:
-            pytest.fail(f"a line is not JSON: {line!r}\n--- output\n{text[-6000:]}")
-        assert isinstance(record, dict) and {"ts", "level", "logger", "event"} <= set(record), line
-        assert record["level"] in LEVELS, line
-        datetime.fromisoformat(record["ts"])
-        records.append(record)
-    assert records, "nothing was written"
-    return records
-
-
 def process_env(**extra: str) -> dict[str, str]:
     return {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings", "DATABASE_URL": database_url(),
             "PYTHONUNBUFFERED": "1", "LOG_LEVEL": "INFO", **extra}
@@ -91,7 +70,7 @@ def test_a_worker_writes_only_json_lines_and_a_tasks_records_carry_its_task_id(t
         worker.stop()  # SIGTERM: the warm shutdown's notices are lines of the log too
     text = worker.log_path.read_text()
     print(text)  # shown when the test fails
-    records = json_records(text)
+    records = json_log_records(text)
     loggers = {record["logger"] for record in records}
     events = [record["event"] for record in records]
 
@@ -129,7 +108,7 @@ def test_a_worker_with_text_logs_writes_the_commands_text_format(transactional_d
     assert recount and f"task_id={result.id}" in recount[0], text[-4000:]
     assert any(f" INFO    celery.apps.worker: {worker.name} ready." in line for line in text.splitlines()), text
     with pytest.raises(pytest.fail.Exception):
-        json_records(text)
+        json_log_records(text)
 
 
 # --- Beat --------------------------------------------------------------------------------------------
@@ -148,7 +127,7 @@ def test_beat_writes_only_json_lines(broker, tmp_path):
                    timeout=60, interval=0.2, message="beat to send a task")
     finally:
         stop(proc)
-    records = json_records(log.read_text())
+    records = json_log_records(log.read_text())
     events = [record["event"] for record in records]
     assert "beat: Starting..." in events, events
     assert any(event.startswith("Scheduler: Sending due task ingest-feeds") for event in events), events
@@ -169,7 +148,7 @@ def test_the_http_clients_request_lines_are_off_unless_asked_for(two_sources):
     quiet = _ingest_stderr()
     assert "source done" in quiet and "HTTP Request:" not in quiet and "httpx" not in quiet, quiet
     loud = _ingest_stderr(LOG_HTTP_LEVEL="INFO", LOG_FORMAT="json")
-    requests = [r for r in json_records(loud) if r["logger"] == "httpx"]
+    requests = [r for r in json_log_records(loud) if r["logger"] == "httpx"]
     assert requests and requests[0]["event"].startswith("HTTP Request: GET "), loud
 
 
@@ -207,7 +186,7 @@ def test_gunicorn_with_the_projects_config_writes_only_json_lines(transactional_
         time.sleep(0.5)  # the access line of the last request
     finally:
         stop(proc)
-    records = json_records(log.read_text())
+    records = json_log_records(log.read_text())
     by_logger: dict[str, list[str]] = {}
     for record in records:
         by_logger.setdefault(record["logger"], []).append(record["event"])
@@ -255,7 +234,7 @@ def test_the_functions_runner_logs_through_the_hosts_handler_in_the_projects_for
         by_logger.setdefault(line["logger"], []).append(line["message"])
     assert {"functions_app", "ingest.services"} <= set(by_logger), lines
     if log_format == "json":
-        records = json_records("\n".join(line["message"] for line in lines))
+        records = json_log_records("\n".join(line["message"] for line in lines))
         [finished] = [r for r in records if r["event"] == "recount finished"]
         assert finished["status"] == "succeeded" and finished["logger"] == "ingest.services"
         [ran] = [r for r in records if r["logger"] == "functions_app" and r["event"].startswith("recompute_counts run")]
