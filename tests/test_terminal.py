@@ -104,7 +104,7 @@ def test_on_a_terminal_logs_are_whole_lines_above_a_bar_that_is_erased_and_colou
     assert len(per_source) == 4, screen  # verbosity 2: a line per source, above the bar too
 
     # The table: columns line up although the outcome cells are coloured.
-    header = next(line for line in text if line.startswith("id  source"))
+    header = next(line for line in text if line.lstrip().startswith("id  source"))  # ids right-aligned
     broken = next(line for line in text if re.match(r" *\d+  Broken ", line))
     assert broken.index("HTTP 500") == header.index("reason"), screen
     assert re.match(r"Run \d+ partial: 4 sources, 15 new, .* 1 failed in ", text[-1]), screen
@@ -143,7 +143,7 @@ def test_the_verbosity_levels_show_what_they_promise(sources):
 
     summary = piped("ingest_feeds", "--all", "--verbosity", "1")
     text = nonblank(summary.stdout)
-    assert text[0].startswith("id  source") and len(text) == 2 + 4 + 1 and text[-1].startswith("Run ")
+    assert text[0].lstrip().startswith("id  source") and len(text) == 2 + 4 + 1 and text[-1].startswith("Run ")
     assert levels(summary.stderr) == {"INFO", "WARNING"}, summary.stderr
 
     per_source = piped("ingest_feeds", "--all", "--verbosity", "2")

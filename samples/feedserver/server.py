@@ -36,6 +36,7 @@ class FeedServer:
         self.conditional = True  # False: If-None-Match / If-Modified-Since are ignored (always 200)
         self._random = random.Random(seed)
         self._lock = threading.Lock()
+        self._settled = threading.Condition(self._lock)  # notified when a response ends
         self._routes: dict[str, list[Reply]] = {}
         self._served: dict[str, int] = {}  # route -> replies given so far
         self._connections: set[socket.socket] = set()
@@ -181,17 +182,26 @@ class FeedServer:
     def served_ok(self) -> set[str]:
         """Routes a 2xx body was written for completely (since the last ``reset_ledger``)."""
         with self._lock:
+            self._settle()
             return set(self._served_ok)
 
     @property
     def failed(self) -> set[str]:
         """Routes answered with a 5xx at their last request."""
         with self._lock:
+            self._settle()
             return {path for path, status in self._last_status.items() if status >= 500}
 
     def last_status(self, path: str) -> int | None:
         with self._lock:
+            self._settle()
             return self._last_status.get(path)
+
+    def _settle(self, timeout: float = 2.0) -> None:
+        """Wait (holding the lock) until no response is being written, for at most ``timeout``: a
+        client has the last byte of a response a moment before the handler records how it ended,
+        so a ledger read right after a request would otherwise race with that record."""
+        self._settled.wait_for(lambda: not any(self._in_flight.values()), timeout=timeout)
 
     def sent(self, path: str) -> int:
         """Body bytes written for ``path`` so far (what got out before a client hung up)."""
@@ -251,6 +261,7 @@ class FeedServer:
     def _end(self, route: str, status: int | None, complete: bool) -> None:
         with self._lock:
             self._in_flight[route] -= 1
+            self._settled.notify_all()
             if status is None:
                 return
             self._last_status[route] = status
