@@ -75,6 +75,7 @@ class Handler(BaseHTTPRequestHandler):
         feed = self.server.feed
         headers = {name.lower(): value for name, value in self.headers.items()}
         route, reply = feed._receive(RecordedRequest(self.command, self.path, headers))
+        self._route: str | None = route if reply is not None else None
         if reply is None:
             self._respond(404, {"Content-Type": "text/plain", "Content-Length": "10"}, [b"not found\n"])
             return
@@ -141,6 +142,8 @@ class Handler(BaseHTTPRequestHandler):
     ) -> None:
         """Send a response; ``overrides`` replace same-named ``defaults`` whatever their case."""
         self._status = status
+        if self._route is not None:
+            self.server.feed._status_sent(self._route, status)
         overrides = overrides or {}
         replaced = {name.lower() for name in overrides}
         self.send_response(status)

@@ -244,12 +244,14 @@ class FeedServer:
             index = self._served[route]
             self._served[route] = index + 1
             self._hit_counts[route] += 1
+            # Counted in flight in the same critical section as the hit: a ledger read never sees
+            # a request that was counted but is not yet in flight.
+            self._in_flight[route] += 1
             return route, replies[min(index, len(replies) - 1)]
 
     def _begin(self, route: str) -> tuple[float, bool]:
-        """Count a request in flight; draw its latency and whether it fails."""
+        """Note an overlap of requests in flight; draw its latency and whether it fails."""
         with self._lock:
-            self._in_flight[route] += 1
             if self._in_flight[route] > 1:
                 self._overlaps.append(route)
             self._max_in_flight[route] = max(self._max_in_flight[route], self._in_flight[route])
@@ -258,15 +260,18 @@ class FeedServer:
             fail = bool(self.error_rate) and self._random.random() < self.error_rate
         return latency, fail
 
+    def _status_sent(self, route: str, status: int) -> None:
+        """Record a route's status before its status line is written: once a client has read a
+        response, ``last_status`` already says it."""
+        with self._lock:
+            self._last_status[route] = status
+
     def _end(self, route: str, status: int | None, complete: bool) -> None:
         with self._lock:
             self._in_flight[route] -= 1
-            self._settled.notify_all()
-            if status is None:
-                return
-            self._last_status[route] = status
-            if 200 <= status < 300 and complete:
+            if status is not None and 200 <= status < 300 and complete:
                 self._served_ok.add(route)
+            self._settled.notify_all()
 
     def _count_sent(self, route: str, n: int) -> None:
         with self._lock:
