@@ -20,6 +20,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from django.utils import timezone
 from django.db.models import Count, IntegerField, OuterRef, QuerySet, Subquery, Value
 from django.db.models.functions import Coalesce
 
@@ -51,7 +52,8 @@ def keyset(base: QuerySet, after: int, size: int) -> QuerySet:
 def counts_set(ids: Sequence[int]) -> int:
     """Set the counters of these entries (at most ``MAX_CHUNK``) from their rows, in one UPDATE."""
     return Entry.objects.filter(pk__in=ids).update(
-        number_of_comments=count_of(Comment, "entry"), number_of_pingbacks=count_of(Pingback, "target")
+        number_of_comments=count_of(Comment, "entry"), number_of_pingbacks=count_of(Pingback, "target"),
+        updated_at=timezone.now(),  # the API's updated_since shows a counter that changed
     )
 
 

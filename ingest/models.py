@@ -227,6 +227,10 @@ class Entry(Keyed):
         null=True, blank=True, help_text="Comment count the feed reports (slash:comments, thr:total); information only."
     )
     ingested_at = models.DateTimeField(default=timezone.now, db_index=True)
+    updated_at = models.DateTimeField(
+        default=timezone.now, db_index=True,
+        help_text="When a value the API shows last changed (content, counters, rating): what clients sync by.",
+    )
 
     class Meta:
         constraints = [

@@ -80,6 +80,9 @@ def _entry_row(article_id: int, parsed: ParsedEntry, *, published_at: datetime, 
         comments_feed_url=parsed.comments_feed_url,
         reported_comments=parsed.reported_comments,
         ingested_at=fetched_at,
+        # the write's own time, not the fetch's: as close to the commit as a client syncing by
+        # updated_since can get (docs/api.md, "Syncing without gaps")
+        updated_at=timezone.now(),
     )
 
 
@@ -188,6 +191,7 @@ def _update_changed_fields(rows: list[Entry]) -> None:
         if fields:
             groups.setdefault(fields, []).append(row)
     for fields, group in groups.items():
+        fields += ("updated_at",)  # a change the API's updated_since must show
         Entry.objects.bulk_update(group, fields, batch_size=write_batch_size(("id",) + fields, group))
 
 

@@ -1,4 +1,5 @@
-"""Web endpoints of the pipeline: ``/healthz`` only (the admin is Django's own).
+"""Web endpoints of the pipeline: ``/healthz``, and the error pages of ``/api/`` paths (the admin is
+Django's own, the API is ``ingest/api/``).
 
 ``/healthz`` answers 200 while the web process can serve (the database answers), 503 when it
 cannot; the age of the last completed ingest run is in the body (``ingest.stale``), for monitors,
@@ -12,6 +13,7 @@ from django import db
 from django.conf import settings
 from django.http import JsonResponse
 from django.utils import timezone
+from django.views import defaults
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_safe
 
@@ -39,3 +41,21 @@ def healthz(request):
     if ingest.stale:
         body["status"] = "stale"
     return JsonResponse(body)
+
+
+def _api(request) -> bool:
+    return request.path.startswith("/api/")
+
+
+def not_found(request, exception):
+    """A 404 no view answered: JSON under /api/ (the API's ``Error`` shape), Django's page elsewhere."""
+    if _api(request):
+        return JsonResponse({"detail": "No API endpoint has this address; /api/ lists them."}, status=404)
+    return defaults.page_not_found(request, exception)
+
+
+def server_error(request):
+    """A 500 outside DRF's handler (a middleware, the URL resolver): JSON under /api/."""
+    if _api(request):
+        return JsonResponse({"detail": "The server failed on this request; the error is in its log."}, status=500)
+    return defaults.server_error(request)

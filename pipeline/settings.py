@@ -125,6 +125,13 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "django_celery_beat",  # the optional database scheduler (PIPELINE_BEAT_SCHEDULER=database); its own migrations
+    # The REST API at /api/ (ingest/api/, docs/api.md): DRF, its token table, django-filter's query
+    # parameters, the OpenAPI schema, and Swagger UI's files served from here (no CDN).
+    "rest_framework",
+    "rest_framework.authtoken",
+    "django_filters",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
     "ingest",
 ]
 
@@ -138,6 +145,9 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # ETag on every GET response without one, and 304 to a matching If-None-Match (the API's
+    # conditional requests, docs/api.md): Django's own, after the view has rendered the body.
+    "django.middleware.http.ConditionalGetMiddleware",
 ]
 
 ROOT_URLCONF = "pipeline.urls"
@@ -157,6 +167,48 @@ TEMPLATES = [
         },
     }
 ]
+
+# --- REST API (ingest/api/, docs/api.md) -------------------------------------------------------
+# Reads need a logged-in user or a token unless the site is public; writes always need staff.
+API_ANONYMOUS_READ = _bool("DJANGO_API_ANONYMOUS_READ", False)
+API_MAX_PAGE_SIZE = _number("API_MAX_PAGE_SIZE", 500, kind=int, positive=True, maximum=10_000)
+API_PAGE_SIZE = _number("API_PAGE_SIZE", 50, kind=int, positive=True, maximum=API_MAX_PAGE_SIZE)
+REST_FRAMEWORK = {
+    # A token first, so that a request with neither gets 401 with WWW-Authenticate: Token.
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["ingest.api.permissions.ReadAuthenticatedWriteStaff"],
+    "DEFAULT_PAGINATION_CLASS": "ingest.api.pagination.Cursor",
+    "DEFAULT_FILTER_BACKENDS": [
+        "django_filters.rest_framework.DjangoFilterBackend",
+        "rest_framework.filters.SearchFilter",
+        "ingest.api.filters.Ordering",
+    ],
+    "DEFAULT_RENDERER_CLASSES": [
+        "rest_framework.renderers.JSONRenderer",
+        "rest_framework.renderers.BrowsableAPIRenderer",
+    ],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "ingest.api.errors.exception_handler",
+    "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Feed pipeline API",
+    "DESCRIPTION": "The articles (feed sources), authors and entries the pipeline ingests. docs/api.md has the guide.",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SERVE_PERMISSIONS": ["ingest.api.permissions.ReadAuthenticatedWriteStaff"],
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "ingest.api.schema.errors_describe",
+    ],
+}
 
 # --- Database -----------------------------------------------------------------------------------
 # Seconds a new database connection may take, handshake and login included (pipeline/dburl.py

@@ -11,6 +11,7 @@ A module per concern, each a chain of the stages below it (fetch, parse, decide,
 * ``ingest``: one ``ingest_feeds`` run in this process (threads for I/O, one writer).
 * ``fanout``: the same run spread over Celery tasks, one per source.
 * ``recount``: reconciling the denormalized counters.
+* ``entries``: what a user may change on an entry (its rating).
 * ``delete``: deleting a source and everything that hangs off it, in bounded chunks.
 * ``prune``: deleting the old finished runs of the ledger, in bounded chunks.
 

@@ -38,6 +38,46 @@ def source_add(*, url: str, name: str = "", fetch_comments: bool = False) -> tup
     return article, created
 
 
+# What a fetch learned from the old URL, forgotten when the URL changes: its validators would
+# only confuse the new server, and its failures were the old URL's.
+_FETCH_STATE_OF_A_URL = {"etag": "", "last_modified": "", "next_fetch_at": None, "consecutive_failures": 0,
+                         "last_status": None, "last_error": ""}
+
+
+def source_taken_by(*, url: str, exclude_id: int | None = None) -> int | None:
+    """The id of the source registered under this feed URL's key (another than ``exclude_id``)."""
+    query = TechnicalArticle.objects.filter(**TechnicalArticle.keys_for(feed_url=url.strip()))
+    if exclude_id is not None:
+        query = query.exclude(pk=exclude_id)
+    return query.values_list("pk", flat=True).first()
+
+
+def source_create(*, feed_url: str, **fields) -> TechnicalArticle:
+    """Register a source with the given columns (the API's create). The caller has checked the
+    URL (``source_url_check``) and that it is free (``source_taken_by``); a concurrent insert of
+    the same key is the unique constraint's IntegrityError."""
+    feed_url = feed_url.strip()
+    if not fields.get("name"):
+        fields["name"] = default_name(feed_url)[:SOURCE_NAME_MAX]
+    article = TechnicalArticle(feed_url=feed_url, **fields)
+    article.save(force_insert=True)
+    return article
+
+
+def source_update(*, source: TechnicalArticle, **fields) -> TechnicalArticle:
+    """Change these columns of a source and only these (a run may be writing its fetch state at
+    the same moment). A new feed URL starts from a clean fetch state, due at the next run."""
+    if "feed_url" in fields:
+        fields["feed_url"] = fields["feed_url"].strip()
+        if TechnicalArticle.keys_for(feed_url=fields["feed_url"]) != {"feed_url_key": source.feed_url_key}:
+            fields.update(_FETCH_STATE_OF_A_URL)
+    for name, value in fields.items():
+        setattr(source, name, value)
+    if fields:
+        source.save(update_fields=list(fields))
+    return source
+
+
 def sources_resolve(selectors: Iterable[str]) -> list[int]:
     """Turn ``--source`` values (an id or a feed URL) into ids; an unknown one raises UnknownSource."""
     ids: list[int] = []

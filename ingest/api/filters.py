@@ -1,0 +1,54 @@
+"""The list endpoints' query parameters (django-filter): each one a plain column comparison on an
+indexed column, so that a filtered page costs what an unfiltered one does."""
+
+from __future__ import annotations
+
+import django_filters
+from django import forms
+from rest_framework.filters import OrderingFilter
+
+from ingest.models import TechnicalArticle
+
+
+ID_MAX = 2**63 - 1  # a BigAutoField: larger numbers are refused (400) rather than overflow the driver
+
+
+class IdFilter(django_filters.NumberFilter):
+    field_class = forms.IntegerField
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, min_value=1, max_value=ID_MAX, **kwargs)
+
+
+class EntryFilter(django_filters.FilterSet):
+    # Plain numbers, not model choices: a model choice costs a query to check that the row exists,
+    # and "no such article" is an empty list here, as for any filter that matches nothing.
+    article = IdFilter(field_name="technical_article_id", help_text="Only this article's entries.")
+    author = IdFilter(field_name="authors", help_text="Only entries this author wrote.")
+    published_after = django_filters.IsoDateTimeFilter(
+        field_name="published_at", lookup_expr="gte", help_text="Published at or after this time (ISO 8601).")
+    published_before = django_filters.IsoDateTimeFilter(
+        field_name="published_at", lookup_expr="lt", help_text="Published before this time (ISO 8601).")
+    updated_since = django_filters.IsoDateTimeFilter(
+        field_name="updated_at", lookup_expr="gte",
+        help_text="Changed at or after this time (ISO 8601): how a client syncs, see docs/api.md.")
+
+
+class ArticleFilter(django_filters.FilterSet):
+    class Meta:
+        model = TechnicalArticle
+        fields = ("active", "fetch_comments")
+
+
+class Ordering(OrderingFilter):
+    """``ordering`` takes the names the JSON shows: ``updated`` orders by ``updated_at``."""
+
+    aliases: dict[str, str] = {"updated": "updated_at"}
+
+    def get_ordering(self, request, queryset, view):
+        ordering = super().get_ordering(request, queryset, view)
+        return [self._column(term) for term in ordering] if ordering else ordering
+
+    def _column(self, term: str) -> str:
+        sign = "-" if term.startswith("-") else ""
+        return sign + self.aliases.get(term.lstrip("-"), term.lstrip("-"))

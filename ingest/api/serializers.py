@@ -1,0 +1,107 @@
+"""What the API shows of each table, and what it lets a client change.
+
+Entries and authors are the pipeline's: read-only here but for an entry's ``rating``. The counters
+(``number_of_comments``, ``number_of_pingbacks``) belong to their rows and are never written
+through the API. An article's fetch state (``last_*``, ``next_fetch_at``, failures) is read-only.
+"""
+
+from __future__ import annotations
+
+from rest_framework import serializers
+
+from ingest.errors import BlockedURL
+from ingest.models import Author, Comment, Entry, Pingback, TechnicalArticle
+from ingest.services import entries as entry_service
+from ingest.services import sources as source_service
+
+RATING_MIN, RATING_MAX = 0, 10
+# fetch_interval: at least a minute, at most about a year (datetime arithmetic stays in range).
+INTERVAL_MIN, INTERVAL_MAX = 60, 366 * 86400
+
+HEALTH_FIELDS = ("last_fetched_at", "last_success_at", "next_fetch_at", "consecutive_failures", "last_status",
+                 "last_error", "created_at")
+
+
+class ArticleSerializer(serializers.ModelSerializer):
+    fetch_interval = serializers.IntegerField(
+        min_value=INTERVAL_MIN, max_value=INTERVAL_MAX, required=False, allow_null=True,
+        help_text="Seconds between fetches; null means INGEST_DEFAULT_INTERVAL.",
+    )
+
+    class Meta:
+        model = TechnicalArticle
+        fields = ("id", "name", "tagline", "feed_url", "site_url", "active", "fetch_comments", "fetch_interval",
+                  *HEALTH_FIELDS)
+        read_only_fields = HEALTH_FIELDS
+        extra_kwargs = {"name": {"required": False, "help_text": "Defaults to the feed URL's host."},
+                        "feed_url": {"help_text": "The feed's address. Refused when it can never be fetched "
+                                                  "(the fetch stage's address rules) or is already registered."}}
+
+    def validate_feed_url(self, value: str) -> str:
+        value = value.strip()
+        try:
+            source_service.source_url_check(value)
+        except BlockedURL as exc:
+            raise serializers.ValidationError(str(exc)) from None
+        taken = source_service.source_taken_by(url=value, exclude_id=self.instance.pk if self.instance else None)
+        if taken is not None:
+            raise serializers.ValidationError(f"This feed is already registered, as article {taken}.")
+        return value
+
+    def create(self, validated_data: dict) -> TechnicalArticle:
+        return source_service.source_create(**validated_data)
+
+    def update(self, instance: TechnicalArticle, validated_data: dict) -> TechnicalArticle:
+        return source_service.source_update(source=instance, **validated_data)
+
+
+class AuthorSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Author
+        fields = ("id", "name", "email")
+        read_only_fields = fields
+
+
+class AuthorBriefSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Author
+        fields = ("id", "name")
+        read_only_fields = fields
+
+
+class EntrySerializer(serializers.ModelSerializer):
+    article = serializers.IntegerField(source="technical_article_id", read_only=True, help_text="The article's id.")
+    article_name = serializers.CharField(source="technical_article.name", read_only=True)
+    authors = AuthorBriefSerializer(many=True, read_only=True)
+    rating = serializers.IntegerField(min_value=RATING_MIN, max_value=RATING_MAX,
+                                      help_text=f"{RATING_MIN} to {RATING_MAX}; 5 until someone rates the entry.")
+    updated = serializers.DateTimeField(
+        source="updated_at", read_only=True,
+        help_text="When a value shown here last changed (content, counters, rating): sync with updated_since.",
+    )
+
+    class Meta:
+        model = Entry
+        fields = ("id", "article", "article_name", "guid", "link", "headline", "body_text", "published_at",
+                  "pub_date", "mod_date", "authors", "number_of_comments", "number_of_pingbacks", "rating",
+                  "ingested_at", "updated")
+        read_only_fields = tuple(name for name in fields if name != "rating")
+
+    def update(self, instance: Entry, validated_data: dict) -> Entry:
+        if "rating" in validated_data:
+            entry_service.entry_rating_set(entry=instance, rating=validated_data["rating"])
+        return instance
+
+
+class CommentSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Comment
+        fields = ("id", "guid", "author_name", "body", "published_at", "created_at")
+        read_only_fields = fields
+
+
+class PingbackSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Pingback
+        fields = ("id", "source_url", "source_entry", "created_at")
+        read_only_fields = fields

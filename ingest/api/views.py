@@ -1,0 +1,128 @@
+"""The viewsets behind ``/api/articles/``, ``/api/authors/`` and ``/api/entries/``.
+
+Every list and detail response costs a constant number of queries whatever its size: the entry's
+article comes in the same query (``select_related``), its authors in one more (``prefetch``).
+Writes run whole, request included, in ``run_atomic``: a transient database error (deadlock, lock
+timeout, Azure SQL throttling, SQLite busy) rolls the attempt back and runs it again, bounded and
+jittered, so a write is applied once or not at all.
+"""
+
+from __future__ import annotations
+
+from django.db.models import Prefetch
+from drf_spectacular.utils import extend_schema, extend_schema_view
+from rest_framework import mixins, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.exceptions import NotFound
+from rest_framework.response import Response
+
+from ingest.api import serializers as s
+from ingest.api.filters import ArticleFilter, EntryFilter
+from ingest.models import Author, Comment, Entry, Pingback, TechnicalArticle
+from ingest.retry import run_atomic
+from ingest.services.delete import source_delete
+
+
+
+class RetryingWrites:
+    """Each write action runs in the retrying atomic helper, as one unit with its validation."""
+
+    def _retrying(self, handler, request, *args, **kwargs):
+        return run_atomic(lambda: handler(request, *args, **kwargs), label=f"api.{self.basename}.{self.action}")
+
+    def create(self, request, *args, **kwargs):
+        return self._retrying(super().create, request, *args, **kwargs)
+
+    def update(self, request, *args, **kwargs):
+        return self._retrying(super().update, request, *args, **kwargs)
+
+
+@extend_schema_view(
+    list=extend_schema(summary="List articles (the feed sources)"),
+    retrieve=extend_schema(summary="One article and the health of its feed"),
+    create=extend_schema(summary="Register a feed (staff)"),
+    update=extend_schema(summary="Change an article (staff)"),
+    partial_update=extend_schema(summary="Change some of an article's fields (staff)"),
+    destroy=extend_schema(summary="Delete an article and everything ingested from it (staff)"),
+)
+class ArticleViewSet(RetryingWrites, viewsets.ModelViewSet):
+    """The feed sources (the tutorial's TechnicalArticle), with the health of each feed. Staff may
+    register, change and delete them; the fetch state is the pipeline's, read-only here."""
+
+    queryset = TechnicalArticle.objects.all()
+    serializer_class = s.ArticleSerializer
+    filterset_class = ArticleFilter
+    search_fields = ("name",)
+    ordering_fields = ("id", "name")
+    ordering = ("id",)
+
+    def destroy(self, request, *args, **kwargs):
+        article = self.get_object()
+        # Deleted in bounded chunks, each its own retried transaction (services/delete.py).
+        source_delete(source_id=article.pk)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+@extend_schema_view(
+    list=extend_schema(summary="List authors"),
+    retrieve=extend_schema(summary="One author"),
+)
+class AuthorViewSet(viewsets.ReadOnlyModelViewSet):
+    """The authors the feeds name, read-only: the pipeline creates them from the entries."""
+
+    queryset = Author.objects.all()
+    serializer_class = s.AuthorSerializer
+    search_fields = ("name",)
+    ordering_fields = ("id", "name")
+    ordering = ("id",)
+
+
+ENTRY_COLUMNS = ("id", "technical_article_id", "technical_article__name", "guid", "link", "headline", "body_text",
+                 "published_at", "pub_date", "mod_date", "number_of_comments", "number_of_pingbacks", "rating",
+                 "ingested_at", "updated_at")
+
+
+@extend_schema_view(
+    list=extend_schema(summary="List entries"),
+    retrieve=extend_schema(summary="One entry"),
+    update=extend_schema(summary="Rate an entry (staff; rating is the only writable field)"),
+    partial_update=extend_schema(summary="Rate an entry (staff; rating is the only writable field)"),
+)
+class EntryViewSet(RetryingWrites, mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.UpdateModelMixin,
+                   viewsets.GenericViewSet):
+    """The entries ingested from the feeds, newest first, with their authors and counters. Only the
+    rating can be changed (by staff); the rest belongs to the feed and the pipeline."""
+
+    queryset = (Entry.objects.select_related("technical_article").only(*ENTRY_COLUMNS)
+                .prefetch_related(Prefetch("authors", queryset=Author.objects.only("id", "name"))))
+    serializer_class = s.EntrySerializer
+    filterset_class = EntryFilter
+    search_fields = ("headline",)
+    ordering_fields = ("published_at", "id", "updated")
+    ordering = ("-published_at", "-id")
+
+    def _entry_id(self) -> int:
+        """The entry of a nested route, checked to exist in one small query."""
+        try:
+            entry_id = int(self.kwargs["pk"])
+        except ValueError:
+            raise NotFound("No entry has this id.") from None
+        if not Entry.objects.filter(pk=entry_id).exists():
+            raise NotFound("No entry has this id.")
+        return entry_id
+
+    def _nested(self, queryset, serializer_class):
+        page = self.paginate_queryset(queryset)
+        return self.get_paginated_response(serializer_class(page, many=True, context=self.get_serializer_context()).data)
+
+    @extend_schema(summary="The comments of an entry", responses=s.CommentSerializer(many=True), filters=False)
+    @action(detail=True, methods=["get"], serializer_class=s.CommentSerializer, filter_backends=[],
+            filterset_class=None, search_fields=(), ordering=("id",))
+    def comments(self, request, pk=None):
+        return self._nested(Comment.objects.filter(entry_id=self._entry_id()), s.CommentSerializer)
+
+    @extend_schema(summary="The pingbacks an entry received", responses=s.PingbackSerializer(many=True), filters=False)
+    @action(detail=True, methods=["get"], serializer_class=s.PingbackSerializer, filter_backends=[],
+            filterset_class=None, search_fields=(), ordering=("id",))
+    def pingbacks(self, request, pk=None):
+        return self._nested(Pingback.objects.filter(target_id=self._entry_id()), s.PingbackSerializer)
