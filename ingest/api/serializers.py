@@ -22,7 +22,25 @@ HEALTH_FIELDS = ("last_fetched_at", "last_success_at", "next_fetch_at", "consecu
                  "last_error", "created_at")
 
 
-class ArticleSerializer(serializers.ModelSerializer):
+class Strict(serializers.ModelSerializer):
+    """A body that would change a read-only field is refused (400), not silently half-applied: a
+    client that sends ``number_of_comments: 99`` learns that the counters are the pipeline's. A
+    body read by GET and sent back with read-only fields as they are passes."""
+
+    def validate(self, attrs: dict) -> dict:
+        if isinstance(self.initial_data, dict):
+            fields = self.fields
+            sent_read_only = [name for name in self.initial_data if name in fields and fields[name].read_only]
+            current = self.to_representation(self.instance) if self.instance is not None and sent_read_only else {}
+            refused = {name: ["Read-only: the pipeline keeps it."] for name in sent_read_only
+                       if name not in current or self.initial_data[name] != current[name]}
+            refused.update({name: ["No such field."] for name in self.initial_data if name not in fields})
+            if refused:
+                raise serializers.ValidationError(refused)
+        return super().validate(attrs)
+
+
+class ArticleSerializer(Strict):
     fetch_interval = serializers.IntegerField(
         min_value=INTERVAL_MIN, max_value=INTERVAL_MAX, required=False, allow_null=True,
         help_text="Seconds between fetches; null means INGEST_DEFAULT_INTERVAL.",
@@ -69,7 +87,7 @@ class AuthorBriefSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class EntrySerializer(serializers.ModelSerializer):
+class EntrySerializer(Strict):
     article = serializers.IntegerField(source="technical_article_id", read_only=True, help_text="The article's id.")
     article_name = serializers.CharField(source="technical_article.name", read_only=True)
     authors = AuthorBriefSerializer(many=True, read_only=True)
