@@ -461,3 +461,31 @@ def test_api_token_creates_shows_rotates_and_revokes(data):
     assert old.get("/api/entries/").status_code == 401
     assert Client(HTTP_AUTHORIZATION=f"Token {rotated['token']}").get("/api/entries/").status_code == 200
     assert _token("alice", "--revoke") == {"user": "alice", "token": None, "action": "revoked"}
+
+
+def test_api_token_prints_the_key_alone_on_stdout_and_its_sentence_on_stderr(data):
+    from io import StringIO
+
+    User.objects.create_user("carol")
+    out, err = StringIO(), StringIO()
+    call_command("api_token", "carol", stdout=out, stderr=err)
+    key = out.getvalue().strip()
+    assert len(key) == 40 and err.getvalue() == "Created a token for carol.\n"
+    out, err = StringIO(), StringIO()
+    call_command("api_token", "carol", "-v", "0", stdout=out, stderr=err)
+    assert (out.getvalue(), err.getvalue()) == (key + "\n", "")
+
+
+def test_api_token_for_an_unknown_user_is_one_sentence_and_exit_2(data):
+    import subprocess
+    import sys
+
+    from tests.helpers import ROOT, database_url
+
+    env = {"PATH": "/usr/bin:/bin", "DJANGO_DEBUG": "1", "DATABASE_URL": database_url(),
+           "DJANGO_SETTINGS_MODULE": "pipeline.settings"}
+    done = subprocess.run([sys.executable, "manage.py", "api_token", "nobody"], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr.strip().splitlines() == [
+        "CommandError: No user is named 'nobody'; create one first (manage.py createsuperuser, or the admin)."]

@@ -26,7 +26,8 @@ FEEDS = Path(__file__).parent / "data" / "feeds"
 SECONDS = r"\d+\.\d\ds"
 COMMANDS = {"add_source", "delete_source", "import_opml", "ingest_feeds", "list_entries", "pipeline_status",
             "recompute_counts",
-            "list_sources", "prune_runs"}  # these two: in tests/test_list_sources.py and tests/test_prune_runs.py
+            # these: in tests/test_list_sources.py, tests/test_prune_runs.py and tests/test_api.py
+            "list_sources", "prune_runs", "api_token"}
 
 
 def run(command: str, *args) -> tuple[str, str]:

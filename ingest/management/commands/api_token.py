@@ -31,7 +31,10 @@ class Command(cli.PipelineCommand):
         if issued.key:
             self.stdout.write(issued.key)
         if options["verbosity"] >= 1:
-            notes = {"created": "Created a token", "rotated": "Rotated the token (the old key no longer works)",
-                     "unchanged": "The existing token", "revoked": "Revoked the token"}
-            cli.say(self.stderr, f"{notes[issued.action]} of {issued.username}.",
+            user = issued.username
+            notes = {"created": f"Created a token for {user}.",
+                     "rotated": f"Rotated {user}'s token: the old key no longer works.",
+                     "unchanged": f"{user}'s existing token (--rotate for a new one).",
+                     "revoked": f"Revoked {user}'s token."}
+            cli.say(self.stderr, notes[issued.action],
                     "success" if issued.action != "unchanged" else None, options=options)
