@@ -194,8 +194,9 @@ class EntryAdmin(admin.ModelAdmin):
     date_hierarchy = "pub_date"
     # The counters are the pipeline's: written from the Comment and Pingback rows (and by
     # recompute_counts), never by hand.
+    # updated_at is stamped by every write (save_related's counter refresh included), for API clients.
     readonly_fields = ("number_of_comments", "number_of_pingbacks", "guid", "link_key", "content_hash", "ingested_at",
-                       "reported_comments")
+                       "updated_at", "reported_comments")
     list_select_related = ("technical_article",)
     inlines = [CommentInline]
 
