@@ -88,6 +88,7 @@ def test_the_tutorial_urls_answer_json_to_a_token_and_the_browsable_api_to_a_log
     response = reader.get(path)
     assert response.status_code == 200 and response["Content-Type"] == "application/json"
     assert len(response.json()["results"]) > 0
+    assert "Authorization" in response["Vary"]  # a shared cache never serves it to another caller
 
     browser = Client()
     browser.force_login(User.objects.get(username="reader"))

@@ -10,6 +10,7 @@ jittered, so a write is applied once or not at all.
 from __future__ import annotations
 
 from django.db.models import Prefetch
+from django.utils.cache import patch_vary_headers
 from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
@@ -22,6 +23,16 @@ from ingest.models import Author, Comment, Entry, Pingback, TechnicalArticle
 from ingest.retry import run_atomic
 from ingest.services.delete import source_delete
 
+
+
+class VaryByCredentials:
+    """A cache between the API and its clients keys answers by the credentials too: unless reads are
+    anonymous, a response for one token is no answer for a request without one."""
+
+    def finalize_response(self, request, response, *args, **kwargs):
+        response = super().finalize_response(request, response, *args, **kwargs)
+        patch_vary_headers(response, ("Authorization",))
+        return response
 
 
 class RetryingWrites:
@@ -43,7 +54,7 @@ class RetryingWrites:
     partial_update=extend_schema(summary="Change some of an article's fields (staff)"),
     destroy=extend_schema(summary="Delete an article and everything ingested from it (staff)"),
 )
-class ArticleViewSet(RetryingWrites, viewsets.ModelViewSet):
+class ArticleViewSet(VaryByCredentials, RetryingWrites, viewsets.ModelViewSet):
     """The feed sources (the tutorial's TechnicalArticle), with the health of each feed. Staff may
     register, change and delete them; the fetch state is the pipeline's, read-only here."""
 
@@ -68,7 +79,7 @@ class ArticleViewSet(RetryingWrites, viewsets.ModelViewSet):
     list=extend_schema(summary="List authors"),
     retrieve=extend_schema(summary="One author"),
 )
-class AuthorViewSet(viewsets.ReadOnlyModelViewSet):
+class AuthorViewSet(VaryByCredentials, viewsets.ReadOnlyModelViewSet):
     """The authors the feeds name, read-only: the pipeline creates them from the entries."""
 
     queryset = Author.objects.all()
@@ -89,8 +100,8 @@ ENTRY_COLUMNS = ("id", "technical_article_id", "technical_article__name", "guid"
     update=extend_schema(summary="Rate an entry (staff; rating is the only writable field)"),
     partial_update=extend_schema(summary="Rate an entry (staff; rating is the only writable field)"),
 )
-class EntryViewSet(RetryingWrites, mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.UpdateModelMixin,
-                   viewsets.GenericViewSet):
+class EntryViewSet(VaryByCredentials, RetryingWrites, mixins.ListModelMixin, mixins.RetrieveModelMixin,
+                   mixins.UpdateModelMixin, viewsets.GenericViewSet):
     """The entries ingested from the feeds, newest first, with their authors and counters. Only the
     rating can be changed (by staff); the rest belongs to the feed and the pipeline."""
 
