@@ -183,7 +183,7 @@ REST_FRAMEWORK = {
     "DEFAULT_PAGINATION_CLASS": "ingest.api.pagination.Cursor",
     "DEFAULT_FILTER_BACKENDS": [
         "django_filters.rest_framework.DjangoFilterBackend",
-        "rest_framework.filters.SearchFilter",
+        "ingest.api.filters.Search",
         "ingest.api.filters.Ordering",
     ],
     "DEFAULT_RENDERER_CLASSES": [

@@ -3,9 +3,13 @@ indexed column, so that a filtered page costs what an unfiltered one does."""
 
 from __future__ import annotations
 
+from datetime import UTC
+
 import django_filters
 from django import forms
-from rest_framework.filters import OrderingFilter
+from django_filters.fields import IsoDateTimeField
+from rest_framework.exceptions import ValidationError
+from rest_framework.filters import OrderingFilter, SearchFilter
 
 from ingest.models import TechnicalArticle
 
@@ -20,16 +24,34 @@ class IdFilter(django_filters.NumberFilter):
         super().__init__(*args, min_value=1, max_value=ID_MAX, **kwargs)
 
 
+class UtcDateTimeField(IsoDateTimeField):
+    """An ISO 8601 time that stays a time once converted to UTC, as SQLite and MariaDB store it:
+    9999-12-31T23:00-01:00 (year 10000 in UTC) is refused (400) rather than overflow at the driver."""
+
+    def to_python(self, value):
+        value = super().to_python(value)
+        if value is not None:
+            try:
+                value.astimezone(UTC)
+            except OverflowError:
+                raise forms.ValidationError("This time is out of range in UTC.", code="invalid") from None
+        return value
+
+
+class TimeFilter(django_filters.IsoDateTimeFilter):
+    field_class = UtcDateTimeField
+
+
 class EntryFilter(django_filters.FilterSet):
     # Plain numbers, not model choices: a model choice costs a query to check that the row exists,
     # and "no such article" is an empty list here, as for any filter that matches nothing.
     article = IdFilter(field_name="technical_article_id", help_text="Only this article's entries.")
     author = IdFilter(field_name="authors", help_text="Only entries this author wrote.")
-    published_after = django_filters.IsoDateTimeFilter(
+    published_after = TimeFilter(
         field_name="published_at", lookup_expr="gte", help_text="Published at or after this time (ISO 8601).")
-    published_before = django_filters.IsoDateTimeFilter(
+    published_before = TimeFilter(
         field_name="published_at", lookup_expr="lt", help_text="Published before this time (ISO 8601).")
-    updated_since = django_filters.IsoDateTimeFilter(
+    updated_since = TimeFilter(
         field_name="updated_at", lookup_expr="gte",
         help_text="Changed at or after this time (ISO 8601): how a client syncs, see docs/api.md.")
 
@@ -38,6 +60,17 @@ class ArticleFilter(django_filters.FilterSet):
     class Meta:
         model = TechnicalArticle
         fields = ("active", "fetch_comments")
+
+
+class Search(SearchFilter):
+    """DRF's ``search``, refusing a term (one with a NUL) in the shape of every other refused query
+    parameter, ``{"search": [sentence]}``, not DRF's bare list (the schema's ValidationError is an object)."""
+
+    def get_search_terms(self, request):
+        try:
+            return super().get_search_terms(request)
+        except ValidationError as exc:
+            raise ValidationError({self.search_param: exc.detail}) from None
 
 
 class Ordering(OrderingFilter):

@@ -5,6 +5,9 @@ the database seeks to the position instead of counting past an OFFSET."""
 from __future__ import annotations
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import connections
+from rest_framework.exceptions import NotFound
 from rest_framework.pagination import CursorPagination
 
 
@@ -24,3 +27,22 @@ class Cursor(CursorPagination):
         except ValueError:
             return default
         return max(1, min(size, most))
+
+    def paginate_queryset(self, queryset, request, view=None):
+        self._queryset = queryset
+        return super().paginate_queryset(queryset, request, view)
+
+    def decode_cursor(self, request):
+        """A cursor's position is a value of the ordering column, sent to the database: a cursor
+        whose position is no such value (not a number, a time past year 9999 in UTC, a NUL, which
+        PostgreSQL refuses) was not made here, and is 404 like any other cursor that is not ours."""
+        cursor = super().decode_cursor(request)
+        if cursor is not None and cursor.position is not None:
+            field = self._queryset.model._meta.get_field(self.ordering[0].lstrip("-"))
+            try:
+                field.get_db_prep_value(field.to_python(cursor.position), connections[self._queryset.db])
+            except (ValidationError, ValueError, OverflowError):
+                raise NotFound(self.invalid_cursor_message) from None
+            if "\x00" in cursor.position:
+                raise NotFound(self.invalid_cursor_message)
+        return cursor

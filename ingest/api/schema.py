@@ -1,7 +1,8 @@
 """The error half of the OpenAPI schema, added to every operation by one drf-spectacular
 postprocessing hook (``SPECTACULAR_SETTINGS["POSTPROCESSING_HOOKS"]``), so that no endpoint can
 forget a status it may answer with: what ``ingest.api.errors`` and DRF return, and the conditional
-GET of ``ConditionalGetMiddleware`` (``If-None-Match`` in, ``ETag`` out, 304)."""
+GET of ``ConditionalGetMiddleware`` (``If-None-Match`` in, ``ETag`` out, 304); and the response
+fields that show text as a feed wrote it, without a format the stored text need not have."""
 
 from __future__ import annotations
 
@@ -30,6 +31,32 @@ IF_NONE_MATCH = {"in": "header", "name": "If-None-Match", "required": False, "sc
                  "description": "An ETag of an earlier response: 304 without a body while it is still current."}
 
 
+# Text shown as it was stored: a link is kept when it is an absolute http(s) URL (ingest/links.py
+# http_url), which need not be an RFC 3986 URI (non-ASCII, unescaped characters), a registered feed
+# URL when Django's URLValidator accepts it (IRIs too), an email when it has an "@". A response
+# promises only a string, so that a client validating against the schema never rejects a row the
+# pipeline accepted; the requests (ArticleRequest) keep their formats.
+_URL = "Shown as stored: an absolute http(s) URL, not always a well-formed URI (non-ASCII or unescaped characters)."
+AS_STORED = {
+    "Article": {"feed_url": _URL, "site_url": f"{_URL} Empty when the feed names no site."},
+    "Author": {"email": "As the feed gave it (text with an @), or empty."},
+    "Entry": {"link": f"{_URL} Empty when the entry has none."},
+    "Pingback": {"source_url": _URL},
+}
+
+
+def _as_stored(schemas: dict) -> None:
+    for component, notes in AS_STORED.items():
+        properties = schemas[component]["properties"]
+        for name, note in notes.items():
+            prop = properties[name]
+            alternatives = prop.pop("oneOf", None)  # a URI, or "" when blank is allowed: any string up to the column
+            if alternatives:
+                prop.update(type="string", maxLength=max(a["maxLength"] for a in alternatives))
+            prop.pop("format", None)
+            prop["description"] = f"{prop['description']} {note}" if prop.get("description") else note
+
+
 def _json(schema: dict, description: str, headers: dict | None = None) -> dict:
     response = {"description": description, "content": {"application/json": {"schema": schema}}}
     if headers:
@@ -38,7 +65,9 @@ def _json(schema: dict, description: str, headers: dict | None = None) -> dict:
 
 
 def errors_describe(result: dict, generator, request, public) -> dict:
-    result.setdefault("components", {}).setdefault("schemas", {}).update(COMPONENTS)
+    schemas = result.setdefault("components", {}).setdefault("schemas", {})
+    _as_stored(schemas)
+    schemas.update(COMPONENTS)
     for path, operations in result.get("paths", {}).items():
         detail = "{id}" in path
         for method, operation in operations.items():

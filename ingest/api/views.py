@@ -37,7 +37,9 @@ class VaryByCredentials:
 
 class RetryingWrites:
     """Each write action runs in the retrying atomic helper, as one unit with its validation.
-    (``update`` serves PATCH too; a viewset that creates wraps ``create`` with ``_retrying``.)"""
+
+    No ``create`` here: the router routes POST to any viewset that has one, and entries have none
+    (a POST must be 405, not a call to a missing parent method); ``ArticleViewSet`` has its own."""
 
     def _retrying(self, handler, request, *args, **kwargs):
         return run_atomic(lambda: handler(request, *args, **kwargs), label=f"api.{self.basename}.{self.action}")
