@@ -1,5 +1,6 @@
 """API benchmark: ``GET /api/entries/?page_size=100`` served by gunicorn, beside the floor (the same
-page from a plain Django view with ``values()``, ``bench/api_site.py``), loaded by wrk on loopback.
+page from a plain Django view with ``values()``) and the same list before its read path was sped up
+(``bench/api_site.py``), loaded by wrk on loopback.
 
     python -m bench.api                                   # 100,000 entries, SQLite under var/bench/
     python -m bench.api --entries 2000 --rounds 1 --duration 3       # a quick run
@@ -11,22 +12,23 @@ What it does, in order:
    ``--database-url``, dropped and created), migrated and filled with bulk inserts: ``--articles``
    sources, ``--entries`` entries with headline and body sizes drawn like the real corpus's
    (log-normal: headlines ~35 characters, bodies median ~700, mean ~3,900, capped at 64 KB, half
-   of them with non-ASCII text), 1-3 authors each from their source's few, and a staff user with a
-   token (``ingest.services.tokens.token_issue``). ``--reuse`` keeps a database already filled;
+   of them with non-ASCII text), 1-3 authors each from their source's four, and a staff user with
+   a token (``ingest.services.tokens.token_issue``). ``--reuse`` keeps a database already filled;
 2. in this process, with Django's test client: the queries of one request to each endpoint (the
-   API's should be a constant three: token, entries, authors), and with ``--profile N`` a cProfile
-   of N API requests (``var/bench/logs/api-profile.txt``);
+   API's should be a constant three: token, entries, authors), and with ``--profile N`` the
+   in-process time per request and a cProfile of N API requests (``var/bench/logs/api-profile.txt``);
 3. gunicorn in production mode (``DJANGO_DEBUG`` off, a generated ``DJANGO_SECRET_KEY``, the
-   product's ``pipeline.gunicorn_conf``, ``--workers`` for both endpoints) on 127.0.0.1; both pages
-   fetched once and compared: the same rows with the same values, or the run stops;
-4. a warm-up, then ``--rounds`` rounds of (api, floor), interleaved, each a wrk run of ``--duration``
-   seconds (``-t --wrk-threads -c --connections --latency``). Per run: requests/s, p50 and p99,
-   errors, and the CPU seconds the gunicorn processes spent (``/proc/<pid>/stat``) per 1,000
-   requests, beside wrk's own.
+   product's ``pipeline.gunicorn_conf``, ``--workers`` for every endpoint) on 127.0.0.1; every
+   endpoint's page fetched once and compared with the floor's: the same rows with the same values,
+   or the run stops;
+4. a warm-up, then ``--rounds`` rounds of (api, generic, floor), interleaved, each a wrk run of
+   ``--duration`` seconds (``-t --wrk-threads -c --connections --latency``). Per run: requests/s,
+   p50 and p99, errors, and the CPU seconds the gunicorn processes spent (``/proc/<pid>/stat``)
+   per 1,000 requests, beside wrk's own.
 
 Prints one JSON object (``--out`` also writes it) and a Markdown table on stderr. The ratios are
-taken within each round (api / floor for latency and CPU, floor / api for requests/s), and their
-median reported beside the ratio of the medians.
+taken within each round (slower / faster for latency and CPU, faster / slower for requests/s), and
+their median reported beside the ratio of the medians.
 """
 
 from __future__ import annotations
@@ -52,7 +54,10 @@ from pathlib import Path
 from bench.common import ROOT
 from bench.harness import LOGS, WORK, emit, spread
 
-ENDPOINTS = {"api": "/api/entries/", "floor": "/bench/floor/"}
+# The product, the product's list as it was before its read path was sped up (bench/api_site.py), the floor.
+ENDPOINTS = {"api": "/api/entries/", "generic": "/bench/generic/", "floor": "/bench/floor/"}
+LABELS = {"api": "`/api/entries/` (DRF, as shipped)", "generic": "the same before the speed-up (`/bench/generic/`)",
+          "floor": "floor (`values()` view, `/bench/floor/`)"}
 NOW = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
 WORDS = ("index query plan latency replica shard cache vacuum lock commit rollback snapshot cursor batch stream "
          "release kernel scheduler compiler parser benchmark deploy container queue worker feed").split()
@@ -141,7 +146,7 @@ def queries(key: str, page_size: int, profile: int) -> dict:
     client = Client(HTTP_HOST="127.0.0.1", HTTP_AUTHORIZATION=f"Token {key}")
     counts = {}
     for name, url in (("api", f"/api/entries/?page_size={page_size}"), ("api_page_size_10", "/api/entries/?page_size=10"),
-                      ("floor", f"/bench/floor/?page_size={page_size}")):
+                      ("generic", f"/bench/generic/?page_size={page_size}"), ("floor", f"/bench/floor/?page_size={page_size}")):
         with CaptureQueriesContext(connection) as captured:
             response = client.get(url)
         assert response.status_code == 200, (url, response.status_code, response.content[:300])
@@ -156,7 +161,7 @@ def queries(key: str, page_size: int, profile: int) -> dict:
         import pstats
 
         LOGS.mkdir(parents=True, exist_ok=True)
-        for name in ("floor", "api"):  # in-process time per request, no HTTP: what the stack itself costs
+        for name in ENDPOINTS:  # in-process time per request, no HTTP: what the stack itself costs
             started = time.perf_counter()
             for _ in range(profile):
                 client.get(f"{ENDPOINTS[name]}?page_size={page_size}")
@@ -293,8 +298,10 @@ def run(args) -> dict:
     try:
         urls = {name: f"http://127.0.0.1:{port}{path}?page_size={args.page_size}" for name, path in ENDPOINTS.items()}
         pages = {name: _get(url, key)["results"] for name, url in urls.items()}
-        if pages["api"] != pages["floor"] or len(pages["api"]) != min(args.page_size, result["entries"]):
-            raise SystemExit("The API and the floor do not return the same rows: nothing measured.")
+        for name, page in pages.items():
+            if page != pages["floor"] or len(page) != min(args.page_size, result["entries"]):
+                differ = next(((a, f) for a, f in zip(page, pages["floor"]) if a != f), (len(page), len(pages["floor"])))
+                raise SystemExit(f"{name} and the floor do not return the same rows, nothing measured; first difference: {differ}")
         result["same_rows"] = True
         result["page_bytes"] = {name: len(urllib.request.urlopen(urllib.request.Request(
             url, headers={"Authorization": f"Token {key}"})).read()) for name, url in urls.items()}
@@ -304,7 +311,7 @@ def run(args) -> dict:
         runs: dict[str, list[dict]] = {name: [] for name in urls}
         loads = [round(os.getloadavg()[0], 2)]
         for _ in range(args.rounds):
-            for name, url in urls.items():  # interleaved: the machine's other load falls on both alike
+            for name, url in urls.items():  # interleaved: the machine's other load falls on all alike
                 cpu = server_cpu(pids)
                 measured = wrk(url, key, args)
                 measured["server_cpu_s"] = round(server_cpu(pids) - cpu, 3)
@@ -322,12 +329,12 @@ def run(args) -> dict:
                         for metric in ("rps", "p50_ms", "p99_ms", "server_cpu_s_per_1000", "wrk_cpu_s")}
         result[name]["errors"] = sum(r["errors"] for r in reps)
         result[name]["requests"] = sum(r["requests"] for r in reps)
-    api, floor = runs["api"], runs["floor"]
-    result["api_vs_floor"] = {  # > 1: the API is slower by that factor
-        "rps": _ratios([f["rps"] for f in floor], [a["rps"] for a in api]),
-        **{metric: _ratios([a[metric] for a in api], [f[metric] for f in floor])
-           for metric in ("p50_ms", "p99_ms", "server_cpu_s_per_1000")}}
-    result["targets"] = {"within_2x_of_floor": result["api_vs_floor"]["rps"]["of_medians"] <= 2,
+    for slow, fast in (("api", "floor"), ("generic", "floor"), ("generic", "api")):  # > 1: slow is slower by that factor
+        result[f"{slow}_vs_{fast}"] = {
+            "rps": _ratios([f["rps"] for f in runs[fast]], [s["rps"] for s in runs[slow]]),
+            **{metric: _ratios([s[metric] for s in runs[slow]], [f[metric] for f in runs[fast]])
+               for metric in ("p50_ms", "p99_ms", "server_cpu_s_per_1000")}}
+    result["targets"] = {"within_2x_of_floor": result["api_vs_floor"]["rps"]["median_of_rounds"] <= 2,
                          "p99_under_100_ms": result["api"]["p99_ms"]["max"] < 100}
     return result
 
@@ -343,14 +350,15 @@ def table(result: dict) -> str:
 
     lines = ["| endpoint | requests/s | p50 ms | p99 ms | server CPU s / 1000 requests | wrk CPU s per run | errors |",
              "|---|---|---|---|---|---|---|"]
-    for name, label in (("api", "`/api/entries/` (DRF)"), ("floor", "floor (`values()` view)")):
+    for name, label in LABELS.items():
         r = result[name]
         lines.append(f"| {label} | {cell(r['rps'])} | {cell(r['p50_ms'])} | {cell(r['p99_ms'])} | "
                      f"{cell(r['server_cpu_s_per_1000'], 2)} | {cell(r['wrk_cpu_s'])} | {r['errors']} |")
-    ratios = result["api_vs_floor"]
-    lines.append("| **API / floor** (median of rounds; of medians) | " + " | ".join(
-        f"{ratios[m]['median_of_rounds']}× ({ratios[m]['of_medians']}×)" for m in ("rps", "p50_ms", "p99_ms",
-                                                                                   "server_cpu_s_per_1000")) + " | | |")
+    for pair, label in (("api_vs_floor", "**API / floor**"), ("generic_vs_floor", "before / floor"),
+                        ("generic_vs_api", "before / API (the speed-up)")):
+        lines.append(f"| {label} (median of rounds; of medians) | " + " | ".join(
+            f"{result[pair][m]['median_of_rounds']}× ({result[pair][m]['of_medians']}×)"
+            for m in ("rps", "p50_ms", "p99_ms", "server_cpu_s_per_1000")) + " | | |")
     return "\n".join(lines)
 
 
