@@ -5,6 +5,7 @@ keeps what the last full fetch measured; and ``list_sources``, the API and the a
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 
@@ -159,3 +160,16 @@ def test_the_api_shows_why_and_lets_a_user_turn_the_hints_off(feed_server):
     before = timezone.now()
     ingest("--all")
     assert 1800 <= wait_of(source, before) <= 1805
+
+
+def test_the_admin_shows_why_and_the_switch(feed_server, admin_client):
+    feed_server.add("/ttl.rss", rss(gap=timedelta(hours=2), channel="<ttl>180</ttl>"))
+    source = register(feed_server, "/ttl.rss")
+    ingest()
+    listing = admin_client.get("/admin/ingest/technicalarticle/").content.decode()
+    assert "ttl 180 min" in listing
+    page = admin_client.get(f"/admin/ingest/technicalarticle/{source.pk}/change/").content.decode()
+    [checkbox] = re.findall(r'<input[^>]*name="honour_server_hints"[^>]*>', page)
+    assert "checked" in checkbox
+    assert "7200" in page and "ttl=180" in page  # the measured cadence and the stored hints, read-only
+    assert 'name="schedule_reason"' not in page
