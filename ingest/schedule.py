@@ -54,13 +54,15 @@ class Decision:
 def next_fetch(*, now: datetime, bounds: Bounds, default_interval: float, rand: Callable[[], float],
                fetch_interval: int | None = None, cadence: float | None = None,
                headers: Mapping[str, str] | None = None, hints: FeedHints = FeedHints(),
-               honour_hints: bool = True) -> Decision:
+               honour_hints: bool = True, cadence_share: float = 1.0) -> Decision:
     """The next fetch after a successful one (200 or 304); see the module's docstring for the rules.
-    ``rand`` returns a float in [0, 1) (``random.random``; tests pass a constant)."""
+    ``rand`` returns a float in [0, 1) (``random.random``; tests pass a constant). ``cadence_share``:
+    the interval as a share of the cadence (1: one fetch per mean gap; bench/politeness.py measures
+    other shares)."""
     if fetch_interval:
         interval, why = float(fetch_interval), f"fetch_interval {span(fetch_interval)}"
     elif cadence:
-        interval, why = bounded(cadence, bounds, f"cadence {span(cadence)}")
+        interval, why = bounded(cadence * cadence_share, bounds, f"cadence {span(cadence)}")
     else:
         interval, why = bounded(default_interval, bounds, f"default interval {span(default_interval)}")
     if honour_hints:
