@@ -21,7 +21,8 @@ from ingest.errors import SourceError, storable
 from ingest.identity import first_by_guid
 from ingest.schedule import Bounds, Decision, bounded, jittered, span
 from ingest.types import (
-    ETAG_MAX, LAST_MODIFIED_MAX, REASON_MAX, SCHEDULE_REASON_MAX, CommentsResult, ExistingEntry, FetchResult, ParsedEntry, Plan, SourceResult,
+    ETAG_MAX, LAST_MODIFIED_MAX, REASON_MAX, SCHEDULE_REASON_MAX, CommentsResult, ExistingEntry, FetchResult, ParsedEntry,
+    Plan, SourceResult,
 )
 
 # IngestRun.Status values (the models are not imported here).
