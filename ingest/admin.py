@@ -98,14 +98,16 @@ class SourceForm(forms.ModelForm):
 class TechnicalArticleAdmin(admin.ModelAdmin):
     form = SourceForm
     list_display = ("name", "feed_url", "active", "fetch_comments", "last_success_at", "next_fetch_at",
-                    "consecutive_failures", "last_error")
+                    "schedule_reason", "consecutive_failures", "last_error")
     list_filter = ("active", "fetch_comments")
     search_fields = ("name", "tagline", "feed_url", "site_url")
     readonly_fields = ("etag", "last_modified", "last_fetched_at", "last_success_at", "last_status",
-                       "consecutive_failures", "last_error", "lease_owner", "lease_expires_at", "created_at")
+                       "consecutive_failures", "last_error", "lease_owner", "lease_expires_at", "created_at",
+                       "schedule_reason", "publish_cadence", "feed_hints")
     fieldsets = (
         (None, {"fields": ("name", "tagline", "feed_url", "site_url")}),
-        ("Schedule", {"fields": ("active", "fetch_comments", "fetch_interval", "next_fetch_at")}),
+        ("Schedule", {"fields": ("active", "fetch_comments", "fetch_interval", "honour_server_hints", "next_fetch_at",
+                                 "schedule_reason", "publish_cadence", "feed_hints")}),
         ("Last fetch", {"fields": ("last_fetched_at", "last_success_at", "last_status", "consecutive_failures",
                                    "last_error", "etag", "last_modified", "lease_owner", "lease_expires_at", "created_at")}),
     )

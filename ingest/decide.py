@@ -1,7 +1,9 @@
 """The pure decisions of an ingest run, apart from the I/O that acts on them.
 
 Which parsed entries are new, changed or unchanged (by content hash), what the fetch state of a
-source or comment feed becomes after a fetch (success or failure, backoff), and how results add up to the totals and the status of a run.
+source or comment feed becomes after a fetch (success or failure, backoff, jitter; when a source
+is due after a success is ``ingest.schedule``'s), and how results add up to the totals and the
+status of a run.
 Every path that reports a run (the command, ``--json``, the ``IngestRun`` ledger, the Celery
 fan-out, the Azure runner) goes through ``tally`` and ``run_status``, so they cannot disagree.
 
@@ -11,14 +13,16 @@ in as a ``Policy``), testable with values built by hand.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, fields
 from datetime import datetime, timedelta
 
 from ingest.errors import SourceError, storable
 from ingest.identity import first_by_guid
+from ingest.schedule import Bounds, Decision, bounded, jittered, span
 from ingest.types import (
-    ETAG_MAX, LAST_MODIFIED_MAX, REASON_MAX, CommentsResult, ExistingEntry, FetchResult, ParsedEntry, Plan, SourceResult,
+    ETAG_MAX, LAST_MODIFIED_MAX, REASON_MAX, SCHEDULE_REASON_MAX, CommentsResult, ExistingEntry, FetchResult, ParsedEntry,
+    Plan, SourceResult,
 )
 
 # IngestRun.Status values (the models are not imported here).
@@ -28,15 +32,24 @@ SUCCEEDED, PARTIAL, FAILED = "succeeded", "partial", "failed"
 @dataclass(frozen=True)
 class Policy:
     """The scheduling settings a decision needs (INGEST_DEFAULT_INTERVAL, INGEST_BACKOFF_BASE,
-    INGEST_MAX_BACKOFF), read once by the caller."""
+    INGEST_MAX_BACKOFF; INGEST_MIN_INTERVAL, INGEST_MAX_INTERVAL, INGEST_JITTER), read once by the
+    caller. Left out, the bounds do not bind and nothing is spread."""
 
     default_interval: int
     backoff_base: float
     max_backoff: float
+    min_interval: int = 0
+    max_interval: int = 10 * 365 * 86400
+    jitter: float = 0.0
 
     @classmethod
     def from_settings(cls, settings) -> Policy:
-        return cls(settings.INGEST_DEFAULT_INTERVAL, settings.INGEST_BACKOFF_BASE, settings.INGEST_MAX_BACKOFF)
+        return cls(settings.INGEST_DEFAULT_INTERVAL, settings.INGEST_BACKOFF_BASE, settings.INGEST_MAX_BACKOFF,
+                   settings.INGEST_MIN_INTERVAL, settings.INGEST_MAX_INTERVAL, settings.INGEST_JITTER)
+
+    @property
+    def bounds(self) -> Bounds:
+        return Bounds(self.min_interval, self.max_interval, self.jitter)
 
 
 def backoff_seconds(failures: int, retry_after: float | None, *, policy: Policy, transient: bool = True) -> float:
@@ -52,30 +65,57 @@ def backoff_seconds(failures: int, retry_after: float | None, *, policy: Policy,
 
 
 def fetch_state(*, now: datetime, interval: int | None, failures: int, policy: Policy,
-                result: FetchResult | None = None, error: SourceError | None = None) -> dict:
+                result: FetchResult | None = None, error: SourceError | None = None,
+                decision: Decision | None = None, rand: Callable[[], float] | None = None,
+                reason: bool = False) -> dict:
     """The fetch state of a source or comment feed after one fetch: the columns both share.
 
     ``failures`` is the count of failures in a row before this fetch; on success the validators of
-    ``result`` are kept for the next conditional GET and the next fetch is one interval away; on
-    failure the count goes up by one and the next fetch is backed off.
+    ``result`` are kept for the next conditional GET and the next fetch is ``decision``'s (a
+    source: ``ingest.schedule.next_fetch``) or else one interval away, within the policy's bounds;
+    on failure the count goes up by one and the next fetch is backed off. Both are spread by the
+    policy's jitter with ``rand`` (none without it). ``reason``: add ``schedule_reason``, the why.
     """
+    rand = rand or _no_spread
     if error is not None:
         failures += 1
-        return {
+        delay = backoff_seconds(failures, error.retry_after, policy=policy, transient=error.transient)
+        delay, why = jittered(delay, policy.jitter, rand, _backoff_reason(failures, error, delay, policy))
+        state = {
             "last_fetched_at": now,
             "consecutive_failures": failures,
             "last_error": storable(str(error), REASON_MAX),
-            "next_fetch_at": now + timedelta(seconds=backoff_seconds(failures, error.retry_after, policy=policy, transient=error.transient)),
+            "next_fetch_at": now + timedelta(seconds=delay),
         }
-    assert result is not None
-    return {
-        "etag": (result.etag or "")[:ETAG_MAX],
-        "last_modified": (result.last_modified or "")[:LAST_MODIFIED_MAX],
-        "last_fetched_at": now,
-        "consecutive_failures": 0,
-        "last_error": "",
-        "next_fetch_at": now + timedelta(seconds=interval or policy.default_interval),
-    }
+    else:
+        assert result is not None
+        if decision is None:
+            seconds, why = bounded(interval or policy.default_interval, policy.bounds, "fixed interval")
+            decision = Decision(*jittered(seconds, policy.jitter, rand, why))
+        why = decision.reason
+        state = {
+            "etag": (result.etag or "")[:ETAG_MAX],
+            "last_modified": (result.last_modified or "")[:LAST_MODIFIED_MAX],
+            "last_fetched_at": now,
+            "consecutive_failures": 0,
+            "last_error": "",
+            "next_fetch_at": now + timedelta(seconds=decision.seconds),
+        }
+    if reason:
+        state["schedule_reason"] = why[:SCHEDULE_REASON_MAX]
+    return state
+
+
+def _no_spread() -> float:
+    return 0.0
+
+
+def _backoff_reason(failures: int, error: SourceError, delay: float, policy: Policy) -> str:
+    if not error.transient:
+        return f"backoff {span(delay)}: retrying soon cannot help"
+    if error.retry_after and delay > min(policy.max_backoff, policy.backoff_base * 2 ** (failures - 1)):
+        return f"Retry-After {span(delay)}"
+    return f"backoff {span(delay)} after {failures} failure{'s' if failures != 1 else ''}"
 
 
 def entries_decide(entries: Iterable[ParsedEntry], existing: dict[str, ExistingEntry]) -> Plan:

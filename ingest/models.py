@@ -35,6 +35,7 @@ from ingest.types import (
     COMMAND_MAX,
     EMAIL_MAX,
     ETAG_MAX,
+    FEED_HINTS_MAX,
     FEED_URL_MAX,
     GUID_MAX,
     HEADLINE_MAX,
@@ -43,6 +44,7 @@ from ingest.types import (
     LAST_MODIFIED_MAX,
     LEASE_OWNER_MAX,
     LINK_MAX,
+    SCHEDULE_REASON_MAX,
     SOURCE_NAME_MAX,
 )
 
@@ -166,6 +168,17 @@ class TechnicalArticle(Keyed):
     lease_owner = models.CharField(max_length=LEASE_OWNER_MAX, blank=True)
     lease_expires_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
+    # The schedule (ingest.schedule): the user's switch, what the last fetches said, and the why.
+    honour_server_hints = models.BooleanField(
+        default=True, help_text="Let the server's Cache-Control / Expires and the feed's ttl, sy:updatePeriod and "
+                                "skipHours / skipDays delay the next fetch (within INGEST_MAX_INTERVAL).")
+    publish_cadence = models.PositiveIntegerField(
+        null=True, blank=True, editable=False,
+        help_text="Seconds between the feed's recent entries, as measured at its last full fetch.")
+    feed_hints = models.CharField(max_length=FEED_HINTS_MAX, blank=True, editable=False,
+                                  help_text="The feed document's ttl, sy:* and skipHours / skipDays, as last read.")
+    schedule_reason = models.CharField(max_length=SCHEDULE_REASON_MAX, blank=True, editable=False,
+                                       help_text="Why the next fetch is when it is.")
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["feed_url_key"], name="source_feed_url_key_uniq")]

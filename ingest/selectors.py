@@ -121,7 +121,8 @@ class SourceStatus:
     was a bug), ``deactivated`` or ``never_fetched``. ``next_reason``: ``deactivated``, ``leased``
     (a run holds it until ``lease_expires_at``), ``due`` (now), ``backoff`` (after ``failures``
     failures, until ``next_fetch_at``; ``last_status`` 429 or 503 means the server's Retry-After
-    counted) or ``scheduled`` (one interval after its last fetch).
+    counted) or ``scheduled`` (one interval after its last fetch). ``schedule_reason``: why the
+    next fetch is when it is (``ingest.schedule``: "Cache-Control max-age 2 h", "cadence 2.1 d"...).
     """
 
     id: int
@@ -138,6 +139,9 @@ class SourceStatus:
     next_reason: str
     lease_expires_at: datetime | None
     fetch_interval: int
+    schedule_reason: str = ""
+    publish_cadence: int | None = None  # seconds between its recent entries
+    honour_server_hints: bool = True
 
 
 def _source_status(source: TechnicalArticle, *, now: datetime) -> SourceStatus:
@@ -168,6 +172,8 @@ def _source_status(source: TechnicalArticle, *, now: datetime) -> SourceStatus:
         last_error=(source.last_error.strip().splitlines() or [""])[0], next_fetch_at=source.next_fetch_at,
         next_reason=reason, lease_expires_at=source.lease_expires_at,
         fetch_interval=source.fetch_interval or settings.INGEST_DEFAULT_INTERVAL,
+        schedule_reason=source.schedule_reason, publish_cadence=source.publish_cadence,
+        honour_server_hints=source.honour_server_hints,
     )
 
 
@@ -185,7 +191,8 @@ def sources_status(*, now: datetime, ids: Sequence[int] = (), failing: bool = Fa
         query = query.filter(Q(next_fetch_at__isnull=True) | Q(next_fetch_at__lte=now), active=True)
     order = ("-consecutive_failures", "pk") if failing else ("pk",)
     fields = ("id", "name", "feed_url", "active", "consecutive_failures", "last_success_at", "last_fetched_at",
-              "last_status", "last_error", "next_fetch_at", "lease_expires_at", "fetch_interval")
+              "last_status", "last_error", "next_fetch_at", "lease_expires_at", "fetch_interval",
+              "schedule_reason", "publish_cadence", "honour_server_hints")
     rows = [_source_status(source, now=now) for source in query.order_by(*order).only(*fields)[:limit]]
     return query.count(), rows
 

@@ -36,6 +36,8 @@ COMMAND_MAX = 40  # IngestRun.command
 # Text columns have no width, but what is written to them is cut: a reason quotes publishers' bytes.
 REASON_MAX = 2000  # last_error (TechnicalArticle, CommentFeed): a failure's reason, a parse warning
 RUN_ERROR_MAX = 4000  # IngestRun.error
+SCHEDULE_REASON_MAX = 200  # TechnicalArticle.schedule_reason: why the next fetch is when it is
+FEED_HINTS_MAX = 200  # TechnicalArticle.feed_hints: ingest.schedule.hints_text of the last feed document
 
 
 @dataclass(frozen=True)
@@ -89,12 +91,24 @@ class ParsedEntry:
 
 
 @dataclass(frozen=True)
+class FeedHints:
+    """What a feed document says about how often to fetch it (``ingest.schedule`` weighs it)."""
+
+    ttl: int | None = None  # RSS <ttl>, minutes
+    update_period: str = ""  # <sy:updatePeriod>: hourly, daily, weekly, monthly or yearly
+    update_frequency: int = 1  # <sy:updateFrequency>: times per period
+    skip_hours: tuple[int, ...] = ()  # RSS <skipHours>: hours 0-23 (UTC) not to fetch in
+    skip_days: tuple[int, ...] = ()  # RSS <skipDays>: weekdays not to fetch on, 0 = Monday
+
+
+@dataclass(frozen=True)
 class ParsedFeed:
     title: str
     site_url: str
     tagline: str
     entries: tuple[ParsedEntry, ...]
     warning: str = ""  # a recoverable parse problem (feedparser "bozo") worth recording
+    hints: FeedHints = FeedHints()  # the feed's own word on its freshness (ttl, sy:*, skipHours/Days)
 
 
 # --- The plan of one feed's write (ingest.decide.entries_decide) ------------------------------

@@ -295,6 +295,16 @@ INGEST_COMMENTS_DAYS = _number("INGEST_COMMENTS_DAYS", 14, kind=int, maximum=365
 # PostgreSQL: per-source transactions commit without waiting for the WAL flush (see ingest/db.py).
 INGEST_ASYNC_COMMIT = _bool("INGEST_ASYNC_COMMIT", True)
 
+# --- Ingest: the schedule's bounds and spread (ingest/schedule.py, docs/scheduling-policy.md) -----
+# Cadence, default interval and the server's freshness hints are held within these (an explicit
+# per-source fetch_interval is not); the jitter stretches each next fetch by up to this fraction.
+INGEST_MIN_INTERVAL = _number("INGEST_MIN_INTERVAL", 300, kind=int, positive=True, maximum=_MAX_SECONDS)
+INGEST_MAX_INTERVAL = _number("INGEST_MAX_INTERVAL", 86400, kind=int, positive=True, maximum=_MAX_SECONDS)
+if INGEST_MIN_INTERVAL > INGEST_MAX_INTERVAL:
+    raise ImproperlyConfigured(f"INGEST_MIN_INTERVAL ({INGEST_MIN_INTERVAL}) must not be above INGEST_MAX_INTERVAL "
+                               f"({INGEST_MAX_INTERVAL}).")
+INGEST_JITTER = _number("INGEST_JITTER", 0.1, maximum=1)
+
 DB_RETRY_ATTEMPTS = _number("DB_RETRY_ATTEMPTS", 5, kind=int, positive=True, maximum=100)
 # 0: retry at once.
 DB_RETRY_BASE_DELAY = _number("DB_RETRY_BASE_DELAY", 0.05, maximum=3600)

@@ -13,6 +13,8 @@ os.environ.setdefault("INGEST_READ_TIMEOUT", "2")
 os.environ.setdefault("INGEST_DEADLINE", "5")
 os.environ.setdefault("DB_RETRY_BASE_DELAY", "0.01")
 os.environ.setdefault("DB_RETRY_MAX_DELAY", "0.2")
+# Next fetches exactly where the rules put them; the jitter's own tests turn it on (override_settings).
+os.environ.setdefault("INGEST_JITTER", "0")
 # The Celery tests use their own Redis database, never the one in the environment, and a key prefix
 # of their own per pytest process (inherited by the workers they start), so concurrent runs never
 # take each other's tasks or answer each other's `inspect`.

@@ -24,6 +24,7 @@ TIERS: list[set[str]] = [
     {"ingest.types"},
     {"ingest.links"},
     {"ingest.identity"},
+    {"ingest.schedule"},
     {"ingest.decide", "ingest.fetch", "ingest.parse", "ingest.opml", "ingest.parsepool"},
     {"ingest.models"},
     {"ingest.db"},
@@ -36,12 +37,12 @@ TIERS: list[set[str]] = [
     {"functions_app"},
 ]
 # The tiers that do no I/O on the database: no ORM, no models.
-NO_ORM = {"ingest.errors", "ingest.types", "ingest.links", "ingest.identity", "ingest.decide", "ingest.fetch",
-          "ingest.parse", "ingest.opml", "ingest.parsepool"}
+NO_ORM = {"ingest.errors", "ingest.types", "ingest.links", "ingest.identity", "ingest.schedule", "ingest.decide",
+          "ingest.fetch", "ingest.parse", "ingest.opml", "ingest.parsepool"}
 # Interfaces call services and selectors; the writers and the stages are the services' business.
 INTERFACES = {"ingest.management", "ingest.tasks", "ingest.views", "ingest.admin", "ingest.api", "functions_app"}
 PAST_THE_SERVICES = {"ingest.db", "ingest.upsert", "ingest.comments", "ingest.pingbacks", "ingest.counters",
-                     "ingest.fetch", "ingest.parse", "ingest.parsepool", "ingest.decide"}
+                     "ingest.fetch", "ingest.parse", "ingest.parsepool", "ingest.decide", "ingest.schedule"}
 # Only the framework imports these (Django finds commands, Celery finds tasks).
 ENTRY_POINTS = {"ingest.management.commands", "ingest.tasks"}
 

@@ -22,7 +22,7 @@ RATING_MIN, RATING_MAX = 0, 10
 INTERVAL_MIN, INTERVAL_MAX = 60, 366 * 86400
 
 HEALTH_FIELDS = ("last_fetched_at", "last_success_at", "next_fetch_at", "consecutive_failures", "last_status",
-                 "last_error", "created_at")
+                 "last_error", "created_at", "schedule_reason", "publish_cadence")
 
 
 class Strict(serializers.ModelSerializer):
@@ -52,7 +52,7 @@ class ArticleSerializer(Strict):
     class Meta:
         model = TechnicalArticle
         fields = ("id", "name", "tagline", "feed_url", "site_url", "active", "fetch_comments", "fetch_interval",
-                  *HEALTH_FIELDS)
+                  "honour_server_hints", *HEALTH_FIELDS)
         read_only_fields = HEALTH_FIELDS
         extra_kwargs = {"name": {"required": False, "help_text": "Defaults to the feed URL's host."},
                         "feed_url": {"help_text": "The feed's address. Refused when it can never be fetched "

@@ -3,8 +3,9 @@
 Owns what one entry becomes: its guid (from ``ingest.parse.document``), plain-text headline cut to
 ``HEADLINE_MAX``, sanitized body, absolute http(s) link, plausible dates, authors, comment-feed
 pointer (wfw:commentRss) and reported comment count (slash:comments, thr:total, within a 32-bit
-column), its content hash over every stored field, and its link keys for cross-references; and the
-feed's warning (feedparser's problem, dates that cannot exist, bodies cut by the HTML limits).
+column), its content hash over every stored field, and its link keys for cross-references; the
+feed's freshness hints (``ingest.parse.hints``); and the feed's warning (feedparser's problem,
+dates that cannot exist, bodies cut by the HTML limits).
 
 Must not touch the network or the ORM; reads no clock unless the caller leaves out ``now``.
 """
@@ -22,6 +23,7 @@ from feedparser import FeedParserDict
 from ingest.links import absolute, http_url, link_key, outbound_link_keys
 from ingest.parse.dates import PUBLISHED_KEYS, first_date, latest_plausible
 from ingest.parse.document import bozo_reason, feedparser_parse, unique_entries, untyped_titles
+from ingest.parse.hints import feed_hints
 from ingest.parse.html import BodyGuard, body as entry_body
 from ingest.parse.text import authors as entry_authors, text_field
 from ingest.types import HEADLINE_MAX, ParsedEntry, ParsedFeed
@@ -64,6 +66,7 @@ def parse_feed(
         tagline=text_field(feed, "subtitle", untyped=untyped),
         entries=tuple(entries),
         warning="; ".join(warnings),
+        hints=feed_hints(feed, content),
     )
 
 

@@ -41,7 +41,8 @@ def source_add(*, url: str, name: str = "", fetch_comments: bool = False) -> tup
 # What a fetch learned from the old URL, forgotten when the URL changes: its validators would
 # only confuse the new server, and its failures were the old URL's.
 _FETCH_STATE_OF_A_URL = {"etag": "", "last_modified": "", "next_fetch_at": None, "consecutive_failures": 0,
-                         "last_status": None, "last_error": ""}
+                         "last_status": None, "last_error": "", "publish_cadence": None, "feed_hints": "",
+                         "schedule_reason": ""}
 
 
 def source_taken_by(*, url: str, exclude_id: int | None = None) -> int | None:
@@ -95,7 +96,7 @@ def sources_resolve(selectors: Iterable[str]) -> list[int]:
 def sources_schedule_now(*, ids: Sequence[int]) -> int:
     """Make these sources due at the next run and active again (the admin's "fetch now"), one
     UPDATE per batch of ids (SQL Server takes at most 2,100 parameters per statement)."""
-    return sum(TechnicalArticle.objects.filter(pk__in=batch).update(next_fetch_at=None, active=True)
+    return sum(TechnicalArticle.objects.filter(pk__in=batch).update(next_fetch_at=None, active=True, schedule_reason="")
                for batch in chunked(list(ids), in_batch_size()))
 
 
@@ -128,8 +129,8 @@ def sources_backoff_reset(*, ids: Sequence[int]) -> int:
     the old count had got to. ``last_error`` stays, as the record of what went wrong last, until
     the next fetch replaces or clears it; ``active`` stays too (an inactive source is not fetched).
     Returns how many sources were updated."""
-    return sum(TechnicalArticle.objects.filter(pk__in=batch).update(consecutive_failures=0, next_fetch_at=None)
-               for batch in chunked(list(ids), in_batch_size()))
+    return sum(TechnicalArticle.objects.filter(pk__in=batch).update(
+        consecutive_failures=0, next_fetch_at=None, schedule_reason="") for batch in chunked(list(ids), in_batch_size()))
 
 
 @dataclass(frozen=True)

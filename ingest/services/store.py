@@ -10,6 +10,7 @@ this item's failure (``boundary.write_failure``) unless the database itself is f
 from __future__ import annotations
 
 import logging
+import random
 from datetime import datetime
 
 from django.conf import settings
@@ -22,6 +23,7 @@ from ingest.links import default_name
 from ingest.models import CommentFeed, TechnicalArticle
 from ingest.pingbacks import pingbacks_record
 from ingest.retry import RetryStats, run_atomic
+from ingest.schedule import cadence_seconds, hints_from_text, hints_text, next_fetch
 from ingest.services.boundary import write_failure
 from ingest.services.runs import run_add
 from ingest.types import FEED_URL_MAX, LINK_MAX, REASON_MAX, SOURCE_NAME_MAX, CommentsFetched, CommentsResult, Counts, Failure, Fetched, NotModified, SourceResult
@@ -74,7 +76,8 @@ def source_record_failure(*, source: TechnicalArticle, error: SourceError, owner
     """Record a failed fetch or write of a source held by ``owner``: backed off, lease freed (and,
     with ``run_id``, counted on that run in the same transaction)."""
     result = _result(source, Failure(storable(str(error), REASON_MAX), error.internal))
-    values = {**fetch_state(now=now, interval=None, failures=source.consecutive_failures, policy=_policy(), error=error),
+    values = {**fetch_state(now=now, interval=None, failures=source.consecutive_failures, policy=_policy(), error=error,
+                            rand=_rand, reason=True),
               "last_status": getattr(error, "status", None)}
     if error.deactivate:
         values["active"] = False
@@ -104,7 +107,8 @@ def comments_store(*, fetched: CommentsFetched, stats: RetryStats | None = None)
     job = fetched.job
     result = fetched.result
     if fetched.error is None:
-        state = fetch_state(now=now, interval=job.interval, failures=job.failures, policy=_policy(), result=result)
+        state = fetch_state(now=now, interval=job.interval, failures=job.failures, policy=_policy(), result=result,
+                            rand=_rand)
 
         def write() -> Counts | NotModified:
             value = NotModified()
@@ -122,7 +126,7 @@ def comments_store(*, fetched: CommentsFetched, stats: RetryStats | None = None)
     else:
         error = fetched.error
     log.warning("comment feed failed", extra={"entry_id": job.entry_id, "url": job.url, "error": str(error)})
-    state = fetch_state(now=now, interval=job.interval, failures=job.failures, policy=_policy(), error=error)
+    state = fetch_state(now=now, interval=job.interval, failures=job.failures, policy=_policy(), error=error, rand=_rand)
     run_atomic(lambda: CommentFeed.objects.update_or_create(entry_id=job.entry_id, defaults=state), stats=stats,
                label=f"comments {job.entry_id}")
     return CommentsResult(entry_id=job.entry_id, url=job.url, value=Failure(state["last_error"], error.internal))
@@ -130,6 +134,9 @@ def comments_store(*, fetched: CommentsFetched, stats: RetryStats | None = None)
 
 def _policy() -> Policy:
     return Policy.from_settings(settings)
+
+
+_rand = random.random  # the jitter's random source (ingest.schedule takes it as an argument)
 
 
 def _state_write(source: TechnicalArticle, owner: str, values: dict) -> bool:
@@ -145,8 +152,7 @@ def _result(source: TechnicalArticle, value, *, name: str | None = None) -> Sour
 def _success_fields(source: TechnicalArticle, fetched: Fetched, now: datetime) -> dict:
     result = fetched.result
     assert result is not None
-    values = {**fetch_state(now=now, interval=source.fetch_interval, failures=0, policy=_policy(), result=result),
-              "last_success_at": now, "last_status": result.status}
+    values = {**_schedule_fields(source, fetched, now), "last_success_at": now, "last_status": result.status}
     feed = fetched.feed
     if feed is not None:
         if feed.title and source.name == default_name(source.feed_url):
@@ -164,3 +170,22 @@ def _success_fields(source: TechnicalArticle, fetched: Fetched, now: datetime) -
             log.info("source moved permanently", extra={"source_id": source.pk, "old_url": source.feed_url, "new_url": new_url})
     return values
 
+
+
+def _schedule_fields(source: TechnicalArticle, fetched: Fetched, now: datetime) -> dict:
+    """The fetch state after a success, with the next fetch ``ingest.schedule`` decides: a full
+    fetch measures the cadence and reads the feed's hints afresh, a 304 keeps the stored ones."""
+    policy = _policy()
+    feed, result = fetched.feed, fetched.result
+    assert result is not None
+    if feed is not None:
+        cadence = cadence_seconds((e.published_at or e.updated_at for e in feed.entries), now)
+        hints = feed.hints
+        kept = {"publish_cadence": cadence, "feed_hints": hints_text(hints)}
+    else:
+        cadence, hints, kept = source.publish_cadence, hints_from_text(source.feed_hints), {}
+    decision = next_fetch(now=now, bounds=policy.bounds, default_interval=policy.default_interval, rand=_rand,
+                          fetch_interval=source.fetch_interval, cadence=cadence, headers=result.headers, hints=hints,
+                          honour_hints=source.honour_server_hints)
+    return {**fetch_state(now=now, interval=source.fetch_interval, failures=0, policy=policy, result=result,
+                          decision=decision, reason=True), **kept}

@@ -53,6 +53,8 @@ def next_text(source: SourceStatus, now: datetime) -> str:
         retry_after = f" (HTTP {source.last_status}, Retry-After)" if source.last_status in RETRY_AFTER_STATUSES else ""
         until = source.next_fetch_at.strftime("%Y-%m-%d %H:%M")
         return f"in {wait}: backed off after {source.failures} failure{plural}{retry_after} until {until}"
+    if source.schedule_reason:
+        return f"in {wait} because: {source.schedule_reason}"
     return f"in {wait}: scheduled, every {_duration(source.fetch_interval)}"
 
 
@@ -64,16 +66,17 @@ def source_dict(source: SourceStatus, now: datetime) -> dict:
         "last_status": source.last_status, "last_error": source.last_error,
         "next_fetch_at": _when(source.next_fetch_at) or None, "next_reason": source.next_reason,
         "next_fetch": next_text(source, now), "lease_expires_at": _when(source.lease_expires_at) or None,
-        "fetch_interval": source.fetch_interval,
+        "fetch_interval": source.fetch_interval, "schedule_reason": source.schedule_reason,
+        "publish_cadence": source.publish_cadence, "honour_server_hints": source.honour_server_hints,
     }
 
 
 class Command(cli.PipelineCommand):
     help = (
         "List the registered sources with their health (ok, failing N in a row, internal error, deactivated, "
-        "never fetched), last success, last error and when they are fetched next and why (due now, scheduled, "
-        "backed off, being fetched, deactivated). Exit status: 0, 1 when the database failed, 2 for bad "
-        "arguments or an unknown --source."
+        "never fetched), last success, last error and when they are fetched next and why (due now, scheduled "
+        "because of the server's hints or the feed's cadence, backed off, being fetched, deactivated). "
+        "Exit status: 0, 1 when the database failed, 2 for bad arguments or an unknown --source."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:

@@ -52,7 +52,7 @@ def _source_dict(source) -> dict:
         "consecutive_failures": source.consecutive_failures, "last_status": source.last_status,
         "last_fetched_at": source.last_fetched_at.isoformat() if source.last_fetched_at else None,
         "next_fetch_at": source.next_fetch_at.isoformat() if source.next_fetch_at else None,
-        "error": source.last_error,
+        "schedule_reason": source.schedule_reason, "error": source.last_error,
     }
 
 
