@@ -142,8 +142,8 @@ def host_release(turn: Turn, *, rules: HostRules, error: SourceError | None = No
 
 def host_deferral(host: str, wait: Wait, waited: float) -> Deferred:
     """The sentence of a source deferred after waiting ``waited`` seconds for ``host``."""
-    return Deferred(f"Deferred after waiting {waited:.1f} s for host {host}: {wait.reason}. "
-                    f"Not a failure: a later run fetches it.")
+    return Deferred(f"Host {host}: {wait.reason}; deferred after a wait of {waited:.1f} s "
+                    f"(not a failure: a later run fetches it).")
 
 
 def _budget(host: str) -> HostBudget:
@@ -160,11 +160,11 @@ def _gate_wait(budget: HostBudget, rules: HostRules, now: datetime) -> Wait | No
     """Why the host's row refuses a start at ``now`` (blocked, or too soon after the last), or None."""
     if budget.blocked_until is not None and budget.blocked_until > now:
         return Wait((budget.blocked_until - now).total_seconds(),
-                    f"the host is blocked until {budget.blocked_until:%Y-%m-%d %H:%M:%S} UTC by a Retry-After")
+                    f"blocked by a Retry-After until {budget.blocked_until:%Y-%m-%d %H:%M:%S} UTC")
     if budget.last_start_at is not None and rules.spacing:
         early = rules.spacing - (now - budget.last_start_at).total_seconds()
         if early > 0:
-            return Wait(early, f"INGEST_HOST_SPACING is {rules.spacing:g} s between request starts")
+            return Wait(early, f"{rules.spacing:g} s between request starts (INGEST_HOST_SPACING)")
     return None
 
 
@@ -187,5 +187,5 @@ def _take(budget_id: int, host: str, holder: str, rules: HostRules, now: datetim
         if (not slot_holder or slot_expires is None or slot_expires < now) and HostSlot.objects.filter(
                 free, budget_id=budget_id, number=number).update(holder=holder, expires_at=expires):
             return Turn(host, budget_id, number, holder)
-    raise _Busy(Wait(POLL, f"its {rules.concurrency} request slot(s) (INGEST_HOST_CONCURRENCY) are all in use"))
+    raise _Busy(Wait(POLL, f"all {rules.concurrency} request slot(s) in use (INGEST_HOST_CONCURRENCY)"))
 

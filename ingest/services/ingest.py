@@ -221,7 +221,8 @@ def _ingest_sources(sources, *, run_id, owner, workers, dry_run, force, stats, o
                         waiting_since.pop(host, None)
                         in_flight[_submit(pool, kind, item, client, fetch_settings, pool_of_parsers)] = (kind, verdict)
                         continue
-                    waited = time.monotonic() - waiting_since.setdefault(host, time.monotonic())
+                    now = time.monotonic()
+                    waited = now - waiting_since.setdefault(host, now)
                     if waited + verdict.seconds > rules.max_wait:
                         deferred = host_deferral(host, verdict, waited)
                         while queue:
