@@ -75,18 +75,22 @@ def test_one_run_with_more_workers_than_the_budget_keeps_each_host_to_it(db, fee
     # Each host saw its two requests at once, never three, though eight threads were free.
     assert feed_server.max_in_flight_total() == 2
     assert second_host.max_in_flight_total() == 2
-    # The hosts are budgeted apart: both were served at the same time (the run took ~1.2 s, not 1.8 s).
-    assert report["elapsed_s"] < 1.7
+    # The hosts are budgeted apart, and a busy one holds no thread back: the second host (whose
+    # sources come last) was served while the first one's queue was still waiting.
+    assert second_host.start_times()[0] < feed_server.start_times()[-1] - 0.5
 
 
 def test_request_starts_to_one_host_are_spaced(db, feed_server, settings):
-    settings.INGEST_HOST_SPACING = 0.4
+    settings.INGEST_HOST_SPACING = 0.5
     feeds(feed_server, 4)
     report = ingest("--workers", "4")
     assert report["totals"]["created"] == 4
     starts = feed_server.start_times()
     gaps = [later - earlier for earlier, later in zip(starts, starts[1:])]
-    assert len(gaps) == 3 and min(gaps) >= 0.4 - 0.05, gaps  # the loopback adds a few ms either way
+    # Turns are spaced exactly; the way to the server (a thread, a connection, its handler thread on
+    # a busy machine) adds a little to each arrival, so one gap may look shorter by that much.
+    assert len(gaps) == 3 and min(gaps) >= 0.5 - 0.1, gaps
+    assert starts[-1] - starts[0] >= 3 * 0.5 - 0.05, gaps
     budget = HostBudget.objects.get(host="127.0.0.1")
     assert budget.last_start_at is not None and not budget.slots.exclude(holder="").exists()  # every slot given back
 

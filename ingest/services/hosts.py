@@ -91,14 +91,14 @@ def host_try(url: str, *, rules: HostRules, now: datetime | None = None) -> Turn
     host = host_of(url)
     if not host:
         return Turn(host="")
-    now = now or timezone.now()
     budget = _budget(host)
-    wait = _gate_wait(budget, rules, now)
+    wait = _gate_wait(budget, rules, now or timezone.now())
     if wait is not None:  # read without a lock: most refusals cost no write
         return wait
     holder = uuid.uuid4().hex
     try:
-        return run_atomic(lambda: _take(budget.pk, host, holder, rules, now), label=f"host {host}")
+        # The start is stamped inside the transaction (each attempt anew), as close to the request as can be.
+        return run_atomic(lambda: _take(budget.pk, host, holder, rules, now or timezone.now()), label=f"host {host}")
     except _Busy as busy:
         return busy.wait
 
@@ -169,7 +169,10 @@ def _gate_wait(budget: HostBudget, rules: HostRules, now: datetime) -> Wait | No
 
 
 def _take(budget_id: int, host: str, holder: str, rules: HostRules, now: datetime) -> Turn:
-    spaced = Q(last_start_at__isnull=True) | Q(last_start_at__lte=now - timedelta(seconds=rules.spacing))
+    # Without spacing only the block is checked: a concurrent taker whose clock reads a little
+    # behind must not be refused for a start "in the future".
+    spaced = (Q(last_start_at__isnull=True) | Q(last_start_at__lte=now - timedelta(seconds=rules.spacing))
+              if rules.spacing else Q())
     unblocked = Q(blocked_until__isnull=True) | Q(blocked_until__lte=now)
     if not HostBudget.objects.filter(spaced, unblocked, pk=budget_id).update(last_start_at=now):
         # Another taker was first since the read above: say what it left.

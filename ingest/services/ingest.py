@@ -178,10 +178,10 @@ def _ingest_sources(sources, *, run_id, owner, workers, dry_run, force, stats, o
     def enqueue(kind: str, item) -> None:
         queues.setdefault(host_of(_url(kind, item)), deque()).append((kind, item))
 
-    for job in comment_jobs:  # comment feeds no claimed source will bring
-        enqueue("comments", job)
     for source in sources:
         enqueue("source", source)
+    for job in comment_jobs:  # comment feeds no claimed source will bring
+        enqueue("comments", job)
 
     def defer(kind: str, item, deferred: Deferred) -> None:
         if kind == "comments":
@@ -197,45 +197,44 @@ def _ingest_sources(sources, *, run_id, owner, workers, dry_run, force, stats, o
         if on_progress:
             on_progress(result, len(results), len(sources))
 
-    with (
-        parse_pool(parse_processes(len(sources))) as pool_of_parsers,
-        fetching.make_client(fetch_settings) as client,
-        ThreadPoolExecutor(max_workers=workers, thread_name_prefix="fetch") as pool,
-    ):
-        in_flight: dict[Future, tuple[str, Turn]] = {}
+    in_flight: dict[Future, tuple[str, Turn]] = {}
+    try:
+        with (
+            parse_pool(parse_processes(len(sources))) as pool_of_parsers,
+            fetching.make_client(fetch_settings) as client,
+            ThreadPoolExecutor(max_workers=workers, thread_name_prefix="fetch") as pool,
+        ):
+            def refill() -> float | None:
+                """Start what the budgets allow; the seconds until a refusing host may say yes (None: none waits)."""
+                retry_in: list[float] = []
+                for host in list(queues):
+                    queue = queues[host]
+                    while queue:
+                        # A free thread starts a submitted fetch at once, so a turn is a request start;
+                        # parsed feeds wait in memory only while the writer catches up (bounded look-ahead).
+                        if sum(not f.done() for f in in_flight) >= workers or len(in_flight) >= workers * 2:
+                            return min(retry_in, default=None)
+                        kind, item = queue[0]
+                        verdict = host_try(_url(kind, item), rules=rules)
+                        if isinstance(verdict, Turn):
+                            queue.popleft()
+                            waiting_since.pop(host, None)
+                            in_flight[_submit(pool, kind, item, client, fetch_settings, pool_of_parsers)] = (kind, verdict)
+                            continue
+                        now = time.monotonic()
+                        waited = now - waiting_since.setdefault(host, now)
+                        if waited + verdict.seconds > rules.max_wait:
+                            deferred = host_deferral(host, verdict, waited)
+                            while queue:
+                                defer(*queue.popleft(), deferred)
+                            waiting_since.pop(host, None)
+                        else:
+                            retry_in.append(verdict.seconds)
+                        break
+                    if not queue:
+                        del queues[host]
+                return min(retry_in, default=None)
 
-        def refill() -> float | None:
-            """Start what the budgets allow; the seconds until a refusing host may say yes (None: none waits)."""
-            retry_in: list[float] = []
-            for host in list(queues):
-                queue = queues[host]
-                while queue:
-                    # A free thread starts a submitted fetch at once, so a turn is a request start;
-                    # parsed feeds wait in memory only while the writer catches up (bounded look-ahead).
-                    if sum(not f.done() for f in in_flight) >= workers or len(in_flight) >= workers * 2:
-                        return min(retry_in, default=None)
-                    kind, item = queue[0]
-                    verdict = host_try(_url(kind, item), rules=rules)
-                    if isinstance(verdict, Turn):
-                        queue.popleft()
-                        waiting_since.pop(host, None)
-                        in_flight[_submit(pool, kind, item, client, fetch_settings, pool_of_parsers)] = (kind, verdict)
-                        continue
-                    now = time.monotonic()
-                    waited = now - waiting_since.setdefault(host, now)
-                    if waited + verdict.seconds > rules.max_wait:
-                        deferred = host_deferral(host, verdict, waited)
-                        while queue:
-                            defer(*queue.popleft(), deferred)
-                        waiting_since.pop(host, None)
-                    else:
-                        retry_in.append(verdict.seconds)
-                    break
-                if not queue:
-                    del queues[host]
-            return min(retry_in, default=None)
-
-        try:
             retry_in = refill()
             while in_flight or queues:
                 if in_flight:
@@ -260,8 +259,10 @@ def _ingest_sources(sources, *, run_id, owner, workers, dry_run, force, stats, o
                                 enqueue("comments", job)
                     done_with(result)
                 retry_in = refill()
-        finally:
-            _release_all([turn for _, turn in in_flight.values()], rules)
+    finally:
+        # After the pool has shut down (its fetches are over): a run that stops early gives its
+        # hosts' slots back rather than leaving them to expire.
+        _release_all([turn for _, turn in in_flight.values()], rules)
 
 
 def _url(kind: str, item) -> str:
