@@ -214,6 +214,8 @@ def _ingest_sources(sources, *, run_id, owner, workers, dry_run, force, stats, o
                         # parsed feeds wait in memory only while the writer catches up (bounded look-ahead).
                         if sum(not f.done() for f in in_flight) >= workers or len(in_flight) >= workers * 2:
                             return min(retry_in, default=None)
+                        if sum(turn.host == host for _, turn in in_flight.values()) >= rules.concurrency:
+                            break  # this run holds every slot of the host: its next turn follows a fetch of ours
                         kind, item = queue[0]
                         verdict = host_try(_url(kind, item), rules=rules)
                         if isinstance(verdict, Turn):
