@@ -13,14 +13,16 @@ from django.conf import settings
 from django.contrib import admin
 from django.contrib.admin.options import csrf_protect_m
 from django.urls import NoReverseMatch, reverse, reverse_lazy
+from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.text import capfirst
 from django_celery_beat import admin as beat_admin  # registers its tables first, so that they can be unregistered
 from django_celery_beat.models import ClockedSchedule, CrontabSchedule, IntervalSchedule, PeriodicTask, SolarSchedule
 
 from ingest.errors import BlockedURL
-from ingest.models import Author, Comment, Entry, IdleTick, IngestRun, Pingback, TechnicalArticle
+from ingest.models import Author, Comment, Entry, HostBudget, IdleTick, IngestRun, Pingback, TechnicalArticle
 from ingest.services.delete import source_delete, source_delete_preview
+from ingest.services.hosts import hosts_unblock
 from ingest.services.recount import entries_counts_refresh
 from ingest.services.sources import source_url_check, sources_activate, sources_backoff_reset, sources_schedule_now
 
@@ -263,6 +265,25 @@ class IdleTickAdmin(ReadOnlyAdmin):
     """Scheduled ticks that found nothing due, per command: counted by the dispatcher."""
 
     list_display = ("command", "idle_ticks", "last_idle_at")
+
+
+@admin.register(HostBudget)
+class HostBudgetAdmin(ReadOnlyAdmin):
+    """Each host's shared request budget (docs/scheduling-policy.md, "Per-host budget"): its last
+    request start, its slots in use, and a Retry-After block, which an operator may lift."""
+
+    list_display = ("host", "last_start_at", "slots_in_use", "blocked_until", "blocked_reason")
+    search_fields = ("host",)
+    actions = ["unblock"]
+
+    @admin.display(description="slots in use")
+    def slots_in_use(self, obj: HostBudget) -> int:
+        return obj.slots.exclude(holder="").filter(expires_at__gt=timezone.now()).count()
+
+    @admin.action(description="Lift the Retry-After block (fetch the host's sources again)")
+    def unblock(self, request, queryset):
+        lifted = hosts_unblock(ids=list(queryset.values_list("pk", flat=True)))
+        self.message_user(request, f"{lifted} host(s) unblocked; their deferred sources are fetched by the next run.")
 
 
 # --- IngestRun.stats, laid out (shapes: docs/architecture.md, "One ingest run") --------------------

@@ -10,7 +10,7 @@ blocked), which every backend evaluates atomically and which queues the takers o
 row lock, then a conditional UPDATE of a free slot (or the INSERT of a slot not made yet); if no slot
 is free the transaction is rolled back, last start included. Plain ORM statements, no vendor SQL.
 A slot expires INGEST_DEADLINE + ``SLOT_MARGIN`` seconds after its turn: a process killed mid-fetch
-cannot hold a host for longer. Times come from the clock of the process (as leases do): the
+cannot hold a host for longer (a process of the same machine is seen to be gone at once). Times come from the clock of the process (as leases do): the
 machines of one deployment are assumed to keep their clocks in sync (NTP).
 
 A source whose host stays busy past a bounded wait (INGEST_DEADLINE: no longer than its fetch could
@@ -22,7 +22,6 @@ from __future__ import annotations
 import logging
 import random
 import time
-import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -35,6 +34,7 @@ from ingest.errors import SourceError, storable
 from ingest.identity import host_key, host_of
 from ingest.models import HostBudget, HostSlot
 from ingest.retry import run_atomic
+from ingest.services.runs import process_gone, run_owner
 from ingest.types import HOSTNAME_MAX, REASON_MAX, Deferred
 
 log = logging.getLogger("ingest.services")
@@ -62,12 +62,12 @@ class HostRules:
 
 @dataclass(frozen=True)
 class Turn:
-    """A granted request to ``host``: slot ``number`` of budget ``budget_id``, held by ``holder``
+    """A granted request to ``host``: slot ``slot_id`` of budget ``budget_id``, held by ``holder``
     until released. A URL without a host (which the fetch refuses anyway) gets a turn of no budget."""
 
     host: str
     budget_id: int | None = None
-    number: int = 0
+    slot_id: int = 0
     holder: str = ""
 
 
@@ -95,7 +95,7 @@ def host_try(url: str, *, rules: HostRules, now: datetime | None = None) -> Turn
     wait = _gate_wait(budget, rules, now or timezone.now())
     if wait is not None:  # read without a lock: most refusals cost no write
         return wait
-    holder = uuid.uuid4().hex
+    holder = run_owner()  # machine, pid and a random part: a dead holder on this machine is known at once
     try:
         # The start is stamped inside the transaction (each attempt anew), as close to the request as can be.
         return run_atomic(lambda: _take(budget.pk, host, holder, rules, now or timezone.now()), label=f"host {host}")
@@ -126,8 +126,7 @@ def host_release(turn: Turn, *, rules: HostRules, error: SourceError | None = No
     block = host_block_seconds(error, scope=rules.scope, policy=rules.policy)
 
     def release() -> None:
-        HostSlot.objects.filter(budget_id=turn.budget_id, number=turn.number, holder=turn.holder).update(
-            holder="", expires_at=None)
+        HostSlot.objects.filter(pk=turn.slot_id, holder=turn.holder).update(holder="", expires_at=None)
         if block:
             until = now + timedelta(seconds=block)
             reason = storable(f"{error} Every source of {turn.host} waits until {until:%Y-%m-%d %H:%M:%S} UTC "
@@ -138,6 +137,12 @@ def host_release(turn: Turn, *, rules: HostRules, error: SourceError | None = No
             log.warning("host blocked by Retry-After", extra={"host": turn.host, "seconds": block})
 
     run_atomic(release, label=f"host {turn.host} release")
+
+
+def hosts_unblock(*, ids: list[int]) -> int:
+    """Lift the Retry-After block of these hosts (the admin's action); returns how many were blocked."""
+    return run_atomic(lambda: HostBudget.objects.filter(pk__in=ids, blocked_until__isnull=False).update(
+        blocked_until=None, blocked_reason=""), label="hosts_unblock")
 
 
 def host_deferral(host: str, wait: Wait, waited: float) -> Deferred:
@@ -179,16 +184,24 @@ def _take(budget_id: int, host: str, holder: str, rules: HostRules, now: datetim
         budget = HostBudget.objects.get(pk=budget_id)
         raise _Busy(_gate_wait(budget, rules, now) or Wait(POLL, "another request to it started just now"))
     expires = now + timedelta(seconds=rules.slot_seconds)
-    slots = {number: (slot_holder, slot_expires) for number, slot_holder, slot_expires in HostSlot.objects.filter(
-        budget_id=budget_id, number__lt=rules.concurrency).values_list("number", "holder", "expires_at")}
-    free = Q(holder="") | Q(expires_at__lt=now)
+    slots = {number: (pk, slot_holder, slot_expires) for pk, number, slot_holder, slot_expires in HostSlot.objects.filter(
+        budget_id=budget_id, number__lt=rules.concurrency).values_list("pk", "number", "holder", "expires_at")}
     for number in range(rules.concurrency):
         if number not in slots:
-            HostSlot.objects.create(budget_id=budget_id, number=number, holder=holder, expires_at=expires)
-            return Turn(host, budget_id, number, holder)
-        slot_holder, slot_expires = slots[number]
-        if (not slot_holder or slot_expires is None or slot_expires < now) and HostSlot.objects.filter(
-                free, budget_id=budget_id, number=number).update(holder=holder, expires_at=expires):
-            return Turn(host, budget_id, number, holder)
+            slot = HostSlot.objects.create(budget_id=budget_id, number=number, holder=holder, expires_at=expires)
+            return Turn(host, budget_id, slot.pk, holder)
+        pk, slot_holder, slot_expires = slots[number]
+        free = not slot_holder or slot_expires is None or slot_expires < now or _holder_gone(slot_holder)
+        # By primary key, and only if it is still as read: a concurrent taker's claim stands.
+        if free and HostSlot.objects.filter(pk=pk, holder=slot_holder).update(holder=holder, expires_at=expires):
+            return Turn(host, budget_id, pk, holder)
     raise _Busy(Wait(POLL, f"all {rules.concurrency} request slot(s) in use (INGEST_HOST_CONCURRENCY)"))
 
+
+
+def _holder_gone(holder: str) -> bool:
+    """Whether a slot's holder (``runs.run_owner``: machine, pid, random part) is a process of this
+    machine that has ended: killed mid-fetch, its slot is free now rather than at its expiry."""
+    machine, _, rest = holder.partition(":")
+    pid = rest.partition(":")[0]
+    return pid.isdigit() and process_gone(machine, int(pid))

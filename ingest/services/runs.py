@@ -178,6 +178,12 @@ def runs_close_stale(*, now: datetime) -> int:
     return closed
 
 
+def process_gone(hostname: str, pid: int) -> bool:
+    """Whether process ``pid`` of machine ``hostname`` (as ``run_owner`` writes it) provably ended:
+    only a process of this machine can be asked, and this process is not gone."""
+    return hostname == socket.gethostname()[:40] and pid != os.getpid() and not _process_exists(pid)
+
+
 def _process_exists(pid: int) -> bool:
     try:
         os.kill(pid, 0)
