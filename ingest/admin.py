@@ -247,7 +247,8 @@ class IngestRunAdmin(ReadOnlyAdmin):
         (None, {"fields": ("command", "trigger", "status", "started_at", "finished_at", "error", "hostname", "pid",
                            "lease_owner")}),
         ("Counts", {"fields": ("sources_total", "sources_fetched", "sources_not_modified", "sources_failed",
-                               "sources_internal_errors", "entries_created", "entries_updated", "entries_unchanged")}),
+                               "sources_internal_errors", "entries_created", "entries_updated", "entries_unchanged",
+                               "sources_deferred")}),
         ("Details", {"fields": ("details",)}),
     )
     readonly_fields = ("details",)
@@ -325,6 +326,7 @@ def _ingest_details(stats: dict) -> list[str]:
               f"{sum(_n(s.get('updated')) for s in sources)} updated, {sum(_n(s.get('unchanged')) for s in sources)} "
               f"unchanged, {outcomes.count('not_modified')} not modified, {failed} failed"
               + (f" ({internal} internal error(s): see the logs)" if internal else "")
+              + (f", {outcomes.count('deferred')} deferred (host budget)" if "deferred" in outcomes else "")
               + f"; {sum(_n(s.get('pingbacks')) for s in sources)} pingbacks recorded")
     retries = (f"{_n(stats.get('retries'))} transaction retries (transient database errors); "
                f"{_n(stats.get('skipped_leased'))} due source(s) skipped, leased by another run")
@@ -353,7 +355,8 @@ def _source_row(result: dict) -> tuple:
     except NoReverseMatch:
         shown = name
     counts = (_n(result.get(key)) for key in ("created", "updated", "unchanged", "pingbacks"))
-    return (result.get("id", ""), shown, result.get("outcome", ""), *counts, result.get("error") or "")
+    reason = result.get("error") or result.get("deferred_reason") or ""
+    return (result.get("id", ""), shown, result.get("outcome", ""), *counts, reason)
 
 
 def _recount_details(stats: dict) -> str:
