@@ -8,10 +8,13 @@ host (the last start, the block) and its ``HostSlot`` rows (one per request in f
 taken in one retried transaction: a conditional UPDATE of the host's row (spacing elapsed, not
 blocked), which every backend evaluates atomically and which queues the takers of one host on its
 row lock, then a conditional UPDATE of a free slot (or the INSERT of a slot not made yet); if no slot
-is free the transaction is rolled back, last start included. Plain ORM statements, no vendor SQL.
-A slot expires INGEST_DEADLINE + ``SLOT_MARGIN`` seconds after its turn: a process killed mid-fetch
-cannot hold a host for longer (a process of the same machine is seen to be gone at once). Times come from the clock of the process (as leases do): the
-machines of one deployment are assumed to keep their clocks in sync (NTP).
+is free the transaction is rolled back, last start included. Plain ORM statements, no vendor SQL,
+every UPDATE by primary key.
+
+A slot's holder names its machine and process: one killed mid-fetch on this machine is seen to be
+gone by the next taker, which takes its slot at once; elsewhere the slot expires INGEST_DEADLINE +
+``SLOT_MARGIN`` seconds after its turn. Times come from the clock of the process (as leases do):
+the machines of one deployment are assumed to keep their clocks in sync (NTP).
 
 A source whose host stays busy past a bounded wait (INGEST_DEADLINE: no longer than its fetch could
 have taken) is deferred (``types.Deferred``): not fetched, not failed, not backed off, left due.
