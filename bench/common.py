@@ -21,6 +21,9 @@ def django_setup(database_url: str | None) -> None:
     os.environ.setdefault("DJANGO_DEBUG", "1")
     os.environ.setdefault("LOG_LEVEL", "WARNING")
     os.environ.setdefault("INGEST_ALLOWED_NETWORKS", "127.0.0.0/8")
+    # Every benchmark feed is on one loopback host: the per-host budget would measure itself.
+    os.environ.setdefault("INGEST_HOST_CONCURRENCY", "64")
+    os.environ.setdefault("INGEST_HOST_SPACING", "0")
     if database_url:
         os.environ["DATABASE_URL"] = database_url
     else:

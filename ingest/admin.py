@@ -13,14 +13,16 @@ from django.conf import settings
 from django.contrib import admin
 from django.contrib.admin.options import csrf_protect_m
 from django.urls import NoReverseMatch, reverse, reverse_lazy
+from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.text import capfirst
 from django_celery_beat import admin as beat_admin  # registers its tables first, so that they can be unregistered
 from django_celery_beat.models import ClockedSchedule, CrontabSchedule, IntervalSchedule, PeriodicTask, SolarSchedule
 
 from ingest.errors import BlockedURL
-from ingest.models import Author, Comment, Entry, IdleTick, IngestRun, Pingback, TechnicalArticle
+from ingest.models import Author, Comment, Entry, HostBudget, IdleTick, IngestRun, Pingback, TechnicalArticle
 from ingest.services.delete import source_delete, source_delete_preview
+from ingest.services.hosts import hosts_unblock
 from ingest.services.recount import entries_counts_refresh
 from ingest.services.sources import source_url_check, sources_activate, sources_backoff_reset, sources_schedule_now
 
@@ -248,7 +250,8 @@ class IngestRunAdmin(ReadOnlyAdmin):
         (None, {"fields": ("command", "trigger", "status", "started_at", "finished_at", "error", "hostname", "pid",
                            "lease_owner")}),
         ("Counts", {"fields": ("sources_total", "sources_fetched", "sources_not_modified", "sources_failed",
-                               "sources_internal_errors", "entries_created", "entries_updated", "entries_unchanged")}),
+                               "sources_internal_errors", "entries_created", "entries_updated", "entries_unchanged",
+                               "sources_deferred")}),
         ("Details", {"fields": ("details",)}),
     )
     readonly_fields = ("details",)
@@ -266,6 +269,25 @@ class IdleTickAdmin(ReadOnlyAdmin):
     """Scheduled ticks that found nothing due, per command: counted by the dispatcher."""
 
     list_display = ("command", "idle_ticks", "last_idle_at")
+
+
+@admin.register(HostBudget)
+class HostBudgetAdmin(ReadOnlyAdmin):
+    """Each host's shared request budget (docs/scheduling-policy.md, "Per-host budget"): its last
+    request start, its slots in use, and a Retry-After block, which an operator may lift."""
+
+    list_display = ("host", "last_start_at", "slots_in_use", "blocked_until", "blocked_reason")
+    search_fields = ("host",)
+    actions = ["unblock"]
+
+    @admin.display(description="slots in use")
+    def slots_in_use(self, obj: HostBudget) -> int:
+        return obj.slots.exclude(holder="").filter(expires_at__gt=timezone.now()).count()
+
+    @admin.action(description="Lift the Retry-After block (fetch the host's sources again)")
+    def unblock(self, request, queryset):
+        lifted = hosts_unblock(ids=list(queryset.values_list("pk", flat=True)))
+        self.message_user(request, f"{lifted} host(s) unblocked; their deferred sources are fetched by the next run.")
 
 
 # --- IngestRun.stats, laid out (shapes: docs/architecture.md, "One ingest run") --------------------
@@ -307,6 +329,7 @@ def _ingest_details(stats: dict) -> list[str]:
               f"{sum(_n(s.get('updated')) for s in sources)} updated, {sum(_n(s.get('unchanged')) for s in sources)} "
               f"unchanged, {outcomes.count('not_modified')} not modified, {failed} failed"
               + (f" ({internal} internal error(s): see the logs)" if internal else "")
+              + (f", {outcomes.count('deferred')} deferred (host budget)" if "deferred" in outcomes else "")
               + f"; {sum(_n(s.get('pingbacks')) for s in sources)} pingbacks recorded")
     retries = (f"{_n(stats.get('retries'))} transaction retries (transient database errors); "
                f"{_n(stats.get('skipped_leased'))} due source(s) skipped, leased by another run")
@@ -335,7 +358,8 @@ def _source_row(result: dict) -> tuple:
     except NoReverseMatch:
         shown = name
     counts = (_n(result.get(key)) for key in ("created", "updated", "unchanged", "pingbacks"))
-    return (result.get("id", ""), shown, result.get("outcome", ""), *counts, result.get("error") or "")
+    reason = result.get("error") or result.get("deferred_reason") or ""
+    return (result.get("id", ""), shown, result.get("outcome", ""), *counts, reason)
 
 
 def _recount_details(stats: dict) -> str:

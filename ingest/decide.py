@@ -160,6 +160,7 @@ class Totals(_Sum):
     failed: int = 0
     internal_errors: int = 0
     pingbacks: int = 0
+    deferred: int = 0  # waited past the bound for their host's budget: not fetched, not failed
 
 
 @dataclass(frozen=True)
@@ -171,6 +172,7 @@ class CommentTotals(_Sum):
     updated: int = 0
     not_modified: int = 0
     failed: int = 0
+    deferred: int = 0
 
 
 def tally(results: Iterable[SourceResult]) -> Totals:
@@ -178,7 +180,7 @@ def tally(results: Iterable[SourceResult]) -> Totals:
     for r in results:
         totals += Totals(sources=1, created=r.created, updated=r.updated, unchanged=r.unchanged,
                          not_modified=int(r.outcome == "not_modified"), failed=int(r.failed),
-                         internal_errors=int(r.internal_error), pingbacks=r.pingbacks)
+                         internal_errors=int(r.internal_error), pingbacks=r.pingbacks, deferred=int(r.deferred))
     return totals
 
 
@@ -186,7 +188,8 @@ def tally_comments(results: Iterable[CommentsResult]) -> CommentTotals:
     totals = CommentTotals()
     for r in results:
         totals += CommentTotals(feeds=1, created=r.created, updated=r.updated,
-                                not_modified=int(r.outcome == "not_modified"), failed=int(r.failed))
+                                not_modified=int(r.outcome == "not_modified"), failed=int(r.failed),
+                                deferred=int(r.deferred))
     return totals
 
 
@@ -196,3 +199,14 @@ def run_status(*, total: int, failed: int, lost: int = 0) -> str:
     if failed and failed >= total and not lost:
         return FAILED
     return PARTIAL if failed or lost else SUCCEEDED
+
+
+def host_block_seconds(error: SourceError | None, *, scope: str, policy: Policy) -> float | None:
+    """How long a fetch's failure blocks its whole host (INGEST_RETRY_AFTER_SCOPE=host), or None.
+
+    Only a 429 or 503 that came with a Retry-After does, and only in the ``host`` scope: by
+    default one route's limit backs off that source alone and must not freeze a shared host. The
+    wait is capped like a source's backoff (INGEST_MAX_BACKOFF)."""
+    if scope != "host" or error is None or not error.retry_after or getattr(error, "status", None) not in (429, 503):
+        return None
+    return min(error.retry_after, policy.max_backoff)

@@ -34,13 +34,14 @@ import hashlib
 import unicodedata
 from collections.abc import Iterable, Iterator
 from typing import TypeVar
+from urllib.parse import urlsplit
 
 from ingest.links import normalize_url
 from ingest.types import KEY_LENGTH  # hex digits of a SHA-256
 
 T = TypeVar("T")
 
-__all__ = ["KEY_LENGTH", "author_key", "feed_url_key", "guid_key", "text_form", "url_key"]
+__all__ = ["KEY_LENGTH", "author_key", "feed_url_key", "guid_key", "host_key", "host_of", "text_form", "url_key"]
 
 
 def _digest(text: str) -> str:
@@ -73,6 +74,20 @@ def url_key(url: str) -> str:
 
 
 feed_url_key = url_key
+
+
+def host_of(url: str) -> str:
+    """The host a URL's requests go to, as the per-host budget counts it: the lower-cased
+    hostname, without the port (``127.0.0.1``, ``127.0.0.2`` and ``localhost`` are three hosts)."""
+    try:
+        return (urlsplit(url or "").hostname or "").lower()
+    except ValueError:
+        return ""
+
+
+def host_key(host: str) -> str:
+    """Key of a host (``host_of``) in the per-host budget."""
+    return _digest(host)
 
 
 def first_by_guid(items: Iterable[T]) -> Iterator[tuple[str, T]]:

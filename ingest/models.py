@@ -361,6 +361,9 @@ class IngestRun(models.Model):
     entries_created = models.PositiveIntegerField(default=0)
     entries_updated = models.PositiveIntegerField(default=0)
     entries_unchanged = models.PositiveIntegerField(default=0)
+    sources_deferred = models.PositiveIntegerField(
+        default=0, help_text="Sources not fetched because their host's budget stayed spent (fetched by a later run)."
+    )
     stats = models.JSONField(default=dict, blank=True, help_text="Per-command details (per-source results, chunks, retries).")
     error = models.TextField(blank=True)
 
@@ -391,3 +394,42 @@ class IdleTick(models.Model):
 
     def __str__(self) -> str:
         return f"{self.command}: {self.idle_ticks} idle ticks"
+
+
+class HostBudget(models.Model):
+    """One host's shared request budget (docs/scheduling-policy.md, "Per-host budget").
+
+    Every run and Celery worker that fetches from the host takes a turn here first
+    (``ingest/services/hosts.py``): ``last_start_at`` spaces request starts by INGEST_HOST_SPACING,
+    the ``HostSlot`` rows cap requests in flight at INGEST_HOST_CONCURRENCY, and ``blocked_until``
+    holds every fetch to the host after a Retry-After when INGEST_RETRY_AFTER_SCOPE=host. The
+    host is the URL's lower-cased hostname (no port); ``host_key`` is its hash, the identity rule
+    of every unique key.
+    """
+
+    host_key = models.CharField(max_length=KEY_MAX, unique=True, editable=False)
+    host = models.CharField(max_length=HOSTNAME_MAX)
+    last_start_at = models.DateTimeField(null=True, blank=True)
+    blocked_until = models.DateTimeField(null=True, blank=True)
+    blocked_reason = models.TextField(blank=True)
+
+    def __str__(self) -> str:
+        return self.host
+
+
+class HostSlot(models.Model):
+    """One of a host's request slots: free (no holder, or expired), or held by one fetch in flight.
+
+    A fetch holds a slot from its turn until its response is read; the expiry (the fetch deadline
+    and a margin) frees the slot of a process that was killed mid-request."""
+
+    budget = models.ForeignKey(HostBudget, on_delete=models.CASCADE, related_name="slots")
+    number = models.PositiveSmallIntegerField()
+    holder = models.CharField(max_length=LEASE_OWNER_MAX, blank=True)
+    expires_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["budget", "number"], name="hostslot_budget_number_uniq")]
+
+    def __str__(self) -> str:
+        return f"{self.budget_id}#{self.number}"

@@ -171,7 +171,16 @@ class Failure:
     internal: bool = False  # something unexpected (a bug): counted apart, kept loud
 
 
-Outcome = Counts | NotModified | Failure
+@dataclass(frozen=True)
+class Deferred:
+    """Not fetched: its host's budget (ingest.services.hosts) stayed spent past the bounded wait, or
+    the host is blocked by a Retry-After. Not a failure: no backoff, the lease is freed, a later run
+    fetches it."""
+
+    reason: str  # one sentence: which host, and why
+
+
+Outcome = Counts | NotModified | Failure | Deferred
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -180,10 +189,12 @@ class _Result:
 
     @property
     def outcome(self) -> str:
-        """created | updated | unchanged | not_modified | failed: the name reports use."""
+        """created | updated | unchanged | not_modified | failed | deferred: the name reports use."""
         value = self.value
         if isinstance(value, Failure):
             return "failed"
+        if isinstance(value, Deferred):
+            return "deferred"
         if isinstance(value, NotModified):
             return "not_modified"
         return "created" if value.created else "updated" if value.updated else "unchanged"
@@ -202,6 +213,8 @@ class _Result:
     pingbacks = property(lambda self: self.counts.pingbacks)
     error = property(lambda self: self.value.error if isinstance(self.value, Failure) else "")
     internal_error = property(lambda self: isinstance(self.value, Failure) and self.value.internal)
+    deferred = property(lambda self: isinstance(self.value, Deferred))
+    deferred_reason = property(lambda self: self.value.reason if isinstance(self.value, Deferred) else "")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -224,6 +237,7 @@ class SourceResult(_Result):
             "pingbacks": self.pingbacks,
             "error": self.error,
             "internal_error": self.internal_error,
+            "deferred_reason": self.deferred_reason,
         }
 
 

@@ -304,6 +304,15 @@ if INGEST_MIN_INTERVAL > INGEST_MAX_INTERVAL:
     raise ImproperlyConfigured(f"INGEST_MIN_INTERVAL ({INGEST_MIN_INTERVAL}) must not be above INGEST_MAX_INTERVAL "
                                f"({INGEST_MAX_INTERVAL}).")
 INGEST_JITTER = _number("INGEST_JITTER", 0.1, maximum=1)
+# --- Per-host budget (docs/scheduling-policy.md, "Per-host budget") ----------------------------
+# Shared by every run and worker through the database (ingest/services/hosts.py): at most this many
+# requests in flight to one host, and at least this many seconds between two request starts to it.
+INGEST_HOST_CONCURRENCY = _number("INGEST_HOST_CONCURRENCY", 2, kind=int, positive=True, maximum=64)
+INGEST_HOST_SPACING = _number("INGEST_HOST_SPACING", 1.0, maximum=3600)
+# What a 429/503 with Retry-After backs off: the source alone, or every source of its host.
+INGEST_RETRY_AFTER_SCOPE = env.get("INGEST_RETRY_AFTER_SCOPE", "").strip().lower() or "source"
+if INGEST_RETRY_AFTER_SCOPE not in ("source", "host"):
+    raise ImproperlyConfigured(f"INGEST_RETRY_AFTER_SCOPE must be source or host, not {INGEST_RETRY_AFTER_SCOPE!r}.")
 
 DB_RETRY_ATTEMPTS = _number("DB_RETRY_ATTEMPTS", 5, kind=int, positive=True, maximum=100)
 # 0: retry at once.

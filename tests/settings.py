@@ -15,6 +15,9 @@ os.environ.setdefault("DB_RETRY_BASE_DELAY", "0.01")
 os.environ.setdefault("DB_RETRY_MAX_DELAY", "0.2")
 # Next fetches exactly where the rules put them; the jitter's own tests turn it on (override_settings).
 os.environ.setdefault("INGEST_JITTER", "0")
+# Every test feed is on 127.0.0.1: no spacing between request starts, unless a test of the per-host
+# budget (tests/test_hosts.py) sets one.
+os.environ.setdefault("INGEST_HOST_SPACING", "0")
 # The Celery tests use their own Redis database, never the one in the environment, and a key prefix
 # of their own per pytest process (inherited by the workers they start), so concurrent runs never
 # take each other's tasks or answer each other's `inspect`.

@@ -235,9 +235,21 @@ def test_concurrent_requests_for_one_route_are_counted_as_overlapping(server):
     with ThreadPoolExecutor(3) as pool:
         list(pool.map(lambda p: get(server, p), ["/slow", "/slow", "/other"]))
     assert server.max_in_flight() == 2 and server.overlapping_paths() == ["/slow"]
+    assert server.max_in_flight_total() == 3  # all routes together: what the host saw at once
     assert server.hit_counts() == {"/slow": 2, "/other": 1}
     server.reset_ledger()
     assert (server.requests, server.hit_counts(), server.max_in_flight(), server.overlapping_paths()) == ([], {}, 0, [])
+    assert server.max_in_flight_total() == 0
+
+
+def test_each_request_is_stamped_when_it_arrives(server):
+    server.add("/a", b"x")
+    before = time.monotonic()
+    get(server, "/a")
+    time.sleep(0.2)
+    get(server, "/a?x=1")
+    first, second = server.start_times("/a")
+    assert before <= first and second - first >= 0.2 and server.start_times() == [first, second]
 
 
 def test_stop_returns_promptly_with_slow_bodies_open_and_addresses_stay_readable():

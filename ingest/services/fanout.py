@@ -21,11 +21,12 @@ from ingest.models import IngestRun, TechnicalArticle
 from ingest.retry import RetryStats, run_atomic
 from ingest.selectors import comment_feeds_due, sources_due
 from ingest.services.fetch_parse import comments_fetch_parse, source_fetch_parse
+from ingest.services.hosts import HostRules, Turn, host_release, host_wait
 from ingest.services.ingest import log_result
 from ingest.services.leases import sources_claim
 from ingest.services.runs import run_add, run_finish, run_idle_tick, run_start, run_stats, runs_close_stale
-from ingest.services.store import comments_store, source_record_failure, source_store
-from ingest.types import SourceResult
+from ingest.services.store import comments_store, source_defer, source_record_failure, source_store
+from ingest.types import CommentsResult, Deferred, SourceResult
 
 log = logging.getLogger("ingest.services")
 
@@ -79,17 +80,41 @@ def source_ingest(*, source_id: int, owner: str, run_id: int | None = None) -> S
         log.info("source task skipped: lease not held", extra={"source_id": source_id, "owner": owner, "run_id": run_id})
         return None
     fetch_settings = fetching.FetchSettings.from_settings()
+    rules = HostRules.from_settings()
     stats = RetryStats()
+    # The host's budget is shared with every other worker and run (services.hosts); a source whose
+    # host stays busy past the bounded wait is deferred: lease freed, counted, fetched by a later run.
+    turn = host_wait(source.feed_url, rules=rules)
+    if isinstance(turn, Deferred):
+        result = source_defer(source=source, owner=owner, reason=turn.reason, run_id=run_id)
+        log_result(result, run_id=run_id)
+        return result
     with fetching.make_client(fetch_settings) as client:
-        fetched = source_fetch_parse(source, client=client, fetch_settings=fetch_settings)
+        fetched = _fetched_in_turn(turn, rules, lambda: source_fetch_parse(source, client=client, fetch_settings=fetch_settings))
         result = source_store(source=source, fetched=fetched, owner=owner, run_id=run_id, stats=stats)
         log_result(result, run_id=run_id)
         if source.fetch_comments and not result.failed:
-            comments = [comments_store(fetched=comments_fetch_parse(job, client=client, fetch_settings=fetch_settings))
-                        for job in comment_feeds_due(source=source, now=timezone.now())]
+            comments = []
+            for job in comment_feeds_due(source=source, now=timezone.now()):
+                turn = host_wait(job.url, rules=rules)
+                if isinstance(turn, Deferred):  # still due: the next run polls it
+                    comments.append(CommentsResult(entry_id=job.entry_id, url=job.url, value=turn))
+                    continue
+                fetched_comments = _fetched_in_turn(turn, rules, lambda: comments_fetch_parse(job, client=client, fetch_settings=fetch_settings))
+                comments.append(comments_store(fetched=fetched_comments))
             if comments and run_id:
                 run_atomic(lambda: run_add(run_id, comments=tally_comments(comments)), label=f"run {run_id} comments")
     return result
+
+
+def _fetched_in_turn(turn: Turn, rules: HostRules, fetch):
+    """Run ``fetch`` (which contains its own failures) in a turn of its host's budget, then free the turn."""
+    fetched = None
+    try:
+        fetched = fetch()
+    finally:
+        host_release(turn, rules=rules, error=fetched.error if fetched is not None else None)
+    return fetched
 
 
 def source_abandon(*, source_id: int, owner: str, run_id: int | None, reason: str) -> SourceResult | None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -21,15 +22,17 @@ from django.utils import timezone
 from ingest import fetch as fetching
 from ingest.decide import run_status, tally, tally_comments
 from ingest.errors import RunError, first_line, storable
+from ingest.identity import host_of
 from ingest.models import IngestRun, TechnicalArticle
 from ingest.retry import RetryStats
 from ingest.selectors import comment_feeds_due, comment_feeds_unclaimed, sources_due
 from ingest.services.boundary import write_failure
 from ingest.services.fetch_parse import comments_fetch_parse, parse_pool, parse_processes, source_fetch_parse
+from ingest.services.hosts import POLL, HostRules, Turn, host_deferral, host_release, host_try
 from ingest.services.leases import sources_claim, sources_release
 from ingest.services.runs import run_columns, run_finish, run_owner, run_start, run_stats, runs_close_stale
-from ingest.services.store import comments_store, source_preview, source_store
-from ingest.types import REASON_MAX, RUN_ERROR_MAX, CommentsResult, Failure, Fetched, SourceResult
+from ingest.services.store import comments_store, source_defer, source_preview, source_store
+from ingest.types import REASON_MAX, RUN_ERROR_MAX, CommentsResult, Deferred, Failure, Fetched, SourceResult
 
 log = logging.getLogger("ingest.services")
 
@@ -159,51 +162,129 @@ def _ingest_sources(sources, *, run_id, owner, workers, dry_run, force, stats, o
     """Fetch + parse in a thread pool; store in this thread as results arrive (into ``results``
     and ``comments``, so that a run that dies still knows what it stored).
 
-    Sources with comment fetching on add their due comment feeds to the same pool once their
-    entries are stored, so comment feeds never wait for the whole run.
+    Work waits in one queue per host and starts only with a turn of its host's budget
+    (``services.hosts``), taken here, in the writing thread, when a fetch thread is free: the
+    threads never touch the database, and a busy host never holds a thread that another host's
+    source could use. A host that stays busy past the bounded wait has its queued work deferred.
+    Sources with comment fetching on add their due comment feeds to the queues once their entries
+    are stored, so comment feeds never wait for the whole run.
     """
     fetch_settings = fetching.FetchSettings.from_settings()
+    rules = HostRules.from_settings()
     by_id = {s.pk: s for s in sources}
-    # Popped from the end: sources first, then comment feeds no claimed source will bring.
-    pending: list = [("comments", job) for job in reversed(comment_jobs)] + [("source", s) for s in reversed(sources)]
-    with (
-        parse_pool(parse_processes(len(sources))) as pool_of_parsers,
-        fetching.make_client(fetch_settings) as client,
-        ThreadPoolExecutor(max_workers=workers, thread_name_prefix="fetch") as pool,
-    ):
-        in_flight: dict[Future, str] = {}
+    queues: dict[str, deque] = {}  # host -> its waiting work, in order; hosts in the order they came
+    waiting_since: dict[str, float] = {}  # host -> when its first refusal of this wait came
 
-        def refill() -> None:
-            # Bounded look-ahead: parsed feeds wait in memory only while the writer catches up.
-            while pending and len(in_flight) < workers * 2:
-                kind, item = pending.pop()
-                if kind == "source":
-                    future = pool.submit(source_fetch_parse, item, client=client, fetch_settings=fetch_settings, parse_pool=pool_of_parsers)
-                else:
-                    future = pool.submit(comments_fetch_parse, item, client=client, fetch_settings=fetch_settings)
-                in_flight[future] = kind
+    def enqueue(kind: str, item) -> None:
+        queues.setdefault(host_of(_url(kind, item)), deque()).append((kind, item))
 
-        refill()
-        while in_flight:
-            done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
-            for future in done:
-                if in_flight.pop(future) == "comments":
-                    comments.append(comments_store(fetched=future.result(), stats=stats))
-                    continue
-                fetched: Fetched = future.result()
-                source = by_id[fetched.source_id]
-                if dry_run:
-                    result = _preview(source, fetched)
-                else:
-                    result = source_store(source=source, fetched=fetched, owner=owner, stats=stats)
-                    if source.fetch_comments and not result.failed:
-                        jobs = comment_feeds_due(source=source, now=timezone.now(), force=force)
-                        pending.extend(("comments", job) for job in reversed(jobs))
-                results.append(result)
-                log_result(result, run_id=run_id)
-                if on_progress:
-                    on_progress(result, len(results), len(sources))
-            refill()
+    for source in sources:
+        enqueue("source", source)
+    for job in comment_jobs:  # comment feeds no claimed source will bring
+        enqueue("comments", job)
+
+    def defer(kind: str, item, deferred: Deferred) -> None:
+        if kind == "comments":
+            comments.append(CommentsResult(entry_id=item.entry_id, url=item.url, value=deferred))
+            return
+        result = (SourceResult(id=item.pk, url=item.feed_url, name=item.name, value=deferred) if dry_run
+                  else source_defer(source=item, owner=owner, reason=deferred.reason))
+        done_with(result)
+
+    def done_with(result: SourceResult) -> None:
+        results.append(result)
+        log_result(result, run_id=run_id)
+        if on_progress:
+            on_progress(result, len(results), len(sources))
+
+    in_flight: dict[Future, tuple[str, Turn]] = {}
+    try:
+        with (
+            parse_pool(parse_processes(len(sources))) as pool_of_parsers,
+            fetching.make_client(fetch_settings) as client,
+            ThreadPoolExecutor(max_workers=workers, thread_name_prefix="fetch") as pool,
+        ):
+            def refill() -> float | None:
+                """Start what the budgets allow; the seconds until a refusing host may say yes (None: none waits)."""
+                retry_in: list[float] = []
+                for host in list(queues):
+                    queue = queues[host]
+                    while queue:
+                        # A free thread starts a submitted fetch at once, so a turn is a request start;
+                        # parsed feeds wait in memory only while the writer catches up (bounded look-ahead).
+                        if sum(not f.done() for f in in_flight) >= workers or len(in_flight) >= workers * 2:
+                            return min(retry_in, default=None)
+                        if sum(turn.host == host for _, turn in in_flight.values()) >= rules.concurrency:
+                            break  # this run holds every slot of the host: its next turn follows a fetch of ours
+                        kind, item = queue[0]
+                        verdict = host_try(_url(kind, item), rules=rules)
+                        if isinstance(verdict, Turn):
+                            queue.popleft()
+                            waiting_since.pop(host, None)
+                            in_flight[_submit(pool, kind, item, client, fetch_settings, pool_of_parsers)] = (kind, verdict)
+                            continue
+                        now = time.monotonic()
+                        waited = now - waiting_since.setdefault(host, now)
+                        if waited + verdict.seconds > rules.max_wait:
+                            deferred = host_deferral(host, verdict, waited)
+                            while queue:
+                                defer(*queue.popleft(), deferred)
+                            waiting_since.pop(host, None)
+                        else:
+                            retry_in.append(verdict.seconds)
+                        break
+                    if not queue:
+                        del queues[host]
+                return min(retry_in, default=None)
+
+            retry_in = refill()
+            while in_flight or queues:
+                if in_flight:
+                    done, _ = wait(in_flight, timeout=retry_in, return_when=FIRST_COMPLETED)
+                else:  # only hosts that wait: nothing else to do until the soonest may start
+                    time.sleep(retry_in if retry_in is not None else POLL)
+                    done = set()
+                for future in done:
+                    kind, turn = in_flight.pop(future)
+                    fetched = future.result()
+                    host_release(turn, rules=rules, error=fetched.error)
+                    if kind == "comments":
+                        comments.append(comments_store(fetched=fetched, stats=stats))
+                        continue
+                    source = by_id[fetched.source_id]
+                    if dry_run:
+                        result = _preview(source, fetched)
+                    else:
+                        result = source_store(source=source, fetched=fetched, owner=owner, stats=stats)
+                        if source.fetch_comments and not result.failed:
+                            for job in comment_feeds_due(source=source, now=timezone.now(), force=force):
+                                enqueue("comments", job)
+                    done_with(result)
+                retry_in = refill()
+    finally:
+        # After the pool has shut down (its fetches are over): a run that stops early gives its
+        # hosts' slots back rather than leaving them to expire.
+        _release_all([turn for _, turn in in_flight.values()], rules)
+
+
+def _url(kind: str, item) -> str:
+    return item.url if kind == "comments" else item.feed_url
+
+
+def _submit(pool: ThreadPoolExecutor, kind: str, item, client, fetch_settings, pool_of_parsers) -> Future:
+    if kind == "source":
+        return pool.submit(source_fetch_parse, item, client=client, fetch_settings=fetch_settings, parse_pool=pool_of_parsers)
+    return pool.submit(comments_fetch_parse, item, client=client, fetch_settings=fetch_settings)
+
+
+def _release_all(turns: list[Turn], rules: HostRules) -> None:
+    """A run that stops with fetches in flight frees their slots (else they would wait for their expiry)."""
+    for turn in turns:
+        try:
+            host_release(turn, rules=rules)
+        except Exception as exc:  # the database may be what stopped the run: the slots then expire
+            log.warning("could not release a host slot", extra={"host": turn.host, "error": first_line(exc)})
+            return
 
 
 def _preview(source: TechnicalArticle, fetched: Fetched) -> SourceResult:

@@ -81,13 +81,14 @@ def run_stats(*, retries: int = 0, skipped_leased: int = 0, comments: CommentTot
 def run_columns(totals: Totals) -> dict:
     """The counter columns of ``IngestRun`` for these totals."""
     return {
-        "sources_fetched": totals.sources - totals.failed,
+        "sources_fetched": totals.sources - totals.failed - totals.deferred,
         "sources_not_modified": totals.not_modified,
         "sources_failed": totals.failed,
         "sources_internal_errors": totals.internal_errors,
         "entries_created": totals.created,
         "entries_updated": totals.updated,
         "entries_unchanged": totals.unchanged,
+        "sources_deferred": totals.deferred,
     }
 
 
@@ -109,8 +110,13 @@ def run_add(run_id: int, *, result: SourceResult | None = None, comments: Commen
     if result is not None:
         stats["sources"] = [*stats["sources"], result.as_dict()]
     IngestRun.objects.filter(pk=run_id).update(stats=stats)
-    if result is not None and run.status == IngestRun.Status.RUNNING and run.sources_fetched + run.sources_failed >= run.sources_total:
+    if result is not None and run.status == IngestRun.Status.RUNNING and _reported(run) >= run.sources_total:
         run_close_counted(run)
+
+
+def _reported(run: IngestRun) -> int:
+    """The sources of a fanned-out run whose task reported: stored, failed or deferred."""
+    return run.sources_fetched + run.sources_failed + run.sources_deferred
 
 
 def run_close_counted(run: IngestRun, *, lost: int = 0) -> None:
@@ -150,7 +156,7 @@ def runs_close_stale(*, now: datetime) -> int:
         fanned_out = run.lease_owner.startswith("run-") or (not run.lease_owner and run.sources_total > 0)
         if fanned_out:
             if run.started_at < now - 2 * ttl:
-                run_close_counted(run, lost=max(0, run.sources_total - run.sources_fetched - run.sources_failed))
+                run_close_counted(run, lost=max(0, run.sources_total - _reported(run)))
                 closed += 1
             continue
         gone = run.hostname == host and run.pid and run.pid != me and not _process_exists(run.pid)
@@ -170,6 +176,12 @@ def runs_close_stale(*, now: datetime) -> int:
             if gone and run.lease_owner:
                 sources_release(owner=run.lease_owner)
     return closed
+
+
+def process_gone(hostname: str, pid: int) -> bool:
+    """Whether process ``pid`` of machine ``hostname`` (as ``run_owner`` writes it) provably ended:
+    only a process of this machine can be asked, and this process is not gone."""
+    return hostname == socket.gethostname()[:40] and pid != os.getpid() and not _process_exists(pid)
 
 
 def _process_exists(pid: int) -> bool:

@@ -26,7 +26,7 @@ from ingest.retry import RetryStats, run_atomic
 from ingest.schedule import cadence_seconds, hints_from_text, hints_text, next_fetch
 from ingest.services.boundary import write_failure
 from ingest.services.runs import run_add
-from ingest.types import FEED_URL_MAX, LINK_MAX, REASON_MAX, SOURCE_NAME_MAX, CommentsFetched, CommentsResult, Counts, Failure, Fetched, NotModified, SourceResult
+from ingest.types import FEED_URL_MAX, LINK_MAX, REASON_MAX, SOURCE_NAME_MAX, CommentsFetched, CommentsResult, Counts, Deferred, Failure, Fetched, NotModified, SourceResult
 from ingest.db import commit_asynchronously
 from ingest.upsert import existing_load, feed_upsert
 
@@ -88,6 +88,19 @@ def source_record_failure(*, source: TechnicalArticle, error: SourceError, owner
             run_add(run_id, result=result)
 
     run_atomic(write, label="source_record_failure")
+    return result
+
+
+def source_defer(*, source: TechnicalArticle, owner: str, reason: str, run_id: int | None = None) -> SourceResult:
+    """Give back a source its host's budget kept from being fetched: lease freed, no fetch state
+    written (no failure, no backoff, still due), and, with ``run_id``, counted on that run."""
+    result = _result(source, Deferred(reason))
+
+    def write() -> None:
+        if TechnicalArticle.objects.filter(pk=source.pk, lease_owner=owner).update(lease_owner="", lease_expires_at=None) and run_id:
+            run_add(run_id, result=result)
+
+    run_atomic(write, label=f"source {source.pk} deferred")
     return result
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import socket
 import struct
+import time
 from collections.abc import Iterable, Iterator, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
@@ -74,7 +75,7 @@ class Handler(BaseHTTPRequestHandler):
     def _serve(self) -> None:
         feed = self.server.feed
         headers = {name.lower(): value for name, value in self.headers.items()}
-        route, reply = feed._receive(RecordedRequest(self.command, self.path, headers))
+        route, reply = feed._receive(RecordedRequest(self.command, self.path, headers, time.monotonic()))
         self._route: str | None = route if reply is not None else None
         if reply is None:
             self._respond(404, {"Content-Type": "text/plain", "Content-Length": "10"}, [b"not found\n"])

@@ -23,6 +23,7 @@ class RecordedRequest:
     method: str
     path: str  # as sent, query string included
     headers: dict[str, str]  # lower-cased names
+    at: float = 0.0  # time.monotonic() when the request was received (the server's clock)
 
 
 @dataclass(frozen=True)

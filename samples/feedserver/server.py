@@ -213,6 +213,16 @@ class FeedServer:
         with self._lock:
             return max(self._max_in_flight.values(), default=0)
 
+    def max_in_flight_total(self) -> int:
+        """The most concurrent requests the server ever had, all routes together (one server is
+        one host: the per-host budget's measure)."""
+        with self._lock:
+            return self._max_in_flight_total
+
+    def start_times(self, path: str | None = None) -> list[float]:
+        """When each request (for ``path``, or any) was received, oldest first (time.monotonic())."""
+        return [r.at for r in self.requests if path is None or r.path.split("?", 1)[0] == path]
+
     def overlapping_paths(self) -> list[str]:
         """A route each time a request for it began while another one for it was in flight."""
         with self._lock:
@@ -228,6 +238,8 @@ class FeedServer:
             self._in_flight: Counter[str] = Counter()
             self._max_in_flight: Counter[str] = Counter()
             self._overlaps: list[str] = []
+            self._in_flight_total = 0
+            self._max_in_flight_total = 0
 
     # --- used by the handler ---
 
@@ -247,6 +259,8 @@ class FeedServer:
             # Counted in flight in the same critical section as the hit: a ledger read never sees
             # a request that was counted but is not yet in flight.
             self._in_flight[route] += 1
+            self._in_flight_total += 1
+            self._max_in_flight_total = max(self._max_in_flight_total, self._in_flight_total)
             return route, replies[min(index, len(replies) - 1)]
 
     def _begin(self, route: str) -> tuple[float, bool]:
@@ -269,6 +283,7 @@ class FeedServer:
     def _end(self, route: str, status: int | None, complete: bool) -> None:
         with self._lock:
             self._in_flight[route] -= 1
+            self._in_flight_total -= 1
             if status is not None and 200 <= status < 300 and complete:
                 self._served_ok.add(route)
             self._settled.notify_all()

@@ -56,12 +56,12 @@ class Command(cli.PipelineCommand):
             self._summary(report, options)
 
     def _summary(self, report, options) -> None:
-        outcome_meaning = {"failed": "error", "created": "success", "updated": "success"}
+        outcome_meaning = {"failed": "error", "created": "success", "updated": "success", "deferred": "warning"}
         rows = []
         for r in report.results:
             rows.append([r.id, cli.shorten(r.name or r.url, 40), r.created, r.updated, r.unchanged,
                          "yes" if r.outcome == "not_modified" else "", cli.Styled(r.outcome, outcome_meaning.get(r.outcome)),
-                         cli.shorten(r.error, 70)])
+                         cli.shorten(r.error or r.deferred_reason, 70)])
         if rows:
             self.stdout.write(cli.table(["id", "source", "new", "updated", "unchanged", "not modified", "outcome", "reason"],
                                         rows, align_right={0, 2, 3, 4}, colour=cli.wants_colour(self.stdout, options)))
@@ -75,6 +75,8 @@ class Command(cli.PipelineCommand):
                      f"{c['not_modified']} not modified, {c['failed']} failed")
         if t["pingbacks"]:
             line += f"; {t['pingbacks']} pingbacks recorded"
+        if t["deferred"]:
+            line += f"; {t['deferred']} deferred (their host's budget was spent: a later run fetches them)"
         if report.skipped_leased:
             line += f"; {report.skipped_leased} skipped (being ingested by another run)"
         if not report.results:

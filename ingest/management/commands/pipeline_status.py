@@ -42,7 +42,7 @@ def _run_dict(run) -> dict:
         "sources_not_modified": run.sources_not_modified, "sources_failed": run.sources_failed,
         "sources_internal_errors": run.sources_internal_errors,
         "entries_created": run.entries_created, "entries_updated": run.entries_updated,
-        "entries_unchanged": run.entries_unchanged, "error": run.error,
+        "entries_unchanged": run.entries_unchanged, "error": run.error, "sources_deferred": run.sources_deferred,
     }
 
 
@@ -178,7 +178,7 @@ class Command(cli.PipelineCommand):
                 started = datetime.fromisoformat(run["started_at"]).timestamp()
                 counts = ["", "", "", ""]
                 if job == "ingest_feeds":
-                    done = run["sources_fetched"] + run["sources_failed"]
+                    done = run["sources_fetched"] + run["sources_failed"] + run.get("sources_deferred", 0)
                     # A fanned-out run still running: sources reported so far / sources claimed.
                     sources = f"{done}/{run['sources_total']}" if run["status"] == "running" else done
                     counts = [sources, run["sources_failed"], run["entries_created"], run["entries_updated"]]
