@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass, fields
 from datetime import datetime, timedelta
 
-from ingest.errors import SourceError, storable
+from ingest.errors import BotWall, SourceError, storable
 from ingest.identity import first_by_guid
 from ingest.types import (
     ETAG_MAX, LAST_MODIFIED_MAX, REASON_MAX, CommentsResult, ExistingEntry, FetchResult, ParsedEntry, Plan, SourceResult,
@@ -28,26 +28,33 @@ SUCCEEDED, PARTIAL, FAILED = "succeeded", "partial", "failed"
 @dataclass(frozen=True)
 class Policy:
     """The scheduling settings a decision needs (INGEST_DEFAULT_INTERVAL, INGEST_BACKOFF_BASE,
-    INGEST_MAX_BACKOFF), read once by the caller."""
+    INGEST_MAX_BACKOFF, INGEST_BOT_WALL_BACKOFF), read once by the caller."""
 
     default_interval: int
     backoff_base: float
     max_backoff: float
+    bot_wall_backoff: float = 0.0
 
     @classmethod
     def from_settings(cls, settings) -> Policy:
-        return cls(settings.INGEST_DEFAULT_INTERVAL, settings.INGEST_BACKOFF_BASE, settings.INGEST_MAX_BACKOFF)
+        return cls(settings.INGEST_DEFAULT_INTERVAL, settings.INGEST_BACKOFF_BASE, settings.INGEST_MAX_BACKOFF,
+                   bot_wall_backoff=settings.INGEST_BOT_WALL_BACKOFF)
 
 
-def backoff_seconds(failures: int, retry_after: float | None, *, policy: Policy, transient: bool = True) -> float:
+def backoff_seconds(failures: int, retry_after: float | None, *, policy: Policy, transient: bool = True,
+                    bot_wall: bool = False) -> float:
     """Exponential backoff after ``failures`` failures in a row, capped; never earlier than the
     server's Retry-After (itself capped). A failure that is not ``transient`` (retrying soon cannot
-    help: a refused URL, data the database refuses) waits the longest backoff at once."""
+    help: a refused URL, data the database refuses) waits the longest backoff at once. A
+    ``bot_wall`` (a challenge page of the publisher's bot protection) waits at least the bot-wall
+    backoff, even past the longest one: knocking again soon only confirms the fetcher is a bot."""
     if not transient:
         return policy.max_backoff
     delay = min(policy.max_backoff, policy.backoff_base * 2 ** max(0, failures - 1))
     if retry_after:
         delay = max(delay, min(retry_after, policy.max_backoff))
+    if bot_wall:
+        delay = max(delay, policy.bot_wall_backoff)
     return delay
 
 
@@ -65,7 +72,9 @@ def fetch_state(*, now: datetime, interval: int | None, failures: int, policy: P
             "last_fetched_at": now,
             "consecutive_failures": failures,
             "last_error": storable(str(error), REASON_MAX),
-            "next_fetch_at": now + timedelta(seconds=backoff_seconds(failures, error.retry_after, policy=policy, transient=error.transient)),
+            "next_fetch_at": now + timedelta(seconds=backoff_seconds(failures, error.retry_after, policy=policy,
+                                                                     transient=error.transient,
+                                                                     bot_wall=isinstance(error, BotWall))),
         }
     assert result is not None
     return {
@@ -120,6 +129,7 @@ class Totals(_Sum):
     failed: int = 0
     internal_errors: int = 0
     pingbacks: int = 0
+    bot_walls: int = 0  # of the failed: blocked by the publisher's bot protection
 
 
 @dataclass(frozen=True)
@@ -138,7 +148,7 @@ def tally(results: Iterable[SourceResult]) -> Totals:
     for r in results:
         totals += Totals(sources=1, created=r.created, updated=r.updated, unchanged=r.unchanged,
                          not_modified=int(r.outcome == "not_modified"), failed=int(r.failed),
-                         internal_errors=int(r.internal_error), pingbacks=r.pingbacks)
+                         internal_errors=int(r.internal_error), pingbacks=r.pingbacks, bot_walls=int(r.bot_wall))
     return totals
 
 

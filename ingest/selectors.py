@@ -15,6 +15,7 @@ from django.conf import settings
 from django.db import connection
 from django.db.models import Q, QuerySet
 
+from ingest.errors import BOT_WALL_PREFIX
 from ingest.models import Comment, Entry, IdleTick, IngestRun, Pingback, TechnicalArticle
 from ingest.types import CommentJob
 
@@ -112,13 +113,20 @@ def sources_internal_errors(*, limit: int = 20) -> tuple[int, list[TechnicalArti
     return query.count(), list(query.order_by("pk")[:limit])
 
 
+def sources_bot_walls() -> int:
+    """Active sources whose last fetch met a bot protection's challenge page (``ingest.errors.BotWall``)."""
+    return TechnicalArticle.objects.filter(consecutive_failures__gt=0, active=True,
+                                           last_error__startswith=BOT_WALL_PREFIX).count()
+
+
 
 @dataclass(frozen=True)
 class SourceStatus:
     """One source as ``list_sources`` shows it: its health, and when and why it is fetched next.
 
     ``health``: ``ok``, ``failing`` (``failures`` in a row), ``internal_error`` (its last failure
-    was a bug), ``deactivated`` or ``never_fetched``. ``next_reason``: ``deactivated``, ``leased``
+    was a bug), ``bot_wall`` (blocked by the publisher's bot protection), ``deactivated`` or
+    ``never_fetched``. ``next_reason``: ``deactivated``, ``leased``
     (a run holds it until ``lease_expires_at``), ``due`` (now), ``backoff`` (after ``failures``
     failures, until ``next_fetch_at``; ``last_status`` 429 or 503 means the server's Retry-After
     counted) or ``scheduled`` (one interval after its last fetch).
@@ -146,6 +154,8 @@ def _source_status(source: TechnicalArticle, *, now: datetime) -> SourceStatus:
         health = "deactivated"
     elif failures and source.last_error.startswith(INTERNAL_ERROR_PREFIX):
         health = "internal_error"
+    elif failures and source.last_error.startswith(BOT_WALL_PREFIX):
+        health = "bot_wall"
     elif failures:
         health = "failing"
     elif source.last_fetched_at is None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from ingest.errors import SourceError
+from ingest.errors import BOT_WALL_PREFIX, SourceError
 
 # --- column widths (characters) -------------------------------------------------------------------
 KEY_LENGTH = 64  # hex digits of a SHA-256: every identity key, link key and content hash
@@ -188,6 +188,8 @@ class _Result:
     pingbacks = property(lambda self: self.counts.pingbacks)
     error = property(lambda self: self.value.error if isinstance(self.value, Failure) else "")
     internal_error = property(lambda self: isinstance(self.value, Failure) and self.value.internal)
+    # Blocked by the publisher's bot protection (ingest.errors.BotWall): a failure told apart.
+    bot_wall = property(lambda self: isinstance(self.value, Failure) and self.value.error.startswith(BOT_WALL_PREFIX))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -210,6 +212,7 @@ class SourceResult(_Result):
             "pingbacks": self.pingbacks,
             "error": self.error,
             "internal_error": self.internal_error,
+            "bot_wall": self.bot_wall,
         }
 
 

@@ -295,6 +295,10 @@ INGEST_COMMENTS_DAYS = _number("INGEST_COMMENTS_DAYS", 14, kind=int, maximum=365
 # PostgreSQL: per-source transactions commit without waiting for the WAL flush (see ingest/db.py).
 INGEST_ASYNC_COMMIT = _bool("INGEST_ASYNC_COMMIT", True)
 
+# --- Bot walls and WebSub (docs/scheduling-policy.md) ------------------------------------------
+# A challenge page of a publisher's bot protection waits at least this long (seconds) before the next try.
+INGEST_BOT_WALL_BACKOFF = _number("INGEST_BOT_WALL_BACKOFF", 6 * 3600, kind=int, positive=True, maximum=_MAX_SECONDS)
+
 DB_RETRY_ATTEMPTS = _number("DB_RETRY_ATTEMPTS", 5, kind=int, positive=True, maximum=100)
 # 0: retry at once.
 DB_RETRY_BASE_DELAY = _number("DB_RETRY_BASE_DELAY", 0.05, maximum=3600)

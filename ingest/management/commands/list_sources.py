@@ -35,6 +35,8 @@ def _ago(moment: datetime | None, now: datetime) -> str:
 def health_text(source: SourceStatus) -> str:
     if source.health == "failing":
         return f"failing {source.failures} in a row"
+    if source.health == "bot_wall":
+        return f"blocked by bot protection {source.failures} in a row"
     return source.health.replace("_", " ")
 
 
@@ -51,6 +53,8 @@ def next_text(source: SourceStatus, now: datetime) -> str:
     if reason == "backoff":
         plural = "s" if source.failures != 1 else ""
         retry_after = f" (HTTP {source.last_status}, Retry-After)" if source.last_status in RETRY_AFTER_STATUSES else ""
+        if source.health == "bot_wall":
+            retry_after = f" (HTTP {source.last_status}, bot protection)"
         until = source.next_fetch_at.strftime("%Y-%m-%d %H:%M")
         return f"in {wait}: backed off after {source.failures} failure{plural}{retry_after} until {until}"
     return f"in {wait}: scheduled, every {_duration(source.fetch_interval)}"
