@@ -95,6 +95,9 @@ class ParsedFeed:
     tagline: str
     entries: tuple[ParsedEntry, ...]
     warning: str = ""  # a recoverable parse problem (feedparser "bozo") worth recording
+    # WebSub discovery (<link rel="hub">, <link rel="self">, RSS atom:link): absolute http(s) URLs or "".
+    hub_url: str = ""
+    self_url: str = ""
 
 
 # --- The plan of one feed's write (ingest.decide.entries_decide) ------------------------------

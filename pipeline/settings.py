@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import zoneinfo
 from pathlib import Path
 
@@ -298,6 +299,18 @@ INGEST_ASYNC_COMMIT = _bool("INGEST_ASYNC_COMMIT", True)
 # --- Bot walls and WebSub (docs/scheduling-policy.md) ------------------------------------------
 # A challenge page of a publisher's bot protection waits at least this long (seconds) before the next try.
 INGEST_BOT_WALL_BACKOFF = _number("INGEST_BOT_WALL_BACKOFF", 6 * 3600, kind=int, positive=True, maximum=_MAX_SECONDS)
+# The longest wait between two fetches of a source; a source with a live WebSub subscription is
+# polled this often, as a safety net.
+INGEST_MAX_INTERVAL = _number("INGEST_MAX_INTERVAL", 86400, kind=int, positive=True, maximum=_MAX_SECONDS)
+# The public base URL of this site (e.g. https://feeds.example.org); set, sources whose feed names a
+# WebSub hub are subscribed with the callback <this URL>/websub/<id>. Empty: no subscriptions.
+INGEST_WEBSUB_CALLBACK_URL = env.get("INGEST_WEBSUB_CALLBACK_URL", "").strip().rstrip("/")
+if INGEST_WEBSUB_CALLBACK_URL and not re.fullmatch(r"https?://[^/?#\s]+(/[^?#\s]*)?", INGEST_WEBSUB_CALLBACK_URL):
+    raise ImproperlyConfigured(f"INGEST_WEBSUB_CALLBACK_URL must be an http(s) URL with a host and no query, not "
+                               f"{INGEST_WEBSUB_CALLBACK_URL!r}.")
+# The lease asked of the hub (seconds); the hub decides, and the lease is renewed before it ends.
+INGEST_WEBSUB_LEASE_SECONDS = _number("INGEST_WEBSUB_LEASE_SECONDS", 10 * 86400, kind=int, minimum=60,
+                                      maximum=_MAX_SECONDS)
 
 DB_RETRY_ATTEMPTS = _number("DB_RETRY_ATTEMPTS", 5, kind=int, positive=True, maximum=100)
 # 0: retry at once.
@@ -435,6 +448,14 @@ CELERY_BEAT_SCHEDULE = {
         "options": {"expires": PRUNE_SCHEDULE_SECONDS},
     },
 }
+if INGEST_WEBSUB_CALLBACK_URL:
+    # WebSub subscriptions to send, renew before their lease ends, or cancel (ingest.services.websub);
+    # the Celery path's ingest_feeds only fans out, so the pass needs its own entry.
+    CELERY_BEAT_SCHEDULE["websub-maintain"] = {
+        "task": "ingest.tasks.websub_maintain",
+        "schedule": float(INGEST_SCHEDULE_SECONDS),
+        "options": {"expires": INGEST_SCHEDULE_SECONDS},
+    }
 # "settings" (default): the schedule above, in version control and the same on every machine.
 # "database": django-celery-beat's scheduler; the entries above seed its table once, then the
 # admin (Periodic tasks) is where operators edit, add or disable schedules.

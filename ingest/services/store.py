@@ -24,6 +24,7 @@ from ingest.pingbacks import pingbacks_record
 from ingest.retry import RetryStats, run_atomic
 from ingest.services.boundary import write_failure
 from ingest.services.runs import run_add
+from ingest.services.subscriptions import subscription_live, subscription_note
 from ingest.types import FEED_URL_MAX, LINK_MAX, REASON_MAX, SOURCE_NAME_MAX, CommentsFetched, CommentsResult, Counts, Failure, Fetched, NotModified, SourceResult
 from ingest.db import commit_asynchronously
 from ingest.upsert import existing_load, feed_upsert
@@ -48,6 +49,7 @@ def source_store(
         if fetched.feed is not None:
             counts = feed_upsert(article_id=source.pk, feed=fetched.feed, fetched_at=fetched.fetched_at)
             value = Counts(counts.created, counts.updated, counts.unchanged, pingbacks_record(touched=counts.touched))
+            subscription_note(source_id=source.pk, feed=fetched.feed, now=now)
         # Bookkeeping last: if anything above fails, the source stays due and the next run redoes it.
         # It also proves the lease is still ours: if it expired and another run took the source
         # over, this transaction is rolled back and that run's work stands alone.
@@ -145,7 +147,9 @@ def _result(source: TechnicalArticle, value, *, name: str | None = None) -> Sour
 def _success_fields(source: TechnicalArticle, fetched: Fetched, now: datetime) -> dict:
     result = fetched.result
     assert result is not None
-    values = {**fetch_state(now=now, interval=source.fetch_interval, failures=0, policy=_policy(), result=result),
+    # Pushed to by a WebSub hub: the poll is a safety net, once every INGEST_MAX_INTERVAL.
+    interval = settings.INGEST_MAX_INTERVAL if subscription_live(source_id=source.pk, now=now) else source.fetch_interval
+    values = {**fetch_state(now=now, interval=interval, failures=0, policy=_policy(), result=result),
               "last_success_at": now, "last_status": result.status}
     feed = fetched.feed
     if feed is not None:
