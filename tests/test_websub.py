@@ -8,6 +8,11 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import os
+import signal
+import socket
+import subprocess
+import sys
 import urllib.error
 import urllib.request
 from datetime import timedelta
@@ -19,7 +24,7 @@ from django.utils import timezone
 from ingest.models import Entry, TechnicalArticle, WebSubSubscription
 from ingest.services.websub import signature_valid, subscriptions_maintain
 from samples.websubhub import WebSubHub
-from tests.helpers import call, ingest
+from tests.helpers import ROOT, call, database_url, ingest, wait_until
 
 State = WebSubSubscription.State
 LEASE = 3600  # what the test hub grants at most
@@ -56,7 +61,8 @@ def subscribed(transactional_db, live_server, settings, feed_server, hub):
     return source, topic
 
 
-def test_a_feed_that_names_a_hub_is_subscribed_and_its_pushes_are_ingested(subscribed, hub, live_server, settings):
+def test_a_feed_that_names_a_hub_is_subscribed_and_its_pushes_are_ingested(subscribed, hub, live_server, settings,
+                                                                            caplog):
     source, topic = subscribed
     row = WebSubSubscription.objects.get(source=source)
     assert (row.state, row.hub_url, row.topic_url, row.wanted) == (State.SUBSCRIBED, hub.url, topic, True)
@@ -80,6 +86,7 @@ def test_a_feed_that_names_a_hub_is_subscribed_and_its_pushes_are_ingested(subsc
     assert row.pushes == 1 and row.last_push_at is not None
     status = {s["name"]: s for s in call("list_sources")["sources"]}["pushed"]
     assert status["health"] == "ok"
+    assert "websub push" in caplog.text and row.secret not in caplog.text
 
 
 def test_a_push_without_a_valid_signature_is_not_ingested(subscribed, hub):
@@ -201,3 +208,93 @@ def test_the_signature_is_an_hmac_of_the_body(method):
     assert not signature_valid("other", b"body", f"{method}={digest}")
     assert not signature_valid("key", b"body", f"md5={hashlib.md5(b'body').hexdigest()}")
     assert not signature_valid("key", b"body", "")
+
+
+# --- The callback in a real web process --------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def gunicorn(transactional_db, tmp_path):
+    """gunicorn serving the project on 127.0.0.1 against the test database; yields (base URL, log path)."""
+    port, log = _free_port(), tmp_path / "web.log"
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings", "DATABASE_URL": database_url(),
+           "PYTHONUNBUFFERED": "1", "LOG_LEVEL": "INFO", "XDG_RUNTIME_DIR": str(tmp_path)}
+    with log.open("ab") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "pipeline.wsgi:application", "--bind", f"127.0.0.1:{port}",
+             "--workers", "2", "--config", "python:pipeline.gunicorn_conf"],
+            cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+    base = f"http://127.0.0.1:{port}"
+
+    def answers() -> bool:
+        try:
+            urllib.request.urlopen(f"{base}/healthz", timeout=5).close()
+            return True
+        except urllib.error.HTTPError:
+            return True
+        except OSError:
+            assert proc.poll() is None, log.read_text()
+            return False
+
+    try:
+        wait_until(answers, timeout=60, interval=0.2, message="gunicorn to answer")
+        yield base, log
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=10)
+
+
+def test_end_to_end_with_the_callback_served_by_gunicorn(gunicorn, settings, feed_server, hub, caplog):
+    base, web_log = gunicorn
+    settings.INGEST_WEBSUB_CALLBACK_URL = base
+    topic = feed_server.url("/feed.atom")
+    feed_server.add("/feed.atom", atom(["first"], hub=hub.url, topic=topic), content_type="application/atom+xml")
+    source = TechnicalArticle.objects.create(name="pushed", feed_url=topic)
+
+    ingest()  # subscribe: the hub verifies intent on gunicorn
+    hub.wait_for(lambda: hub.subscribers(topic))
+    row = WebSubSubscription.objects.get(source=source)
+    assert row.state == State.SUBSCRIBED and row.lease_seconds == LEASE
+
+    assert [d.status for d in hub.publish(topic, atom(["first", "pushed"], hub=hub.url, topic=topic))] == [202]
+    assert headlines(source) == {"first", "pushed"}
+    assert [d.status for d in hub.publish(topic, atom(["first", "forged"], hub=hub.url, topic=topic),
+                                          secret="forged")] == [202]
+    assert headlines(source) == {"first", "pushed"}
+
+    row.refresh_from_db()
+    assert subscriptions_maintain(now=row.next_action_at + timedelta(seconds=1))["subscribe"] == 1  # renewal
+    hub.wait_for(lambda: len([e for e in hub.events if e.kind == "verify" and e.ok]) == 2)
+    assert WebSubSubscription.objects.get(pk=row.pk).lease_expires_at > row.lease_expires_at
+
+    TechnicalArticle.objects.filter(pk=source.pk).update(active=False)
+    ingest()  # unsubscribe: verified on gunicorn, the row is gone
+    hub.wait_for(lambda: not hub.subscribers(topic))
+    assert not WebSubSubscription.objects.exists()
+    assert [(e.mode, e.ok) for e in hub.events if e.kind == "verify"] == [
+        ("subscribe", True), ("subscribe", True), ("unsubscribe", True)]
+
+    # The secret is never written to a log, the web process's or this one's.
+    assert row.secret not in web_log.read_text() and row.secret not in caplog.text
+    assert "websub push ignored" in web_log.read_text()
+
+
+def test_the_admin_lists_subscriptions_without_their_secrets(subscribed, admin_client):
+    row = WebSubSubscription.objects.get()
+    listing = admin_client.get("/admin/ingest/websubsubscription/")
+    detail = admin_client.get(f"/admin/ingest/websubsubscription/{row.pk}/change/")
+    assert listing.status_code == 200 and detail.status_code == 200
+    assert row.topic_url in listing.content.decode() and "subscribed" in listing.content.decode()
+    for page in (listing, detail):
+        assert row.secret not in page.content.decode() and row.callback_id not in page.content.decode()
