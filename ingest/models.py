@@ -385,6 +385,14 @@ def _callback_id() -> str:
     return secrets.token_urlsafe(32)  # 43 characters: the opaque part of the callback URL
 
 
+def unlink_by_pk(collector, field, sub_objs, using) -> None:
+    """``SET_NULL``, by primary key: Django's own is lazy and nulls the rows with one UPDATE by
+    foreign key, unbounded; this one is called only when rows point at the deleted row (a SELECT
+    finds them), which are then updated by their ids, in batches (the T-SQL contract of
+    tests/test_tsql_contract.py: every UPDATE is bounded by primary key)."""
+    collector.add_field_update(field, None, sub_objs)
+
+
 def _websub_secret() -> str:
     return secrets.token_hex(32)  # hub.secret: WebSub allows up to 200 bytes
 
@@ -408,7 +416,7 @@ class WebSubSubscription(models.Model):
         DENIED = "denied"  # the hub refused the subscription (hub.mode=denied)
         FAILED = "failed"  # the request to the hub failed; retried at next_action_at
 
-    source = models.ForeignKey(TechnicalArticle, on_delete=models.SET_NULL, null=True, blank=True,
+    source = models.ForeignKey(TechnicalArticle, on_delete=unlink_by_pk, null=True, blank=True,
                                related_name="websub_subscriptions")
     callback_id = models.CharField(max_length=KEY_MAX, unique=True, default=_callback_id, editable=False)
     hub_url = models.URLField(max_length=LINK_MAX)
