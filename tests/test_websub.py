@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import os
 import signal
 import socket
@@ -298,3 +299,23 @@ def test_the_admin_lists_subscriptions_without_their_secrets(subscribed, admin_c
     assert row.topic_url in listing.content.decode() and "subscribed" in listing.content.decode()
     for page in (listing, detail):
         assert row.secret not in page.content.decode() and row.callback_id not in page.content.decode()
+
+
+def test_the_beat_runs_the_maintenance_pass_when_a_callback_url_is_set(subscribed, hub):
+    from ingest import tasks
+
+    source, topic = subscribed
+    TechnicalArticle.objects.filter(pk=source.pk).update(active=False)
+    assert tasks.websub_maintain() == {"subscribe": 0, "unsubscribe": 1, "dropped": 0, "failed": 0}
+    hub.wait_for(lambda: not hub.subscribers(topic))
+
+    def schedule(**env: str) -> list[str]:
+        code = ("import django, json; django.setup(); from django.conf import settings; "
+                "print(json.dumps(sorted(settings.CELERY_BEAT_SCHEDULE)))")
+        clean = {k: v for k, v in os.environ.items() if not k.startswith("INGEST_WEBSUB")}
+        out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True,
+                             env={**clean, "DJANGO_SETTINGS_MODULE": "pipeline.settings", "DJANGO_DEBUG": "1", **env})
+        return json.loads(out.stdout)
+
+    assert "websub-maintain" in schedule(INGEST_WEBSUB_CALLBACK_URL="https://feeds.example.org")
+    assert "websub-maintain" not in schedule()
