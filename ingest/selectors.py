@@ -13,10 +13,10 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import connection
-from django.db.models import Q, QuerySet
+from django.db.models import Count, Exists, OuterRef, Q, QuerySet
 
 from ingest.errors import BOT_WALL_PREFIX
-from ingest.models import Comment, Entry, IdleTick, IngestRun, Pingback, TechnicalArticle
+from ingest.models import Comment, Entry, IdleTick, IngestRun, Pingback, TechnicalArticle, WebSubSubscription
 from ingest.types import CommentJob
 
 JOBS = ("ingest_feeds", "recompute_counts")
@@ -113,6 +113,12 @@ def sources_internal_errors(*, limit: int = 20) -> tuple[int, list[TechnicalArti
     return query.count(), list(query.order_by("pk")[:limit])
 
 
+def websub_states() -> dict[str, int]:
+    """WebSub subscriptions by state (``pending``, ``requested``, ``subscribed``, ``failed``...)."""
+    rows = WebSubSubscription.objects.values_list("state").annotate(n=Count("pk")).order_by("state")
+    return dict(rows)
+
+
 def sources_bot_walls() -> int:
     """Active sources whose last fetch met a bot protection's challenge page (``ingest.errors.BotWall``)."""
     return TechnicalArticle.objects.filter(consecutive_failures__gt=0, active=True,
@@ -146,6 +152,7 @@ class SourceStatus:
     next_reason: str
     lease_expires_at: datetime | None
     fetch_interval: int
+    websub: bool = False  # a WebSub hub pushes to it (a verified subscription whose lease runs)
 
 
 def _source_status(source: TechnicalArticle, *, now: datetime) -> SourceStatus:
@@ -178,6 +185,7 @@ def _source_status(source: TechnicalArticle, *, now: datetime) -> SourceStatus:
         last_error=(source.last_error.strip().splitlines() or [""])[0], next_fetch_at=source.next_fetch_at,
         next_reason=reason, lease_expires_at=source.lease_expires_at,
         fetch_interval=source.fetch_interval or settings.INGEST_DEFAULT_INTERVAL,
+        websub=bool(getattr(source, "websub", False)),
     )
 
 
@@ -196,7 +204,10 @@ def sources_status(*, now: datetime, ids: Sequence[int] = (), failing: bool = Fa
     order = ("-consecutive_failures", "pk") if failing else ("pk",)
     fields = ("id", "name", "feed_url", "active", "consecutive_failures", "last_success_at", "last_fetched_at",
               "last_status", "last_error", "next_fetch_at", "lease_expires_at", "fetch_interval")
-    rows = [_source_status(source, now=now) for source in query.order_by(*order).only(*fields)[:limit]]
+    live = WebSubSubscription.objects.filter(source=OuterRef("pk"), wanted=True,
+                                             state=WebSubSubscription.State.SUBSCRIBED, lease_expires_at__gt=now)
+    rows = [_source_status(source, now=now)
+            for source in query.order_by(*order).only(*fields).annotate(websub=Exists(live))[:limit]]
     return query.count(), rows
 
 

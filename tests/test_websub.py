@@ -86,7 +86,9 @@ def test_a_feed_that_names_a_hub_is_subscribed_and_its_pushes_are_ingested(subsc
     row.refresh_from_db()
     assert row.pushes == 1 and row.last_push_at is not None
     status = {s["name"]: s for s in call("list_sources")["sources"]}["pushed"]
-    assert status["health"] == "ok"
+    assert status["health"] == "ok" and status["websub"] is True
+    assert "pushed by its WebSub hub, polled every 1d00h as a safety net" in status["next_fetch"]
+    assert call("pipeline_status", "--no-celery")["websub"] == {"subscribed": 1}
     assert "websub push" in caplog.text and row.secret not in caplog.text
 
 

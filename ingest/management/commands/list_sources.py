@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from django.conf import settings
 from django.core.management.base import CommandParser
 from django.utils import timezone
 
@@ -57,6 +58,8 @@ def next_text(source: SourceStatus, now: datetime) -> str:
             retry_after = f" (HTTP {source.last_status}, bot protection)"
         until = source.next_fetch_at.strftime("%Y-%m-%d %H:%M")
         return f"in {wait}: backed off after {source.failures} failure{plural}{retry_after} until {until}"
+    if source.websub:
+        return f"in {wait}: pushed by its WebSub hub, polled every {_duration(settings.INGEST_MAX_INTERVAL)} as a safety net"
     return f"in {wait}: scheduled, every {_duration(source.fetch_interval)}"
 
 
@@ -68,7 +71,7 @@ def source_dict(source: SourceStatus, now: datetime) -> dict:
         "last_status": source.last_status, "last_error": source.last_error,
         "next_fetch_at": _when(source.next_fetch_at) or None, "next_reason": source.next_reason,
         "next_fetch": next_text(source, now), "lease_expires_at": _when(source.lease_expires_at) or None,
-        "fetch_interval": source.fetch_interval,
+        "fetch_interval": source.fetch_interval, "websub": source.websub,
     }
 
 

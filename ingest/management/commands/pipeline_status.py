@@ -115,6 +115,7 @@ class Command(cli.PipelineCommand):
                 entries_last_24h=selectors.entries_ingested_count(now=now),
             )
             report["sources"]["bot_walls"] = selectors.sources_bot_walls()
+            report["websub"] = selectors.websub_states()
             internal_total, internal = selectors.sources_internal_errors()
             report["sources"].update(internal_errors=internal_total,
                                      internal_error_sources=[_source_dict(s) for s in internal])
@@ -217,6 +218,8 @@ class Command(cli.PipelineCommand):
         self.stdout.write(f"Sources: {sources['active']} active of {sources['total']}, {sources['due']} due now, "
                           f"{sources['leased']} being ingested, {sources['failing']} failing or backed off"
                           + (f" ({sources['bot_walls']} blocked by bot protection)" if sources.get("bot_walls") else ""))
+        if report.get("websub"):
+            self.stdout.write("WebSub subscriptions: " + ", ".join(f"{n} {state}" for state, n in report["websub"].items()))
         if not sources["failing_sources"]:
             return
         now = timezone.now()
