@@ -20,7 +20,9 @@ from django_celery_beat import admin as beat_admin  # registers its tables first
 from django_celery_beat.models import ClockedSchedule, CrontabSchedule, IntervalSchedule, PeriodicTask, SolarSchedule
 
 from ingest.errors import BlockedURL
-from ingest.models import Author, Comment, Entry, HostBudget, IdleTick, IngestRun, Pingback, TechnicalArticle
+from ingest.models import (
+    Author, Comment, Entry, HostBudget, IdleTick, IngestRun, Pingback, TechnicalArticle, WebSubSubscription,
+)
 from ingest.services.delete import source_delete, source_delete_preview
 from ingest.services.hosts import hosts_unblock
 from ingest.services.recount import entries_counts_refresh
@@ -235,6 +237,19 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None):
         return False
+
+
+@admin.register(WebSubSubscription)
+class WebSubSubscriptionAdmin(ReadOnlyAdmin):
+    """WebSub subscriptions as the hubs granted them (docs/scheduling-policy.md, "WebSub"). The
+    secret and the callback id are not shown: either would let anyone forge pushes or verifications."""
+
+    list_display = ("topic_url", "hub_url", "source", "state", "lease_expires_at", "next_action_at", "pushes", "last_push_at")
+    list_filter = ("state", "wanted")
+    search_fields = ("topic_url", "hub_url")
+    fields = readonly_fields = ("source", "hub_url", "topic_url", "wanted", "state", "lease_seconds", "lease_expires_at",
+                                "next_action_at", "requested_at", "verified_at", "last_push_at", "pushes",
+                                "consecutive_failures", "last_error", "created_at")
 
 
 @admin.register(IngestRun)

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, fields
 from datetime import datetime, timedelta
 
-from ingest.errors import SourceError, storable
+from ingest.errors import BotWall, SourceError, storable
 from ingest.identity import first_by_guid
 from ingest.schedule import Bounds, Decision, bounded, jittered, span
 from ingest.types import (
@@ -32,8 +32,8 @@ SUCCEEDED, PARTIAL, FAILED = "succeeded", "partial", "failed"
 @dataclass(frozen=True)
 class Policy:
     """The scheduling settings a decision needs (INGEST_DEFAULT_INTERVAL, INGEST_BACKOFF_BASE,
-    INGEST_MAX_BACKOFF; INGEST_MIN_INTERVAL, INGEST_MAX_INTERVAL, INGEST_JITTER), read once by the
-    caller. Left out, the bounds do not bind and nothing is spread."""
+    INGEST_MAX_BACKOFF; INGEST_MIN_INTERVAL, INGEST_MAX_INTERVAL, INGEST_JITTER; INGEST_BOT_WALL_BACKOFF),
+    read once by the caller. Left out, the bounds do not bind and nothing is spread."""
 
     default_interval: int
     backoff_base: float
@@ -41,26 +41,33 @@ class Policy:
     min_interval: int = 0
     max_interval: int = 10 * 365 * 86400
     jitter: float = 0.0
+    bot_wall_backoff: float = 0.0
 
     @classmethod
     def from_settings(cls, settings) -> Policy:
         return cls(settings.INGEST_DEFAULT_INTERVAL, settings.INGEST_BACKOFF_BASE, settings.INGEST_MAX_BACKOFF,
-                   settings.INGEST_MIN_INTERVAL, settings.INGEST_MAX_INTERVAL, settings.INGEST_JITTER)
+                   settings.INGEST_MIN_INTERVAL, settings.INGEST_MAX_INTERVAL, settings.INGEST_JITTER,
+                   bot_wall_backoff=settings.INGEST_BOT_WALL_BACKOFF)
 
     @property
     def bounds(self) -> Bounds:
         return Bounds(self.min_interval, self.max_interval, self.jitter)
 
 
-def backoff_seconds(failures: int, retry_after: float | None, *, policy: Policy, transient: bool = True) -> float:
+def backoff_seconds(failures: int, retry_after: float | None, *, policy: Policy, transient: bool = True,
+                    bot_wall: bool = False) -> float:
     """Exponential backoff after ``failures`` failures in a row, capped; never earlier than the
     server's Retry-After (itself capped). A failure that is not ``transient`` (retrying soon cannot
-    help: a refused URL, data the database refuses) waits the longest backoff at once."""
+    help: a refused URL, data the database refuses) waits the longest backoff at once. A
+    ``bot_wall`` (a challenge page of the publisher's bot protection) waits at least the bot-wall
+    backoff, even past the longest one: knocking again soon only confirms the fetcher is a bot."""
     if not transient:
         return policy.max_backoff
     delay = min(policy.max_backoff, policy.backoff_base * 2 ** max(0, failures - 1))
     if retry_after:
         delay = max(delay, min(retry_after, policy.max_backoff))
+    if bot_wall:
+        delay = max(delay, policy.bot_wall_backoff)
     return delay
 
 
@@ -79,7 +86,8 @@ def fetch_state(*, now: datetime, interval: int | None, failures: int, policy: P
     rand = rand or _no_spread
     if error is not None:
         failures += 1
-        delay = backoff_seconds(failures, error.retry_after, policy=policy, transient=error.transient)
+        delay = backoff_seconds(failures, error.retry_after, policy=policy, transient=error.transient,
+                                bot_wall=isinstance(error, BotWall))
         delay, why = jittered(delay, policy.jitter, rand, _backoff_reason(failures, error, delay, policy))
         state = {
             "last_fetched_at": now,
@@ -111,6 +119,8 @@ def _no_spread() -> float:
 
 
 def _backoff_reason(failures: int, error: SourceError, delay: float, policy: Policy) -> str:
+    if isinstance(error, BotWall):
+        return f"backoff {span(delay)}: blocked by the publisher's bot protection"
     if not error.transient:
         return f"backoff {span(delay)}: retrying soon cannot help"
     if error.retry_after and delay > min(policy.max_backoff, policy.backoff_base * 2 ** (failures - 1)):
@@ -161,6 +171,7 @@ class Totals(_Sum):
     internal_errors: int = 0
     pingbacks: int = 0
     deferred: int = 0  # waited past the bound for their host's budget: not fetched, not failed
+    bot_walls: int = 0  # of the failed: blocked by the publisher's bot protection
 
 
 @dataclass(frozen=True)
@@ -180,7 +191,8 @@ def tally(results: Iterable[SourceResult]) -> Totals:
     for r in results:
         totals += Totals(sources=1, created=r.created, updated=r.updated, unchanged=r.unchanged,
                          not_modified=int(r.outcome == "not_modified"), failed=int(r.failed),
-                         internal_errors=int(r.internal_error), pingbacks=r.pingbacks, deferred=int(r.deferred))
+                         internal_errors=int(r.internal_error), pingbacks=r.pingbacks, deferred=int(r.deferred),
+                         bot_walls=int(r.bot_wall))
     return totals
 
 

@@ -50,6 +50,24 @@ class SourceGone(HTTPStatusError):
     deactivate = True
 
 
+BOT_WALL_PREFIX = "blocked by the publisher's bot protection"  # how every BotWall reason starts
+
+
+class BotWall(HTTPStatusError):
+    """A challenge page of the publisher's bot protection (``ingest.fetch.botwall``), not the feed.
+
+    Retrying soon cannot pass it, so it waits INGEST_BOT_WALL_BACKOFF at least (``ingest.decide``);
+    its reason starts with ``BOT_WALL_PREFIX`` and names the vendor, so that reports tell it from a
+    broken feed.
+    """
+
+    def __init__(self, *, status: int, host: str, vendor: str, retry_after: float | None = None):
+        super().__init__(f"{BOT_WALL_PREFIX} ({vendor}): {host} answered HTTP {status} with a challenge page "
+                         f"instead of the feed; the publisher must allow this fetcher.",
+                         status=status, retry_after=retry_after)
+        self.vendor = vendor
+
+
 class BodyTooLarge(FetchError):
     """The body passed the size cap (counted after decompression); reading stopped there."""
 

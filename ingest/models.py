@@ -21,6 +21,7 @@ for display. ``Keyed`` derives the keys on every ORM write (``save``, ``bulk_cre
 from __future__ import annotations
 
 import datetime
+import secrets
 import uuid
 from collections.abc import Callable
 from typing import ClassVar
@@ -433,3 +434,62 @@ class HostSlot(models.Model):
 
     def __str__(self) -> str:
         return f"{self.budget_id}#{self.number}"
+def _callback_id() -> str:
+    return secrets.token_urlsafe(32)  # 43 characters: the opaque part of the callback URL
+
+
+def unlink_by_pk(collector, field, sub_objs, using) -> None:
+    """``SET_NULL``, by primary key: Django's own is lazy and nulls the rows with one UPDATE by
+    foreign key, unbounded; this one is called only when rows point at the deleted row (a SELECT
+    finds them), which are then updated by their ids, in batches (the T-SQL contract of
+    tests/test_tsql_contract.py: every UPDATE is bounded by primary key)."""
+    collector.add_field_update(field, None, sub_objs)
+
+
+def _websub_secret() -> str:
+    return secrets.token_hex(32)  # hub.secret: WebSub allows up to 200 bytes
+
+
+class WebSubSubscription(models.Model):
+    """One WebSub subscription of a source's feed at its hub (``ingest.services.websub``).
+
+    ``callback_id`` is the opaque last segment of the callback URL (``/websub/<callback_id>``) and
+    ``secret`` the key of the HMAC the hub signs its pushes with; neither is ever logged or shown.
+    ``source`` is null once the source is deleted, and ``wanted`` is off once its feed names another
+    hub or topic: such a row is unsubscribed by the next maintenance pass. ``next_action_at`` is
+    when that pass acts on the row next (send the request, retry it, renew the lease).
+    """
+
+    class State(models.TextChoices):
+        PENDING = "pending"  # discovered; the subscription request is not sent yet
+        REQUESTED = "requested"  # sent; waiting for the hub's verification of intent
+        SUBSCRIBED = "subscribed"  # verified; the lease runs until lease_expires_at
+        UNSUBSCRIBING = "unsubscribing"  # unsubscription sent; waiting for its verification
+        UNSUBSCRIBED = "unsubscribed"
+        DENIED = "denied"  # the hub refused the subscription (hub.mode=denied)
+        FAILED = "failed"  # the request to the hub failed; retried at next_action_at
+
+    source = models.ForeignKey(TechnicalArticle, on_delete=unlink_by_pk, null=True, blank=True,
+                               related_name="websub_subscriptions")
+    callback_id = models.CharField(max_length=KEY_MAX, unique=True, default=_callback_id, editable=False)
+    hub_url = models.URLField(max_length=LINK_MAX)
+    topic_url = models.URLField(max_length=LINK_MAX)
+    secret = models.CharField(max_length=KEY_MAX, default=_websub_secret, editable=False)
+    wanted = models.BooleanField(default=True, help_text="Off: the feed names another hub or topic now.")
+    state = models.CharField(max_length=16, choices=State.choices, default=State.PENDING)
+    lease_seconds = models.PositiveIntegerField(null=True, blank=True, help_text="As the hub granted it.")
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
+    next_action_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    requested_at = models.DateTimeField(null=True, blank=True)
+    verified_at = models.DateTimeField(null=True, blank=True)
+    last_push_at = models.DateTimeField(null=True, blank=True)
+    pushes = models.PositiveIntegerField(default=0, help_text="Pushed bodies ingested.")
+    consecutive_failures = models.PositiveIntegerField(default=0, help_text="Requests to the hub that failed in a row.")
+    last_error = models.TextField(blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        verbose_name = "WebSub subscription"
+
+    def __str__(self) -> str:
+        return f"{self.topic_url} at {self.hub_url} ({self.state})"

@@ -13,9 +13,10 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import connection
-from django.db.models import Q, QuerySet
+from django.db.models import Count, Exists, OuterRef, Q, QuerySet
 
-from ingest.models import Comment, Entry, IdleTick, IngestRun, Pingback, TechnicalArticle
+from ingest.errors import BOT_WALL_PREFIX
+from ingest.models import Comment, Entry, IdleTick, IngestRun, Pingback, TechnicalArticle, WebSubSubscription
 from ingest.types import CommentJob
 
 JOBS = ("ingest_feeds", "recompute_counts")
@@ -112,13 +113,26 @@ def sources_internal_errors(*, limit: int = 20) -> tuple[int, list[TechnicalArti
     return query.count(), list(query.order_by("pk")[:limit])
 
 
+def websub_states() -> dict[str, int]:
+    """WebSub subscriptions by state (``pending``, ``requested``, ``subscribed``, ``failed``...)."""
+    rows = WebSubSubscription.objects.values_list("state").annotate(n=Count("pk")).order_by("state")
+    return dict(rows)
+
+
+def sources_bot_walls() -> int:
+    """Active sources whose last fetch met a bot protection's challenge page (``ingest.errors.BotWall``)."""
+    return TechnicalArticle.objects.filter(consecutive_failures__gt=0, active=True,
+                                           last_error__startswith=BOT_WALL_PREFIX).count()
+
+
 
 @dataclass(frozen=True)
 class SourceStatus:
     """One source as ``list_sources`` shows it: its health, and when and why it is fetched next.
 
     ``health``: ``ok``, ``failing`` (``failures`` in a row), ``internal_error`` (its last failure
-    was a bug), ``deactivated`` or ``never_fetched``. ``next_reason``: ``deactivated``, ``leased``
+    was a bug), ``bot_wall`` (blocked by the publisher's bot protection), ``deactivated`` or
+    ``never_fetched``. ``next_reason``: ``deactivated``, ``leased``
     (a run holds it until ``lease_expires_at``), ``due`` (now), ``backoff`` (after ``failures``
     failures, until ``next_fetch_at``; ``last_status`` 429 or 503 means the server's Retry-After
     counted) or ``scheduled`` (one interval after its last fetch). ``schedule_reason``: why the
@@ -142,6 +156,7 @@ class SourceStatus:
     schedule_reason: str = ""
     publish_cadence: int | None = None  # seconds between its recent entries
     honour_server_hints: bool = True
+    websub: bool = False  # a WebSub hub pushes to it (a verified subscription whose lease runs)
 
 
 def _source_status(source: TechnicalArticle, *, now: datetime) -> SourceStatus:
@@ -150,6 +165,8 @@ def _source_status(source: TechnicalArticle, *, now: datetime) -> SourceStatus:
         health = "deactivated"
     elif failures and source.last_error.startswith(INTERNAL_ERROR_PREFIX):
         health = "internal_error"
+    elif failures and source.last_error.startswith(BOT_WALL_PREFIX):
+        health = "bot_wall"
     elif failures:
         health = "failing"
     elif source.last_fetched_at is None:
@@ -174,6 +191,7 @@ def _source_status(source: TechnicalArticle, *, now: datetime) -> SourceStatus:
         fetch_interval=source.fetch_interval or settings.INGEST_DEFAULT_INTERVAL,
         schedule_reason=source.schedule_reason, publish_cadence=source.publish_cadence,
         honour_server_hints=source.honour_server_hints,
+        websub=bool(getattr(source, "websub", False)),
     )
 
 
@@ -193,7 +211,10 @@ def sources_status(*, now: datetime, ids: Sequence[int] = (), failing: bool = Fa
     fields = ("id", "name", "feed_url", "active", "consecutive_failures", "last_success_at", "last_fetched_at",
               "last_status", "last_error", "next_fetch_at", "lease_expires_at", "fetch_interval",
               "schedule_reason", "publish_cadence", "honour_server_hints")
-    rows = [_source_status(source, now=now) for source in query.order_by(*order).only(*fields)[:limit]]
+    live = WebSubSubscription.objects.filter(source=OuterRef("pk"), wanted=True,
+                                             state=WebSubSubscription.State.SUBSCRIBED, lease_expires_at__gt=now)
+    rows = [_source_status(source, now=now)
+            for source in query.order_by(*order).only(*fields).annotate(websub=Exists(live))[:limit]]
     return query.count(), rows
 
 

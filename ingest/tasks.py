@@ -29,6 +29,7 @@ from ingest.retry import is_transient
 from ingest.services.fanout import ingest_dispatch, source_abandon, source_ingest
 from ingest.services.prune import runs_prune
 from ingest.services.recount import counts_recompute
+from ingest.services.websub import subscriptions_maintain
 
 
 class DatabaseBusy(Exception):
@@ -104,3 +105,10 @@ def prune_runs() -> dict:
     """Delete the finished runs older than INGEST_RUNS_KEEP_DAYS (as ``manage.py prune_runs``)."""
     with database_busy_retried():
         return runs_prune(older_than=timedelta(days=settings.INGEST_RUNS_KEEP_DAYS)).as_dict()
+
+
+@shared_task(name="ingest.tasks.websub_maintain", **RETRY)
+def websub_maintain() -> dict:
+    """Send, renew and cancel WebSub subscriptions (the pass ``ingest_feeds`` makes after a run)."""
+    with database_busy_retried():
+        return subscriptions_maintain()

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from ingest.errors import SourceError
+from ingest.errors import BOT_WALL_PREFIX, SourceError
 
 # --- column widths (characters) -------------------------------------------------------------------
 KEY_LENGTH = 64  # hex digits of a SHA-256: every identity key, link key and content hash
@@ -109,6 +109,9 @@ class ParsedFeed:
     entries: tuple[ParsedEntry, ...]
     warning: str = ""  # a recoverable parse problem (feedparser "bozo") worth recording
     hints: FeedHints = FeedHints()  # the feed's own word on its freshness (ttl, sy:*, skipHours/Days)
+    # WebSub discovery (<link rel="hub">, <link rel="self">, RSS atom:link): absolute http(s) URLs or "".
+    hub_url: str = ""
+    self_url: str = ""
 
 
 # --- The plan of one feed's write (ingest.decide.entries_decide) ------------------------------
@@ -215,6 +218,8 @@ class _Result:
     internal_error = property(lambda self: isinstance(self.value, Failure) and self.value.internal)
     deferred = property(lambda self: isinstance(self.value, Deferred))
     deferred_reason = property(lambda self: self.value.reason if isinstance(self.value, Deferred) else "")
+    # Blocked by the publisher's bot protection (ingest.errors.BotWall): a failure told apart.
+    bot_wall = property(lambda self: isinstance(self.value, Failure) and self.value.error.startswith(BOT_WALL_PREFIX))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -238,6 +243,7 @@ class SourceResult(_Result):
             "error": self.error,
             "internal_error": self.internal_error,
             "deferred_reason": self.deferred_reason,
+            "bot_wall": self.bot_wall,
         }
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import zoneinfo
 from pathlib import Path
 
@@ -313,6 +314,19 @@ INGEST_HOST_SPACING = _number("INGEST_HOST_SPACING", 1.0, maximum=3600)
 INGEST_RETRY_AFTER_SCOPE = env.get("INGEST_RETRY_AFTER_SCOPE", "").strip().lower() or "source"
 if INGEST_RETRY_AFTER_SCOPE not in ("source", "host"):
     raise ImproperlyConfigured(f"INGEST_RETRY_AFTER_SCOPE must be source or host, not {INGEST_RETRY_AFTER_SCOPE!r}.")
+# --- Bot walls and WebSub (docs/scheduling-policy.md) ------------------------------------------
+# A challenge page of a publisher's bot protection waits at least this long (seconds) before the next try.
+INGEST_BOT_WALL_BACKOFF = _number("INGEST_BOT_WALL_BACKOFF", 6 * 3600, kind=int, positive=True, maximum=_MAX_SECONDS)
+# A source with a live WebSub subscription is polled every INGEST_MAX_INTERVAL, as a safety net.
+# The public base URL of this site (e.g. https://feeds.example.org); set, sources whose feed names a
+# WebSub hub are subscribed with the callback <this URL>/websub/<id>. Empty: no subscriptions.
+INGEST_WEBSUB_CALLBACK_URL = env.get("INGEST_WEBSUB_CALLBACK_URL", "").strip().rstrip("/")
+if INGEST_WEBSUB_CALLBACK_URL and not re.fullmatch(r"https?://[^/?#\s]+(/[^?#\s]*)?", INGEST_WEBSUB_CALLBACK_URL):
+    raise ImproperlyConfigured(f"INGEST_WEBSUB_CALLBACK_URL must be an http(s) URL with a host and no query, not "
+                               f"{INGEST_WEBSUB_CALLBACK_URL!r}.")
+# The lease asked of the hub (seconds); the hub decides, and the lease is renewed before it ends.
+INGEST_WEBSUB_LEASE_SECONDS = _number("INGEST_WEBSUB_LEASE_SECONDS", 10 * 86400, kind=int, minimum=60,
+                                      maximum=_MAX_SECONDS)
 
 DB_RETRY_ATTEMPTS = _number("DB_RETRY_ATTEMPTS", 5, kind=int, positive=True, maximum=100)
 # 0: retry at once.
@@ -450,6 +464,14 @@ CELERY_BEAT_SCHEDULE = {
         "options": {"expires": PRUNE_SCHEDULE_SECONDS},
     },
 }
+if INGEST_WEBSUB_CALLBACK_URL:
+    # WebSub subscriptions to send, renew before their lease ends, or cancel (ingest.services.websub);
+    # the Celery path's ingest_feeds only fans out, so the pass needs its own entry.
+    CELERY_BEAT_SCHEDULE["websub-maintain"] = {
+        "task": "ingest.tasks.websub_maintain",
+        "schedule": float(INGEST_SCHEDULE_SECONDS),
+        "options": {"expires": INGEST_SCHEDULE_SECONDS},
+    }
 # "settings" (default): the schedule above, in version control and the same on every machine.
 # "database": django-celery-beat's scheduler; the entries above seed its table once, then the
 # admin (Periodic tasks) is where operators edit, add or disable schedules.

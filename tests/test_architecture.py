@@ -33,14 +33,15 @@ TIERS: list[set[str]] = [
     {"ingest.selectors", "ingest.monitoring"},
     {"ingest.services"},
     {"ingest.cli"},
-    {"ingest.management", "ingest.tasks", "ingest.views", "ingest.admin", "ingest.api"},
+    {"ingest.management", "ingest.tasks", "ingest.views", "ingest.callbacks", "ingest.admin", "ingest.api"},
     {"functions_app"},
 ]
 # The tiers that do no I/O on the database: no ORM, no models.
 NO_ORM = {"ingest.errors", "ingest.types", "ingest.links", "ingest.identity", "ingest.schedule", "ingest.decide",
           "ingest.fetch", "ingest.parse", "ingest.opml", "ingest.parsepool"}
 # Interfaces call services and selectors; the writers and the stages are the services' business.
-INTERFACES = {"ingest.management", "ingest.tasks", "ingest.views", "ingest.admin", "ingest.api", "functions_app"}
+INTERFACES = {"ingest.management", "ingest.tasks", "ingest.views", "ingest.callbacks", "ingest.admin", "ingest.api",
+              "functions_app"}
 PAST_THE_SERVICES = {"ingest.db", "ingest.upsert", "ingest.comments", "ingest.pingbacks", "ingest.counters",
                      "ingest.fetch", "ingest.parse", "ingest.parsepool", "ingest.decide", "ingest.schedule"}
 # Only the framework imports these (Django finds commands, Celery finds tasks).

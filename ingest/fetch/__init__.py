@@ -12,7 +12,9 @@ Owns everything about talking to a publisher's server. This package's names are 
 * ``conditional``: which validators are sent and which are kept;
 * ``response``: status codes to a ``FetchResult`` or an error, ``Retry-After``;
 * ``body``: the size cap counted after decompression (so a gzip bomb stays small in memory);
-* ``failures``: httpx's transport exceptions as a sentence a user can act on.
+* ``botwall``: whether a refusal is a bot protection's challenge page (and whose);
+* ``failures``: httpx's transport exceptions as a sentence a user can act on;
+* ``hub``: a WebSub subscription request, a form POST to a hub through the same guard.
 
 It must not touch the ORM or any model and must not parse feeds. Of the app it imports
 ``ingest.types``, ``ingest.errors`` and ``ingest.links`` only; ``config`` alone also imports
@@ -25,6 +27,7 @@ from ingest.fetch.body import ACCEPT_ENCODING
 from ingest.fetch.conditional import VALIDATOR_MAX, validator
 from ingest.fetch.config import FetchSettings
 from ingest.fetch.guard import check_url
+from ingest.fetch.hub import hub_request
 from ingest.fetch.response import RETRY_AFTER_CAP, parse_retry_after
 from ingest.fetch.transport import ACCEPT, DEFAULT_CONNECTIONS, fetch_feed, make_client
 
@@ -37,6 +40,7 @@ __all__ = [
     "FetchSettings",
     "check_url",
     "fetch_feed",
+    "hub_request",
     "make_client",
     "parse_retry_after",
     "validator",

@@ -36,6 +36,22 @@ def read_body(response: httpx.Response, host: str, max_bytes: int) -> bytes:
     return bytes(body)
 
 
+def read_head(response: httpx.Response, host: str, limit: int) -> bytes:
+    """The first ``limit`` decoded bytes of a refusal's body (to recognise a challenge page); the
+    rest is never read. A coding that cannot be decoded gives what was decoded so far: the status
+    stays the failure, whatever its page is made of."""
+    head = bytearray()
+    try:
+        decode = _decoder(response.headers.get("content-encoding", ""), host)
+        for chunk in response.iter_raw():
+            head += decode(chunk, limit - len(head))
+            if len(head) >= limit:
+                break
+    except FetchError:
+        pass
+    return bytes(head)
+
+
 def _too_large(host: str, max_bytes: int) -> BodyTooLarge:
     return BodyTooLarge(f"The body from {host} exceeds the {_size(max_bytes)} cap.")
 

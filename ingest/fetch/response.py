@@ -1,7 +1,8 @@
 """The final response of a fetch (no more redirects): a ``FetchResult`` or the error it means.
 
 Owns the meaning of status codes: 2xx is read (``ingest.fetch.body``), 304 is "not modified" only
-in answer to a request that carried validators, 410 is ``SourceGone``, 429 and 503 carry their
+in answer to a request that carried validators, 410 is ``SourceGone``, a 403, 429 or 503 challenge
+page of a bot protection is a ``BotWall`` (``ingest.fetch.botwall``), 429 and 503 carry their
 ``Retry-After`` (``parse_retry_after``, capped at ``RETRY_AFTER_CAP``), anything else is an
 ``HTTPStatusError``. Must not follow redirects or touch the ORM.
 """
@@ -13,8 +14,9 @@ from email.utils import parsedate_to_datetime
 
 import httpx
 
-from ingest.errors import HTTPStatusError, SourceGone
-from ingest.fetch.body import read_body
+from ingest.errors import BotWall, HTTPStatusError, SourceGone
+from ingest.fetch import botwall
+from ingest.fetch.body import read_body, read_head
 from ingest.fetch.conditional import kept_validator
 from ingest.fetch.config import FetchSettings
 from ingest.fetch.deadline import Budget
@@ -48,7 +50,7 @@ def complete(
         with transport_errors(url.host, settings, budget):
             content = read_body(response, url.host, settings.max_bytes)
     else:
-        raise _status_error(status, response.headers, url.host)
+        raise _refusal(response, url.host, settings, budget)
     return FetchResult(
         url=str(url),
         status=status,
@@ -59,6 +61,20 @@ def complete(
         last_modified=kept_validator(response, "last-modified", request.last_modified if status == 304 else ""),
         permanent_url=permanent_url,
     )
+
+
+def _refusal(response: httpx.Response, host: str, settings: FetchSettings, budget: Budget) -> HTTPStatusError:
+    """The error of a failure status: a ``BotWall`` when its headers and the start of its body are
+    a bot protection's challenge (``ingest.fetch.botwall``), else the status's own error."""
+    status = response.status_code
+    if status in botwall.STATUSES:
+        with transport_errors(host, settings, budget):
+            head = read_head(response, host, botwall.PEEK_BYTES)
+        vendor = botwall.detect(status, response.headers, head)
+        if vendor:
+            return BotWall(status=status, host=host, vendor=vendor,
+                           retry_after=parse_retry_after(response.headers.get("retry-after")))
+    return _status_error(status, response.headers, host)
 
 
 def _status_error(status: int, headers: httpx.Headers, host: str) -> HTTPStatusError:

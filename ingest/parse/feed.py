@@ -4,8 +4,8 @@ Owns what one entry becomes: its guid (from ``ingest.parse.document``), plain-te
 ``HEADLINE_MAX``, sanitized body, absolute http(s) link, plausible dates, authors, comment-feed
 pointer (wfw:commentRss) and reported comment count (slash:comments, thr:total, within a 32-bit
 column), its content hash over every stored field, and its link keys for cross-references; the
-feed's freshness hints (``ingest.parse.hints``); and the feed's warning (feedparser's problem,
-dates that cannot exist, bodies cut by the HTML limits).
+feed's freshness hints (``ingest.parse.hints``); its WebSub links (``rel="hub"``, ``rel="self"``);
+and the feed's warning (feedparser's problem, dates that cannot exist, bodies cut by the HTML limits).
 
 Must not touch the network or the ORM; reads no clock unless the caller leaves out ``now``.
 """
@@ -26,7 +26,7 @@ from ingest.parse.document import bozo_reason, feedparser_parse, unique_entries,
 from ingest.parse.hints import feed_hints
 from ingest.parse.html import BodyGuard, body as entry_body
 from ingest.parse.text import authors as entry_authors, text_field
-from ingest.types import HEADLINE_MAX, ParsedEntry, ParsedFeed
+from ingest.types import HEADLINE_MAX, LINK_MAX, ParsedEntry, ParsedFeed
 
 _INT_MAX = 2**31 - 1  # IntegerField is 32-bit on every backend
 _COUNT = re.compile(r"[0-9]{1,10}")
@@ -67,7 +67,20 @@ def parse_feed(
         entries=tuple(entries),
         warning="; ".join(warnings),
         hints=feed_hints(feed, content),
+        hub_url=_link(feed, "hub", base),
+        self_url=_link(feed, "self", base),
     )
+
+
+def _link(feed: FeedParserDict, rel: str, base: str) -> str:
+    """The first http(s) ``<link rel=...>`` of the feed (Atom, or atom:link in RSS), made absolute:
+    WebSub's discovery of the hub and of the topic URL (``ingest.services.websub``)."""
+    for link in dict.get(feed, "links") or ():
+        if isinstance(link, dict) and link.get("rel") == rel:
+            url = http_url(absolute(base, link.get("href")))
+            if url and len(url) <= LINK_MAX:
+                return url
+    return ""
 
 
 # Entries are read with dict.get: FeedParserDict.get maps "updated" to "published" (with a

@@ -35,6 +35,7 @@ from ingest.db import MAX_ROWS_PER_STATEMENT, chunked
 from ingest.errors import RunError, UnknownSource
 from ingest.models import Entry, TechnicalArticle
 from ingest.retry import RetryStats, run_atomic
+from ingest.services.websub import subscriptions_maintain
 
 MAX_CHUNK = MAX_ROWS_PER_STATEMENT  # entries per chunk and transaction, and ids per statement
 # A run that had claimed the source before it was deactivated may still add entries; the last
@@ -209,5 +210,7 @@ def source_delete(
         raise RunError(f"Source {source_id} still gets new entries after {MAX_PASSES} passes; "
                        "stop the runs that ingest it and delete it again.")
     result.retries = stats.retries
+    # Its WebSub subscription outlives it (source null) until the hub confirms the unsubscription.
+    subscriptions_maintain()
     result.elapsed_s = time.monotonic() - started
     return result

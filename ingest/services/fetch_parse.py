@@ -20,7 +20,7 @@ from ingest.models import TechnicalArticle
 from ingest.parse import parse_comments, parse_feed
 from ingest.parsepool import ParsePool
 from ingest.services.boundary import internal
-from ingest.types import CommentJob, CommentsFetched, Fetched, FetchRequest
+from ingest.types import CommentJob, CommentsFetched, Fetched, FetchRequest, FetchResult
 
 # Starting a parse process costs about as much as parsing this many typical feeds.
 FEEDS_PER_PARSE_PROCESS = 8
@@ -53,6 +53,25 @@ def source_fetch_parse(
         return Fetched(source.pk, fetched_at, error=exc)
     except Exception as exc:  # the containment boundary: anything else fails this source alone
         return Fetched(source.pk, fetched_at, error=internal(exc, what="a source", source_id=source.pk))
+
+
+def source_parse_pushed(source: TechnicalArticle, *, content: bytes, headers: dict[str, str]) -> Fetched:
+    """A body a WebSub hub pushed for ``source``, parsed as a fetch's 200 with that content would be.
+
+    The source's validators are kept (a push is not a conditional GET's answer), and any failure is
+    this source's, exactly as in ``source_fetch_parse``. No database.
+    """
+    fetched_at = timezone.now()
+    result = FetchResult(url=source.feed_url, status=200, content=content, headers=headers,
+                         etag=source.etag, last_modified=source.last_modified)
+    try:
+        pool = ParsePool(0, timeout=settings.INGEST_PARSE_TIMEOUT)
+        feed = pool.parse(parse_feed, content, headers=headers, url=source.feed_url)
+        return Fetched(source.pk, fetched_at, result=replace(result, content=b""), feed=feed)
+    except SourceError as exc:
+        return Fetched(source.pk, fetched_at, error=exc)
+    except Exception as exc:  # the containment boundary, as for a fetch
+        return Fetched(source.pk, fetched_at, error=internal(exc, what="a pushed body", source_id=source.pk))
 
 
 def comments_fetch_parse(job: CommentJob, *, client, fetch_settings: fetching.FetchSettings) -> CommentsFetched:

@@ -1,6 +1,6 @@
 """One ``ingest_feeds`` run in this process: claim the due sources, fetch and parse them in
 threads, store each in the calling thread as it arrives, poll the comment feeds of the sources
-stored, and record the run.
+stored, and record the run; then the WebSub maintenance pass (``ingest.services.websub``).
 
 The database sees one writer per run: fetch threads never touch it (``fetch_parse``), every
 write goes through ``store``. Only a failing database or a failure to start stops the run.
@@ -32,6 +32,7 @@ from ingest.services.hosts import POLL, HostRules, Turn, host_deferral, host_rel
 from ingest.services.leases import sources_claim, sources_release
 from ingest.services.runs import run_columns, run_finish, run_owner, run_start, run_stats, runs_close_stale
 from ingest.services.store import comments_store, source_defer, source_preview, source_store
+from ingest.services.websub import subscriptions_maintain
 from ingest.types import REASON_MAX, RUN_ERROR_MAX, CommentsResult, Deferred, Failure, Fetched, SourceResult
 
 log = logging.getLogger("ingest.services")
@@ -143,7 +144,18 @@ def feeds_ingest(
         )
     log.info("ingest finished", extra={"run_id": report.run_id, "status": report.status, "elapsed_s": round(report.elapsed_s, 3),
                                        **{f"total_{key}": value for key, value in report.totals.items()}})
+    if not dry_run:
+        _websub_pass()
     return report
+
+
+def _websub_pass() -> None:
+    """After the run: WebSub subscriptions to send, renew or cancel (nothing while
+    INGEST_WEBSUB_CALLBACK_URL is empty). The run's result stands whatever happens here."""
+    try:
+        subscriptions_maintain()
+    except Error as exc:
+        log.warning("websub maintenance skipped: the database failed", extra={"error": first_line(exc)})
 
 
 def _abort(run: IngestRun, owner: str, exc: BaseException, results: list[SourceResult]) -> None:

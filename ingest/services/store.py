@@ -23,10 +23,14 @@ from ingest.links import default_name
 from ingest.models import CommentFeed, TechnicalArticle
 from ingest.pingbacks import pingbacks_record
 from ingest.retry import RetryStats, run_atomic
-from ingest.schedule import cadence_seconds, hints_from_text, hints_text, next_fetch
+from ingest.schedule import Decision, cadence_seconds, hints_from_text, hints_text, jittered, next_fetch
 from ingest.services.boundary import write_failure
 from ingest.services.runs import run_add
-from ingest.types import FEED_URL_MAX, LINK_MAX, REASON_MAX, SOURCE_NAME_MAX, CommentsFetched, CommentsResult, Counts, Deferred, Failure, Fetched, NotModified, SourceResult
+from ingest.services.subscriptions import subscription_live, subscription_note
+from ingest.types import (
+    FEED_URL_MAX, LINK_MAX, REASON_MAX, SOURCE_NAME_MAX, CommentsFetched, CommentsResult, Counts, Deferred, Failure, Fetched,
+    NotModified, SourceResult,
+)
 from ingest.db import commit_asynchronously
 from ingest.upsert import existing_load, feed_upsert
 
@@ -50,6 +54,7 @@ def source_store(
         if fetched.feed is not None:
             counts = feed_upsert(article_id=source.pk, feed=fetched.feed, fetched_at=fetched.fetched_at)
             value = Counts(counts.created, counts.updated, counts.unchanged, pingbacks_record(touched=counts.touched))
+            subscription_note(source_id=source.pk, feed=fetched.feed, now=now)
         # Bookkeeping last: if anything above fails, the source stays due and the next run redoes it.
         # It also proves the lease is still ours: if it expired and another run took the source
         # over, this transaction is rolled back and that run's work stands alone.
@@ -197,8 +202,13 @@ def _schedule_fields(source: TechnicalArticle, fetched: Fetched, now: datetime) 
         kept = {"publish_cadence": cadence, "feed_hints": hints_text(hints)}
     else:
         cadence, hints, kept = source.publish_cadence, hints_from_text(source.feed_hints), {}
-    decision = next_fetch(now=now, bounds=policy.bounds, default_interval=policy.default_interval, rand=_rand,
-                          fetch_interval=source.fetch_interval, cadence=cadence, headers=result.headers, hints=hints,
-                          honour_hints=source.honour_server_hints)
+    if subscription_live(source_id=source.pk, now=now):
+        # Pushed to by a WebSub hub: the poll is a safety net, once every INGEST_MAX_INTERVAL.
+        decision = Decision(*jittered(settings.INGEST_MAX_INTERVAL, policy.jitter, _rand,
+                                      "pushed by its WebSub hub, polled as a safety net"))
+    else:
+        decision = next_fetch(now=now, bounds=policy.bounds, default_interval=policy.default_interval, rand=_rand,
+                              fetch_interval=source.fetch_interval, cadence=cadence, headers=result.headers,
+                              hints=hints, honour_hints=source.honour_server_hints)
     return {**fetch_state(now=now, interval=source.fetch_interval, failures=0, policy=policy, result=result,
                           decision=decision, reason=True), **kept}

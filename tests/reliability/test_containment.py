@@ -9,7 +9,6 @@ is never stored). One test per class of failure the boundary must contain; the p
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess

@@ -68,7 +68,9 @@ class Command(cli.PipelineCommand):
         t = report.totals
         prefix = "Dry run (nothing written): " if report.dry_run else f"Run {report.run_id} {report.status}: "
         line = (f"{prefix}{t['sources']} sources, {t['created']} new, {t['updated']} updated, {t['unchanged']} unchanged, "
-                f"{t['not_modified']} not modified, {t['failed']} failed in {report.elapsed_s:.2f}s")
+                f"{t['not_modified']} not modified, {t['failed']} failed"
+                + (f" ({t['bot_walls']} blocked by bot protection)" if t.get("bot_walls") else "")
+                + f" in {report.elapsed_s:.2f}s")
         c = report.comments
         if c["feeds"]:
             line += (f"; comment feeds: {c['feeds']} polled, {c['created']} new comments, {c['updated']} updated, "

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from django.conf import settings
 from django.core.management.base import CommandParser
 from django.utils import timezone
 
@@ -35,6 +36,8 @@ def _ago(moment: datetime | None, now: datetime) -> str:
 def health_text(source: SourceStatus) -> str:
     if source.health == "failing":
         return f"failing {source.failures} in a row"
+    if source.health == "bot_wall":
+        return f"blocked by bot protection {source.failures} in a row"
     return source.health.replace("_", " ")
 
 
@@ -51,8 +54,12 @@ def next_text(source: SourceStatus, now: datetime) -> str:
     if reason == "backoff":
         plural = "s" if source.failures != 1 else ""
         retry_after = f" (HTTP {source.last_status}, Retry-After)" if source.last_status in RETRY_AFTER_STATUSES else ""
+        if source.health == "bot_wall":
+            retry_after = f" (HTTP {source.last_status}, bot protection)"
         until = source.next_fetch_at.strftime("%Y-%m-%d %H:%M")
         return f"in {wait}: backed off after {source.failures} failure{plural}{retry_after} until {until}"
+    if source.websub:
+        return f"in {wait}: pushed by its WebSub hub, polled every {_duration(settings.INGEST_MAX_INTERVAL)} as a safety net"
     if source.schedule_reason:
         return f"in {wait} because: {source.schedule_reason}"
     return f"in {wait}: scheduled, every {_duration(source.fetch_interval)}"
@@ -68,6 +75,7 @@ def source_dict(source: SourceStatus, now: datetime) -> dict:
         "next_fetch": next_text(source, now), "lease_expires_at": _when(source.lease_expires_at) or None,
         "fetch_interval": source.fetch_interval, "schedule_reason": source.schedule_reason,
         "publish_cadence": source.publish_cadence, "honour_server_hints": source.honour_server_hints,
+        "websub": source.websub,
     }
 
 

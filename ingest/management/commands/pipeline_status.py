@@ -53,6 +53,7 @@ def _source_dict(source) -> dict:
         "last_fetched_at": source.last_fetched_at.isoformat() if source.last_fetched_at else None,
         "next_fetch_at": source.next_fetch_at.isoformat() if source.next_fetch_at else None,
         "schedule_reason": source.schedule_reason, "error": source.last_error,
+        "bot_wall": source.last_error.startswith(selectors.BOT_WALL_PREFIX),
     }
 
 
@@ -113,6 +114,8 @@ class Command(cli.PipelineCommand):
                          "failing": total_failing, "failing_sources": [_source_dict(s) for s in failing]},
                 entries_last_24h=selectors.entries_ingested_count(now=now),
             )
+            report["sources"]["bot_walls"] = selectors.sources_bot_walls()
+            report["websub"] = selectors.websub_states()
             internal_total, internal = selectors.sources_internal_errors()
             report["sources"].update(internal_errors=internal_total,
                                      internal_error_sources=[_source_dict(s) for s in internal])
@@ -213,7 +216,10 @@ class Command(cli.PipelineCommand):
         sources = report["sources"]
         self.stdout.write("")
         self.stdout.write(f"Sources: {sources['active']} active of {sources['total']}, {sources['due']} due now, "
-                          f"{sources['leased']} being ingested, {sources['failing']} failing or backed off")
+                          f"{sources['leased']} being ingested, {sources['failing']} failing or backed off"
+                          + (f" ({sources['bot_walls']} blocked by bot protection)" if sources.get("bot_walls") else ""))
+        if report.get("websub"):
+            self.stdout.write("WebSub subscriptions: " + ", ".join(f"{n} {state}" for state, n in report["websub"].items()))
         if not sources["failing_sources"]:
             return
         now = timezone.now()
