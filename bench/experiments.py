@@ -112,6 +112,7 @@ def _entry_values(article_id, parsed, published_at, fetched_at, ops):
         "mod_date": ops.adapt_datefield_value(local_date(parsed.updated_at or fetched_at)),
         "content_hash": parsed.content_hash, "comments_feed_url": parsed.comments_feed_url,
         "reported_comments": parsed.reported_comments, "ingested_at": ops.adapt_datetimefield_value(fetched_at),
+        "updated_at": ops.adapt_datetimefield_value(fetched_at),
     }
 
 

@@ -41,15 +41,18 @@ def fill(entries: int, comments: int) -> None:
     # Identity keys as ingest.identity computes them: sha256 hex of the (ASCII, already normal) text.
     with connection.cursor() as cur:
         cur.execute("INSERT INTO ingest_technicalarticle (name, tagline, feed_url, feed_url_key, site_url, active, "
-                    "fetch_comments, etag, last_modified, consecutive_failures, last_error, lease_owner, created_at) "
-                    "VALUES ('bench', '', 'https://bench.example/feed', %s, '', true, false, '', '', 0, '', '', now()) "
+                    "fetch_comments, etag, last_modified, consecutive_failures, last_error, lease_owner, created_at, "
+                    "honour_server_hints, schedule_reason, feed_hints) "
+                    "VALUES ('bench', '', 'https://bench.example/feed', %s, '', true, false, '', '', 0, '', '', now(), "
+                    "true, '', '') "
                     "RETURNING id", [feed_url_key("https://bench.example/feed")])
         article = cur.fetchone()[0]
         cur.execute(
             "INSERT INTO ingest_entry (technical_article_id, headline, body_text, pub_date, mod_date, number_of_comments, "
-            "number_of_pingbacks, rating, guid, guid_key, link, link_key, published_at, content_hash, comments_feed_url, ingested_at) "
+            "number_of_pingbacks, rating, guid, guid_key, link, link_key, published_at, content_hash, comments_feed_url, ingested_at, "
+            "updated_at) "
             "SELECT %s, 'h' || g, '', current_date, current_date, 0, 0, 5, 'g' || g, "
-            "encode(sha256(convert_to('g' || g, 'UTF8')), 'hex'), '', '', now(), '', '', now() "
+            "encode(sha256(convert_to('g' || g, 'UTF8')), 'hex'), '', '', now(), '', '', now(), now() "
             "FROM generate_series(1, %s) g", [article, entries])
         cur.execute("SELECT min(id) FROM ingest_entry")
         first = cur.fetchone()[0]

@@ -58,9 +58,9 @@ FETCHED = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
 CASES = ("new", "unchanged", "changed")
 COLUMNS = ("technical_article_id", "guid", "headline", "body_text", "link", "link_key", "published_at", "pub_date",
            "mod_date", "content_hash", "comments_feed_url", "reported_comments", "ingested_at",
-           "number_of_comments", "number_of_pingbacks", "rating", "guid_key")
+           "number_of_comments", "number_of_pingbacks", "rating", "guid_key", "updated_at")
 UPDATE_COLUMNS = ("headline", "body_text", "link", "link_key", "published_at", "pub_date", "mod_date", "content_hash",
-                  "comments_feed_url", "reported_comments")
+                  "comments_feed_url", "reported_comments", "updated_at")
 WORDS = ["index", "query", "plan", "latency", "replica", "shard", "cache", "vacuum", "lock", "commit", "rollback", "snapshot", "cursor", "batch", "stream"]
 
 
@@ -100,7 +100,7 @@ def _row_values(article_id, entry, ops, link_key, local_date):
             ops.adapt_datetimefield_value(published), ops.adapt_datefield_value(local_date(published)),
             ops.adapt_datefield_value(local_date(entry.updated_at or FETCHED)), entry.content_hash,
             entry.comments_feed_url, entry.reported_comments, ops.adapt_datetimefield_value(FETCHED), 0, 0, 5,
-            guid_key(entry.guid))
+            guid_key(entry.guid), ops.adapt_datetimefield_value(FETCHED))
 
 
 # --- contenders (each: one call per source, inside one transaction) ----------------------------
@@ -142,7 +142,7 @@ def run_naive(feeds, case, *, per_source_transaction=False):
                               "published_at": published, "pub_date": djtz.localtime(published).date(),
                               "mod_date": djtz.localtime(e.updated_at or FETCHED).date(), "content_hash": e.content_hash,
                               "comments_feed_url": e.comments_feed_url, "reported_comments": e.reported_comments,
-                              "ingested_at": FETCHED})
+                              "ingested_at": FETCHED, "updated_at": FETCHED})
                 counts[0 if created else 1] += 1
     return counts
 
@@ -188,7 +188,7 @@ def run_executemany(feeds, case):
                 pk, digest = existing[e.guid]
                 if digest != e.content_hash:
                     values = _row_values(article_id, e, ops, link_key, local_date)
-                    rows.append((*values[2:12], pk))
+                    rows.append((*values[2:12], values[-1], pk))
             if rows:
                 cur.executemany(update, rows)
             counts[1] += len(rows)
