@@ -5,6 +5,7 @@ A module per concern, each a chain of the stages below it (fetch, parse, decide,
 * ``runs``: the run ledger (``IngestRun``): start, finish, count a result, close stale runs; idle ticks.
 * ``sources``: registering sources (one URL, an OPML document), resolving ``--source``, "fetch now".
 * ``leases``: claiming and releasing sources, so that overlapping runs never share one.
+* ``hosts``: the per-host budget: a turn per request (concurrency, spacing, Retry-After blocks).
 * ``fetch_parse``: fetch and parse one source or comment feed; no database, safe in a thread.
 * ``store``: the per-source and per-comment-feed transaction, and the one writer of fetch state.
 * ``boundary``: the containment boundary's verdict on an exception (this item's failure, or the run's).
@@ -12,6 +13,9 @@ A module per concern, each a chain of the stages below it (fetch, parse, decide,
 * ``fanout``: the same run spread over Celery tasks, one per source.
 * ``recount``: reconciling the denormalized counters.
 * ``entries``: what a user may change on an entry (its rating).
+* ``tokens``: the REST API's tokens: create, rotate, revoke.
+* ``subscriptions``, ``websub``: WebSub: what a fetch learned of a feed's hub, and the
+  subscriptions' requests, verifications and pushed bodies.
 * ``delete``: deleting a source and everything that hangs off it, in bounded chunks.
 * ``prune``: deleting the old finished runs of the ledger, in bounded chunks.
 
