@@ -189,7 +189,6 @@ def _success_fields(source: TechnicalArticle, fetched: Fetched, now: datetime) -
     return values
 
 
-
 def _schedule_fields(source: TechnicalArticle, fetched: Fetched, now: datetime) -> dict:
     """The fetch state after a success, with the next fetch ``ingest.schedule`` decides: a full
     fetch measures the cadence and reads the feed's hints afresh, a 304 keeps the stored ones."""
