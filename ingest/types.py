@@ -37,6 +37,7 @@ COMMAND_MAX = 40  # IngestRun.command
 REASON_MAX = 2000  # last_error (TechnicalArticle, CommentFeed): a failure's reason, a parse warning
 RUN_ERROR_MAX = 4000  # IngestRun.error
 SCHEDULE_REASON_MAX = 200  # TechnicalArticle.schedule_reason: why the next fetch is when it is
+ENCLOSURE_TYPE_MAX = 100  # Enclosure.type: a MIME type
 FEED_HINTS_MAX = 200  # TechnicalArticle.feed_hints: ingest.schedule.hints_text of the last feed document
 
 
@@ -72,6 +73,17 @@ class ParsedAuthor:
 
 
 @dataclass(frozen=True)
+class ParsedEnclosure:
+    """A file an entry points to (RSS <enclosure>, Atom rel="enclosure", media:content,
+    media:thumbnail, a JSON Feed attachment). Stored, never fetched by the pipeline."""
+
+    url: str  # absolute http(s) URL, at most LINK_MAX characters
+    type: str = ""  # MIME type as the feed states it, at most ENCLOSURE_TYPE_MAX characters
+    length: int | None = None  # bytes, as the feed states it; None when absent or not a number
+    kind: str = "enclosure"  # "enclosure", "content" (media:content) or "thumbnail" (media:thumbnail)
+
+
+@dataclass(frozen=True)
 class ParsedEntry:
     guid: str  # stable identity within the feed, at most 255 characters
     headline: str  # plain text, at most 255 characters
@@ -88,6 +100,7 @@ class ParsedEntry:
     # in worker processes, to keep the writing thread free.
     link_keys: tuple[str, ...] = ()
     link_key: str = ""  # link_key(link), computed with the above for the same reason
+    enclosures: tuple[ParsedEnclosure, ...] = ()  # in document order, duplicates (same url and kind) dropped
 
 
 @dataclass(frozen=True)
