@@ -328,10 +328,10 @@ def test_content_hash_is_the_same_in_another_process():
         ("not_a_feed.html", "HTML page"),
         ("garbage.bin", "not a readable feed"),
         ("sitemap.xml", "not an RSS or Atom feed"),
-        (b'{"version": "https://jsonfeed.org/version/1.1", "title": "JSON", "items": []}', "JSON"),
+        (b'{"version": "https://example.com/version/1.1", "title": "JSON", "items": []}', "JSON"),
         (b'<rss version="2.0"><channel><item><title>&#xD800;</title></item></channel></rss', "not valid Unicode"),
     ],
-    ids=["empty", "whitespace", "html", "garbage", "sitemap", "json-feed", "lone-surrogate"],
+    ids=["empty", "whitespace", "html", "garbage", "sitemap", "json-not-a-feed", "lone-surrogate"],
 )
 def test_what_is_not_a_feed_raises_parse_error_with_a_sentence(source, reason):
     content = source if isinstance(source, bytes) else (DATA / source).read_bytes()

@@ -3,7 +3,8 @@
 Owns the call to feedparser (no base URI given, no sanitizing, no URL resolution: ``ingest.parse``
 does those), the refusal of a body that is not a feed (``ParseError`` with a one-sentence reason:
 empty, an HTML page, JSON, XML of another kind, not well-formed with no entries), the wording of
-feedparser's "bozo" problems, and the guid of an entry (``unique_entries``: NFC, cut to
+feedparser's "bozo" problems, which bodies are JSON (``is_json``: ``ingest.parse.jsonfeed`` reads
+them), and the guid of an entry (``unique_entries``: NFC, cut to
 ``GUID_MAX`` by digest, later duplicates skipped).
 
 Must not build stored values beyond the guid (``ingest.parse.feed`` and ``.comments`` do), touch
@@ -28,6 +29,8 @@ from ingest.types import GUID_MAX
 
 _HASH_PREFIX = "sha256:"
 _FORWARDED_HEADERS = ("content-type", "content-location", "content-language")
+_JSON_TYPES = frozenset({"application/feed+json", "application/json"})
+_SNIFF = 4096  # leading whitespace beyond this is not a feed's
 _HTML_PAGE = re.compile(rb"<(?:!doctype\s+html|html)[\s>]", re.IGNORECASE)
 
 
@@ -48,7 +51,8 @@ def feedparser_parse(content: bytes, headers: Mapping[str, str] | None, url: str
     # As soon as any header is passed, feedparser reads a missing Content-Type as ISO-8859-1; a body
     # without one is XML, whose default is the declared encoding, else UTF-8.
     response_headers.setdefault("content-type", "application/xml")
-    base = urljoin(url, response_headers.pop("content-location", ""))
+    base = base_uri(response_headers, url)
+    response_headers.pop("content-location", None)
     try:
         # A stream, because feedparser opens a bytes argument as a local file path if one exists.
         parsed = feedparser.parse(
@@ -64,7 +68,8 @@ def feedparser_parse(content: bytes, headers: Mapping[str, str] | None, url: str
         if _HTML_PAGE.search(content, 0, 2048):
             raise ParseError("The response is an HTML page, not a feed.")
         if content.lstrip()[:1] == b"{":
-            raise ParseError("The response is JSON (JSON Feed is not supported), not an RSS or Atom feed.")
+            # Feeds reach ingest.parse.jsonfeed first (is_json); comment feeds are read as XML only.
+            raise ParseError("The response is JSON, not an RSS or Atom feed.")
         # Those warnings (a wrong Content-Type or charset) are not why a well-formed document is no feed.
         if parsed.get("bozo") and not isinstance(parsed.get("bozo_exception"), feedparser.ThingsNobodyCaresAboutButMe):
             raise ParseError(f"The document is not a readable feed: {bozo_reason(parsed)}.")
@@ -78,8 +83,27 @@ def feedparser_parse(content: bytes, headers: Mapping[str, str] | None, url: str
 
 
 def untyped_titles(parsed: FeedParserDict) -> bool:
-    """RSS and RDF titles carry no type, so markup in them is markup; Atom declares its text type."""
-    return not (parsed.get("version") or "").startswith("atom")
+    """RSS and RDF titles carry no type, so markup in them is markup; Atom declares its text type,
+    and JSON Feed's titles are plain text."""
+    return not (parsed.get("version") or "").startswith(("atom", "jsonfeed"))
+
+
+def base_uri(headers: Mapping[str, str] | None, url: str) -> str:
+    """The document's base URI: its Content-Location resolved against ``url``, else ``url``."""
+    location = next((value for name, value in (headers or {}).items() if name.lower() == "content-location"), "")
+    return urljoin(url, location or "")
+
+
+def is_json(content: bytes, headers: Mapping[str, str] | None) -> bool:
+    """Whether the body is read as JSON (``ingest.parse.jsonfeed``) rather than XML: it starts with
+    ``{``, or it is declared JSON (application/feed+json, application/json, any +json) and does not
+    start with ``<``. Whether it is a JSON Feed is that module's judgement."""
+    head = content[:_SNIFF].lstrip().removeprefix(b"\xef\xbb\xbf").lstrip()[:1]
+    if head == b"{":
+        return True
+    declared = next((value for name, value in (headers or {}).items() if name.lower() == "content-type"), "")
+    media = declared.partition(";")[0].strip().lower()
+    return bool(head) and head != b"<" and (media in _JSON_TYPES or media.endswith("+json"))
 
 
 def bozo_reason(parsed: FeedParserDict) -> str:

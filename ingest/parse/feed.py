@@ -1,4 +1,4 @@
-"""A feed: an RSS/Atom body and its response headers in, a ``ParsedFeed`` out (``parse_feed``).
+"""A feed: an RSS/Atom or JSON Feed body and its response headers in, a ``ParsedFeed`` out (``parse_feed``).
 
 Owns what one entry becomes: its guid (from ``ingest.parse.document``), plain-text headline cut to
 ``HEADLINE_MAX``, sanitized body, absolute http(s) link, plausible dates, authors, comment-feed
@@ -16,15 +16,17 @@ import hashlib
 import json
 import re
 from collections.abc import Mapping
+from dataclasses import replace
 from datetime import datetime
 
 from feedparser import FeedParserDict
 
 from ingest.links import absolute, http_url, link_key, outbound_link_keys
 from ingest.parse.dates import PUBLISHED_KEYS, first_date, latest_plausible
-from ingest.parse.document import bozo_reason, feedparser_parse, unique_entries, untyped_titles
+from ingest.parse.document import bozo_reason, feedparser_parse, is_json, unique_entries, untyped_titles
 from ingest.parse.hints import feed_hints
 from ingest.parse.html import BodyGuard, body as entry_body
+from ingest.parse.jsonfeed import JSON_ENCLOSURES, jsonfeed_parse
 from ingest.parse.text import authors as entry_authors, text_field
 from ingest.types import HEADLINE_MAX, LINK_MAX, ParsedEntry, ParsedFeed
 
@@ -40,12 +42,15 @@ def parse_feed(
     now: datetime | None = None,
     guard: BodyGuard | None = None,
 ) -> ParsedFeed:
-    """Parse an RSS/Atom body into a ``ParsedFeed``; ``url`` is where it was fetched (the base URI).
+    """Parse an RSS/Atom body, or a JSON Feed (``ingest.parse.jsonfeed`` reads it into feedparser's
+    shape, so that its entries follow the same rules), into a ``ParsedFeed``; ``url`` is where it
+    was fetched (the base URI).
 
     ``guard`` holds the HTML limits of this document (a fresh ``BodyGuard`` by default); the
     benchmarks pass their own to measure what the limits cost.
     """
-    parsed, base = feedparser_parse(content, headers, url)
+    json_feed = is_json(content, headers)
+    parsed, base = (jsonfeed_parse if json_feed else feedparser_parse)(content, headers, url)
     latest = latest_plausible(now)
     feed = parsed["feed"]
     untyped = untyped_titles(parsed)
@@ -53,7 +58,10 @@ def parse_feed(
     impossible: list[str] = []
     guard = guard if guard is not None else BodyGuard()
     for entry, guid in unique_entries(parsed["entries"]):
-        entries.append(_entry(entry, guid, latest, base, untyped, impossible, guard))
+        parsed_entry = _entry(entry, guid, latest, base, untyped, impossible, guard)
+        if enclosures := dict.get(entry, JSON_ENCLOSURES):
+            parsed_entry = replace(parsed_entry, enclosures=enclosures)
+        entries.append(parsed_entry)
     warnings = [bozo_reason(parsed)] if parsed.get("bozo") else []
     if impossible:
         warnings.append(f"{len(impossible)} date(s) that cannot exist (e.g. {impossible[0][:60]!r}) were replaced "
@@ -66,7 +74,7 @@ def parse_feed(
         tagline=text_field(feed, "subtitle", untyped=untyped),
         entries=tuple(entries),
         warning="; ".join(warnings),
-        hints=feed_hints(feed, content),
+        hints=feed_hints(feed, b"" if json_feed else content),  # JSON Feed has no freshness hints
         hub_url=_link(feed, "hub", base),
         self_url=_link(feed, "self", base),
     )
