@@ -62,6 +62,12 @@ def jsonfeed_parse(content: bytes, headers: Mapping[str, str] | None, url: str) 
         raise ParseError(f'The JSON Feed has no "items" list (it is {_kind(items)}).')
     ignored: list[str] = []
     fields = _Fields(ignored)
+    feed = {
+        "title": fields.string(document, "title"),
+        "link": fields.string(document, "home_page_url"),
+        "subtitle": fields.string(document, "description"),
+        "links": _hubs(document, fields) + [{"rel": "self", "href": fields.string(document, "feed_url")}],
+    }
     feed_authors = _authors(document, "", fields)
     entries = []
     for index, item in enumerate(items):
@@ -71,12 +77,7 @@ def jsonfeed_parse(content: bytes, headers: Mapping[str, str] | None, url: str) 
             ignored.append(f"items[{index}]")
     parsed = {
         "version": "jsonfeed" + version.removeprefix(JSON_FEED_VERSION).replace(".", ""),
-        "feed": {
-            "title": fields.string(document, "title"),
-            "link": fields.string(document, "home_page_url"),
-            "subtitle": fields.string(document, "description"),
-            "links": _hubs(document, fields) + [{"rel": "self", "href": fields.string(document, "feed_url")}],
-        },
+        "feed": feed,
         "entries": entries,
         "bozo": 0,
     }
