@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import re
+from array import array
 from collections.abc import Mapping
 from itertools import accumulate
 
@@ -40,9 +41,10 @@ JSON_MAX_DEPTH = 64  # a real feed nests 5 levels (feed, items, item, authors, a
 # The key of an entry (in feedparser's shape) holding its ParsedEnclosure values.
 JSON_ENCLOSURES = "jsonfeed_enclosures"
 
-_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
-_NOT_BRACKET = re.compile(r"[^\[\]{}]+")
-_STEP = {"[": 1, "{": 1, "]": -1, "}": -1}
+_STRING = re.compile(rb'"[^"]*"')  # once escaped backslashes and quotes are gone
+_NOT_BRACKET = bytes(byte for byte in range(256) if byte not in b"[]{}")
+_SQUARE = bytes.maketrans(b"{}", b"[]")
+_STEPS = bytes.maketrans(b"[]", b"\x01\xff")  # +1 and -1 as signed bytes
 _INT64_MAX = 2**63 - 1
 
 
@@ -99,7 +101,7 @@ def _load(content: bytes) -> object:
         text = content.decode(encoding)
     except UnicodeDecodeError as exc:
         raise ParseError(f"The JSON document is not valid {encoding.upper()} text (byte {exc.start}).") from None
-    if too_deep(text):
+    if too_deep(content if encoding.startswith("utf-8") else text.encode("utf-8", "surrogatepass")):
         raise ParseError(f"The JSON document nests deeper than {JSON_MAX_DEPTH} levels.")
     try:
         return json.loads(text)
@@ -111,13 +113,20 @@ def _load(content: bytes) -> object:
         raise ParseError(f"The response is not valid JSON: {exc}.") from None
 
 
-def too_deep(text: str) -> bool:
-    """Whether arrays and objects nest deeper than ``JSON_MAX_DEPTH`` in ``text`` (brackets inside
-    strings do not count): linear time in C (regular expressions, ``accumulate``), no recursion."""
-    brackets = _NOT_BRACKET.sub("", _STRING.sub("", text))
-    if brackets.count("[") + brackets.count("{") <= JSON_MAX_DEPTH:
+def too_deep(data: bytes) -> bool:
+    """Whether arrays and objects nest deeper than ``JSON_MAX_DEPTH`` in the UTF-8 JSON ``data``
+    (brackets inside strings do not count). Linear, in C, with no recursion: escapes and strings
+    are removed, the brackets kept; a run of openers past the limit answers at once, else one
+    level is peeled off every innermost pair and the rest is summed as +1 / -1."""
+    if data.count(b"[") + data.count(b"{") <= JSON_MAX_DEPTH:
         return False
-    return max(accumulate(map(_STEP.__getitem__, brackets))) > JSON_MAX_DEPTH
+    brackets = _STRING.sub(b"", data.replace(b"\\\\", b"").replace(b'\\"', b"")).translate(_SQUARE, _NOT_BRACKET)
+    if b"[" * (JSON_MAX_DEPTH + 1) in brackets:
+        return True
+    brackets, limit = brackets.replace(b"[]", b""), JSON_MAX_DEPTH - 1
+    if brackets.count(b"[") <= limit:
+        return False
+    return max(accumulate(array("b", brackets.translate(_STEPS)))) > limit
 
 
 def _kind(value: object) -> str:
