@@ -158,6 +158,7 @@ class SourceStatus:
     publish_cadence: int | None = None  # seconds between its recent entries
     honour_server_hints: bool = True
     websub: bool = False  # a WebSub hub pushes to it (a verified subscription whose lease runs)
+    auth: str = ""  # its credentials' references: "basic (env:NAME)", "bearer (setting:KEY), 1 header"
 
 
 def _source_status(source: TechnicalArticle, *, now: datetime) -> SourceStatus:
@@ -193,7 +194,16 @@ def _source_status(source: TechnicalArticle, *, now: datetime) -> SourceStatus:
         schedule_reason=source.schedule_reason, publish_cadence=source.publish_cadence,
         honour_server_hints=source.honour_server_hints,
         websub=bool(getattr(source, "websub", False)),
+        auth=auth_text(scheme=source.auth_scheme, secret=source.auth_secret, headers=source.extra_headers),
     )
+
+
+def auth_text(*, scheme: str, secret: str, headers: object) -> str:
+    """A source's credentials as references, for listings: "basic (env:NAME)", "1 header"; never a value."""
+    parts = [f"{scheme} ({secret})"] if scheme and scheme != "none" else []
+    if headers:
+        parts.append(f"{len(headers)} header{'s' if len(headers) != 1 else ''}")
+    return ", ".join(parts)
 
 
 def sources_status(*, now: datetime, ids: Sequence[int] = (), failing: bool = False, due: bool = False,
@@ -211,7 +221,7 @@ def sources_status(*, now: datetime, ids: Sequence[int] = (), failing: bool = Fa
     order = ("-consecutive_failures", "pk") if failing else ("pk",)
     fields = ("id", "name", "feed_url", "active", "consecutive_failures", "last_success_at", "last_fetched_at",
               "last_status", "last_error", "next_fetch_at", "lease_expires_at", "fetch_interval",
-              "schedule_reason", "publish_cadence", "honour_server_hints")
+              "schedule_reason", "publish_cadence", "honour_server_hints", "auth_scheme", "auth_secret", "extra_headers")
     live = WebSubSubscription.objects.filter(source=OuterRef("pk"), wanted=True,
                                              state=WebSubSubscription.State.SUBSCRIBED, lease_expires_at__gt=now)
     rows = [_source_status(source, now=now)

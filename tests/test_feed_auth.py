@@ -27,7 +27,7 @@ from ingest.services.sources import auth_columns, source_add
 from ingest.types import FetchRequest
 from pipeline.logformat import JsonFormatter
 from samples.feedserver import FeedServer
-from tests.helpers import ingest, rss, rss_item
+from tests.helpers import call, ingest, rss, rss_item
 
 FEED = rss([rss_item("a-1", "First"), rss_item("a-2", "Second")])
 
@@ -168,6 +168,8 @@ def test_add_source_stores_references_and_refuses_a_missing_secret(db, feed_serv
     article = TechnicalArticle.objects.get()
     assert (article.auth_scheme, article.auth_secret) == ("bearer", "env:FEED_TEST_TOKEN")
     assert article.extra_headers == {"X-Client": "cli", "X-Api-Key": {"secret": "env:FEED_TEST_TOKEN"}}
+    listed = call("list_sources")["sources"][0]
+    assert listed["auth"] == "bearer (env:FEED_TEST_TOKEN), 2 headers"
     with pytest.raises(CommandError, match="^secret env:FEED_NOT_THERE is not set$") as info:
         _add_source(feed_server.url("/b.rss"), "--auth", "basic", "--username", "u", "--secret", "env:FEED_NOT_THERE")
     assert info.value.returncode == 2

@@ -57,13 +57,3 @@ def job_credentials(job: CommentJob) -> Credentials:
     if job.auth is None or job.auth.empty:
         return NO_CREDENTIALS
     return fetching.resolve(job.auth, origin=job.source_url, lookup=secret_lookup)
-
-
-def auth_text(source: TechnicalArticle) -> str:
-    """"basic (env:NAME)", "bearer (setting:KEY)", "+2 headers": the references, for listings."""
-    scheme = getattr(source, "auth_scheme", "none") or "none"
-    parts = [f"{scheme} ({source.auth_secret})"] if scheme != "none" else []
-    if source.extra_headers:
-        count = len(source.extra_headers)
-        parts.append(f"{count} header{'s' if count != 1 else ''}")
-    return ", ".join(parts)
