@@ -216,6 +216,21 @@ def test_a_secret_with_a_line_break_is_refused_without_quoting_it(monkeypatch):
         auth_check(scheme="bearer", secret="env:FEED_BROKEN")
 
 
+def test_a_secret_outside_ascii_is_refused_for_a_header_and_fine_for_basic(monkeypatch):
+    monkeypatch.setenv("FEED_ACCENTED", "caf\u00e9")
+    with pytest.raises(CredentialsError, match="^secret env:FEED_ACCENTED holds a character outside ASCII"):
+        auth_check(scheme="bearer", secret="env:FEED_ACCENTED")
+    auth_check(scheme="basic", username="reader", secret="env:FEED_ACCENTED")  # base64 of its UTF-8
+    with pytest.raises(CredentialsError, match="outside ASCII"):
+        auth_check(extra_headers={"X-A": "caf\u00e9"})
+
+
+def test_a_feed_url_with_a_password_is_refused_without_quoting_it(db):
+    with pytest.raises(CommandError, match="holds a user name or password") as info:
+        _add_source("https://reader:hunter2-pw@feeds.example/private.rss")
+    assert info.value.returncode == 2 and "hunter2" not in str(info.value)
+
+
 def test_a_request_never_shows_or_pickles_its_secrets(db, feed_server, secret):
     from ingest.services.credentials import source_credentials
 

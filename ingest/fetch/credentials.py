@@ -5,7 +5,8 @@ the secret ones may go.
 Owns the reference syntax (``env:NAME``: an environment variable, ``setting:KEY``: a key of
 INGEST_FEED_SECRETS), the schemes (none, basic, bearer), which extra headers are refused (not a
 token, hop-by-hop, ``Host``, ``Content-Length``, ``Authorization`` (the scheme's), the fetcher's own
-conditional and encoding headers; a value with CR, LF or another control character) and the
+conditional and encoding headers; a value with CR, LF, another control character or a character
+outside ASCII) and the
 sentences of every refusal, which name a reference and never a value. Where the values live is
 not its business: ``resolve`` is handed a lookup. Must not touch the ORM or read settings.
 """
@@ -36,6 +37,7 @@ REFUSED_HEADERS = frozenset({
     "accept-encoding", "if-none-match", "if-modified-since",
 })
 _CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")  # every control character but HTAB
+_UNSENDABLE = re.compile(r"[^\t\x20-\x7e]")  # a header value is sent as ASCII: anything else is refused
 
 Lookup = Callable[[str], "str | None"]
 
@@ -75,6 +77,8 @@ def check_headers(extra_headers: object) -> tuple[tuple[str, str, bool], ...]:
         elif isinstance(value, str):
             if _CONTROL.search(value):
                 raise CredentialsError(f"The header {name} has a line break or a control character in its value.")
+            if _UNSENDABLE.search(value):
+                raise CredentialsError(f"The header {name} has a character outside ASCII in its value.")
             if len(value) > HEADER_VALUE_MAX:
                 raise CredentialsError(f"The header {name} is longer than {HEADER_VALUE_MAX} characters.")
             headers.append((name, value.strip(), False))
@@ -113,14 +117,14 @@ def resolve(spec: AuthSpec, *, origin: str, lookup: Lookup) -> Credentials:
     public = tuple((name, value) for name, value, ref in spec.headers if not ref)
     secret = tuple((name, _value(value, lookup)) for name, value, ref in spec.headers if ref)
     if spec.scheme == "basic":
-        pair = f"{spec.username}:{_value(spec.secret, lookup)}".encode()
+        pair = f"{spec.username}:{_value(spec.secret, lookup, ascii_only=False)}".encode()  # UTF-8, base64
         secret = (("Authorization", "Basic " + base64.b64encode(pair).decode("ascii")), *secret)
     elif spec.scheme == "bearer":
         secret = (("Authorization", "Bearer " + _value(spec.secret, lookup)), *secret)
     return Credentials(origin=origin, public=public, secret=secret)
 
 
-def _value(reference: str, lookup: Lookup) -> str:
+def _value(reference: str, lookup: Lookup, *, ascii_only: bool = True) -> str:
     value = lookup(reference)
     if value is None:
         raise CredentialsError(f"secret {reference} is not set")
@@ -129,6 +133,8 @@ def _value(reference: str, lookup: Lookup) -> str:
         raise CredentialsError(f"secret {reference} is empty")
     if _CONTROL.search(value):
         raise CredentialsError(f"secret {reference} holds a line break or a control character")
+    if ascii_only and _UNSENDABLE.search(value):
+        raise CredentialsError(f"secret {reference} holds a character outside ASCII, which a header cannot carry")
     return value
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from django.db.models import Q
 
@@ -116,6 +117,10 @@ def source_url_check(url: str) -> None:
     url = url.strip()
     if len(url) > FEED_URL_MAX:
         raise BlockedURL(f"The URL is longer than {FEED_URL_MAX} characters.")
+    if "@" in urlsplit(url).netloc:
+        # A password in the URL would be stored and logged with it; not quoted back, for the same reason.
+        raise BlockedURL("The URL holds a user name or password: register the feed URL without it and name the "
+                         "secret with the basic auth scheme (add_source --auth basic --username U --secret env:NAME).")
     try:
         fetching.check_url(url, fetching.FetchSettings.from_settings())
     except BlockedURL:
