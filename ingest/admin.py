@@ -98,6 +98,9 @@ class SourceForm(forms.ModelForm):
                 raise forms.ValidationError(str(exc), code="blocked") from None
         return url
 
+    def clean_extra_headers(self):
+        return self.cleaned_data.get("extra_headers") or {}  # an empty box means no extra headers
+
     def clean(self):
         """The credentials pass ``credentials.auth_check`` (a reference's syntax, a secret that must
         be set now, the extra headers' rules); the sentence names a reference, never a value."""

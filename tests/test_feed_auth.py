@@ -345,7 +345,7 @@ def test_the_admin_form_refuses_a_missing_secret_and_saves_a_reference(db, feed_
     article = _source(feed_server, "/a.rss")
     page = admin_client.get(f"/admin/ingest/technicalarticle/{article.pk}/change/")
     form = {name: value for name, value in page.context["adminform"].form.initial.items() if value is not None}
-    form.update({"feed_url": article.feed_url, "name": article.name, "extra_headers": "{}", "auth_username": "",
+    form.update({"feed_url": article.feed_url, "name": article.name, "extra_headers": "", "auth_username": "",
                  "auth_scheme": "bearer", "auth_secret": "env:FEED_NOT_THERE"})
     form = {k: ("on" if v is True else v) for k, v in form.items() if v is not False}
     answer = admin_client.post(f"/admin/ingest/technicalarticle/{article.pk}/change/", form)
@@ -354,4 +354,5 @@ def test_the_admin_form_refuses_a_missing_secret_and_saves_a_reference(db, feed_
     answer = admin_client.post(f"/admin/ingest/technicalarticle/{article.pk}/change/", form)
     assert answer.status_code == 302, answer.content.decode()[:3000]
     article.refresh_from_db()
+    assert article.extra_headers == {}
     assert auth_columns(auth_check(scheme="bearer", secret="env:FEED_TEST_TOKEN"))["auth_secret"] == article.auth_secret
