@@ -19,10 +19,11 @@ from django.utils.text import capfirst
 from django_celery_beat import admin as beat_admin  # registers its tables first, so that they can be unregistered
 from django_celery_beat.models import ClockedSchedule, CrontabSchedule, IntervalSchedule, PeriodicTask, SolarSchedule
 
-from ingest.errors import BlockedURL
+from ingest.errors import BlockedURL, CredentialsError
 from ingest.models import (
     Author, Comment, Entry, HostBudget, IdleTick, IngestRun, Pingback, TechnicalArticle, WebSubSubscription,
 )
+from ingest.services.credentials import auth_check
 from ingest.services.delete import source_delete, source_delete_preview
 from ingest.services.hosts import hosts_unblock
 from ingest.services.recount import entries_counts_refresh
@@ -97,6 +98,26 @@ class SourceForm(forms.ModelForm):
                 raise forms.ValidationError(str(exc), code="blocked") from None
         return url
 
+    def clean_extra_headers(self):
+        return self.cleaned_data.get("extra_headers") or {}  # an empty box means no extra headers
+
+    def clean(self):
+        """The credentials pass ``credentials.auth_check`` (a reference's syntax, a secret that must
+        be set now, the extra headers' rules); the sentence names a reference, never a value."""
+        cleaned = super().clean()
+        names = ("auth_scheme", "auth_username", "auth_secret", "extra_headers")
+        if all(name in cleaned for name in names) and (self.instance._state.adding or set(names) & set(self.changed_data)):
+            try:
+                auth_check(scheme=cleaned["auth_scheme"], username=cleaned["auth_username"],
+                           secret=cleaned["auth_secret"])
+            except CredentialsError as exc:
+                self.add_error("auth_secret", forms.ValidationError(str(exc), code="credentials"))
+            try:
+                auth_check(extra_headers=cleaned["extra_headers"])
+            except CredentialsError as exc:
+                self.add_error("extra_headers", forms.ValidationError(str(exc), code="credentials"))
+        return cleaned
+
 
 @admin.register(TechnicalArticle)
 class TechnicalArticleAdmin(admin.ModelAdmin):
@@ -114,6 +135,8 @@ class TechnicalArticleAdmin(admin.ModelAdmin):
                                  "schedule_reason", "publish_cadence", "feed_hints")}),
         ("Last fetch", {"fields": ("last_fetched_at", "last_success_at", "last_status", "consecutive_failures",
                                    "last_error", "etag", "last_modified", "lease_owner", "lease_expires_at", "created_at")}),
+        ("Credentials (references to secrets, never a value)",
+         {"fields": ("auth_scheme", "auth_username", "auth_secret", "extra_headers")}),
     )
     actions = ["fetch_now", "reactivate", "reset_backoff"]
 

@@ -101,6 +101,12 @@ class StoreError(SourceError):
     transient = False
 
 
+class CredentialsError(SourceError):
+    """A source's credentials or extra headers are invalid, or a secret they name is not set
+    ("secret env:FEED_X_TOKEN is not set"). The sentence names the reference, never a value; at
+    request time only this source fails, when a source is registered or edited it is refused."""
+
+
 class LeaseLost(PipelineError):
     """The source's lease expired mid-work and another run took the source over."""
 

@@ -32,6 +32,8 @@ from django.utils import timezone
 
 from ingest import identity
 from ingest.types import (
+    AUTH_REFERENCE_MAX,
+    AUTH_USERNAME_MAX,
     AUTHOR_NAME_MAX,
     COMMAND_MAX,
     EMAIL_MAX,
@@ -180,6 +182,19 @@ class TechnicalArticle(Keyed):
                                   help_text="The feed document's ttl, sy:* and skipHours / skipDays, as last read.")
     schedule_reason = models.CharField(max_length=SCHEDULE_REASON_MAX, blank=True, editable=False,
                                        help_text="Why the next fetch is when it is.")
+    # Credentials (ingest.fetch.credentials): references to secrets, never a secret's value.
+    auth_scheme = models.CharField(
+        max_length=10, choices=[("none", "none"), ("basic", "basic"), ("bearer", "bearer")], default="none",
+        help_text="How requests to the feed's origin authenticate.")
+    auth_username = models.CharField(max_length=AUTH_USERNAME_MAX, blank=True, help_text="The basic scheme's user name.")
+    auth_secret = models.CharField(
+        max_length=AUTH_REFERENCE_MAX, blank=True, verbose_name="auth secret reference",
+        help_text="Names the password or token, never holds it: env:NAME (an environment variable) or "
+                  "setting:KEY (a key of INGEST_FEED_SECRETS).")
+    extra_headers = models.JSONField(
+        default=dict, blank=True,
+        help_text='Extra request headers: {"X-Client": "literal", "X-Api-Key": {"secret": "env:NAME"}}. A header '
+                  "naming a secret goes to the feed's origin only.")
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["feed_url_key"], name="source_feed_url_key_uniq")]

@@ -15,7 +15,8 @@ from django.conf import settings
 from django.db import connection
 from django.db.models import Count, Exists, OuterRef, Q, QuerySet
 
-from ingest.errors import BOT_WALL_PREFIX
+from ingest.errors import BOT_WALL_PREFIX, SourceError
+from ingest.fetch.credentials import auth_spec
 from ingest.models import Comment, Entry, IdleTick, IngestRun, Pingback, TechnicalArticle, WebSubSubscription
 from ingest.types import CommentJob
 
@@ -157,6 +158,7 @@ class SourceStatus:
     publish_cadence: int | None = None  # seconds between its recent entries
     honour_server_hints: bool = True
     websub: bool = False  # a WebSub hub pushes to it (a verified subscription whose lease runs)
+    auth: str = ""  # its credentials' references: "basic (env:NAME)", "bearer (setting:KEY), 1 header"
 
 
 def _source_status(source: TechnicalArticle, *, now: datetime) -> SourceStatus:
@@ -192,7 +194,16 @@ def _source_status(source: TechnicalArticle, *, now: datetime) -> SourceStatus:
         schedule_reason=source.schedule_reason, publish_cadence=source.publish_cadence,
         honour_server_hints=source.honour_server_hints,
         websub=bool(getattr(source, "websub", False)),
+        auth=auth_text(scheme=source.auth_scheme, secret=source.auth_secret, headers=source.extra_headers),
     )
+
+
+def auth_text(*, scheme: str, secret: str, headers: object) -> str:
+    """A source's credentials as references, for listings: "basic (env:NAME)", "1 header"; never a value."""
+    parts = [f"{scheme} ({secret})"] if scheme and scheme != "none" else []
+    if headers:
+        parts.append(f"{len(headers)} header{'s' if len(headers) != 1 else ''}")
+    return ", ".join(parts)
 
 
 def sources_status(*, now: datetime, ids: Sequence[int] = (), failing: bool = False, due: bool = False,
@@ -210,7 +221,7 @@ def sources_status(*, now: datetime, ids: Sequence[int] = (), failing: bool = Fa
     order = ("-consecutive_failures", "pk") if failing else ("pk",)
     fields = ("id", "name", "feed_url", "active", "consecutive_failures", "last_success_at", "last_fetched_at",
               "last_status", "last_error", "next_fetch_at", "lease_expires_at", "fetch_interval",
-              "schedule_reason", "publish_cadence", "honour_server_hints")
+              "schedule_reason", "publish_cadence", "honour_server_hints", "auth_scheme", "auth_secret", "extra_headers")
     live = WebSubSubscription.objects.filter(source=OuterRef("pk"), wanted=True,
                                              state=WebSubSubscription.State.SUBSCRIBED, lease_expires_at__gt=now)
     rows = [_source_status(source, now=now)
@@ -281,6 +292,22 @@ def sources_due(*, now: datetime, ids: Sequence[int] = (), force: bool = False) 
 _COMMENT_FEED_DUE = Q(comment_feed__isnull=True) | Q(comment_feed__next_fetch_at__isnull=True)
 _COMMENT_JOB_FIELDS = ("pk", "comments_feed_url", "comment_feed__etag", "comment_feed__last_modified",
                        "comment_feed__consecutive_failures")
+# The source's credentials (references) and feed URL, for its comment feeds (ingest.fetch.credentials).
+_COMMENT_AUTH_FIELDS = ("technical_article__auth_scheme", "technical_article__auth_username",
+                        "technical_article__auth_secret", "technical_article__extra_headers",
+                        "technical_article__feed_url")
+
+
+def _comment_auth(scheme, username, secret, headers, feed_url) -> dict:
+    """A comment job's ``auth`` and ``source_url``: none when the source has no credentials, or
+    invalid ones (its own fetch reports those)."""
+    if (scheme or "none") == "none" and not headers:
+        return {}
+    try:
+        spec = auth_spec(scheme=scheme, username=username, secret=secret, extra_headers=headers)
+    except SourceError:
+        return {}
+    return {"auth": spec, "source_url": feed_url}
 
 
 def comment_feeds_due(*, source: TechnicalArticle, now: datetime, force: bool = False) -> list[CommentJob]:
@@ -290,8 +317,9 @@ def comment_feeds_due(*, source: TechnicalArticle, now: datetime, force: bool = 
     rows = Entry.objects.filter(technical_article_id=source.pk, published_at__gte=recent).exclude(comments_feed_url="")
     if not force:
         rows = rows.filter(_COMMENT_FEED_DUE | Q(comment_feed__next_fetch_at__lte=now))
-    rows = rows.order_by("pk").values_list(*_COMMENT_JOB_FIELDS)
-    return [CommentJob(pk, url, etag or "", modified or "", failures or 0, interval) for pk, url, etag, modified, failures in rows]
+    rows = rows.order_by("pk").values_list(*_COMMENT_JOB_FIELDS, *_COMMENT_AUTH_FIELDS)
+    return [CommentJob(pk, url, etag or "", modified or "", failures or 0, interval, **_comment_auth(*auth))
+            for pk, url, etag, modified, failures, *auth in rows]
 
 
 def comment_feeds_unclaimed(*, now: datetime) -> list[CommentJob]:
@@ -309,10 +337,11 @@ def comment_feeds_unclaimed(*, now: datetime) -> list[CommentJob]:
         .filter(Q(technical_article__lease_expires_at__isnull=True) | Q(technical_article__lease_expires_at__lt=now))
         .filter(_COMMENT_FEED_DUE | Q(comment_feed__next_fetch_at__lte=now))
         .order_by("pk")
-        .values_list(*_COMMENT_JOB_FIELDS, "technical_article__fetch_interval")
+        .values_list(*_COMMENT_JOB_FIELDS, "technical_article__fetch_interval", *_COMMENT_AUTH_FIELDS)
     )
-    return [CommentJob(pk, url, etag or "", modified or "", failures or 0, interval or settings.INGEST_DEFAULT_INTERVAL)
-            for pk, url, etag, modified, failures, interval in rows]
+    return [CommentJob(pk, url, etag or "", modified or "", failures or 0, interval or settings.INGEST_DEFAULT_INTERVAL,
+                       **_comment_auth(*auth))
+            for pk, url, etag, modified, failures, interval, *auth in rows]
 
 
 def counts_scope(*, source_ids: Sequence[int] = (), entry_ids: Sequence[int] = (), since: datetime | None = None) -> QuerySet:

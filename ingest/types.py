@@ -10,7 +10,7 @@ these by hand.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from ingest.errors import BOT_WALL_PREFIX, SourceError
@@ -39,6 +39,8 @@ RUN_ERROR_MAX = 4000  # IngestRun.error
 SCHEDULE_REASON_MAX = 200  # TechnicalArticle.schedule_reason: why the next fetch is when it is
 ENCLOSURE_TYPE_MAX = 100  # Enclosure.type: a MIME type
 FEED_HINTS_MAX = 200  # TechnicalArticle.feed_hints: ingest.schedule.hints_text of the last feed document
+AUTH_USERNAME_MAX = 200  # TechnicalArticle.auth_username
+AUTH_REFERENCE_MAX = 140  # TechnicalArticle.auth_secret: a reference (env:NAME, setting:KEY), never a value
 
 
 @dataclass(frozen=True)
@@ -46,6 +48,9 @@ class FetchRequest:
     url: str
     etag: str = ""
     last_modified: str = ""
+    # The source's resolved headers and credentials (ingest.fetch.credentials): redacted in repr,
+    # left out of comparisons and pickles.
+    credentials: Credentials = field(default_factory=lambda: NO_CREDENTIALS, repr=False, compare=False)
 
 
 @dataclass(frozen=True)
@@ -281,6 +286,9 @@ class CommentJob:
     last_modified: str
     failures: int
     interval: int  # seconds until the next fetch on success (the source's interval)
+    # The source's credentials (references) and feed URL: sent only to that URL's origin.
+    auth: AuthSpec | None = None
+    source_url: str = ""
 
 
 @dataclass(frozen=True)
@@ -301,3 +309,75 @@ class CommentsFetched:
     result: FetchResult | None = None
     comments: tuple[ParsedComment, ...] = ()
     error: SourceError | None = None
+
+
+# --- A source's credentials (ingest.fetch.credentials) -------------------------------------------
+
+
+@dataclass(frozen=True)
+class AuthSpec:
+    """What a source says about its credentials: the scheme, the user name and references to
+    secrets (``env:NAME``, ``setting:KEY``), never a secret's value, so safe to show and to log.
+
+    ``headers``: the extra request headers, (name, value, is_reference) each: a literal value is
+    sent as it is; a reference is resolved at request time, like ``secret``."""
+
+    scheme: str = "none"  # none | basic | bearer
+    username: str = ""
+    secret: str = ""  # a reference, for basic and bearer
+    headers: tuple[tuple[str, str, bool], ...] = ()
+
+    @property
+    def empty(self) -> bool:
+        return self.scheme == "none" and not self.headers
+
+
+class Credentials:
+    """Resolved request headers of one source, its secrets among them: shown by no repr or str,
+    left out of a pickle, compared by no ``==``.
+
+    ``public`` headers (literal values) go with every request of the source; ``secret`` ones
+    (Authorization, headers whose value is a reference) only to ``origin`` (scheme, host and
+    port of the source's feed URL): ``ingest.fetch.transport`` drops them on a redirect to another
+    origin, and a comment feed elsewhere never gets them.
+    """
+
+    __slots__ = ("origin", "_public", "_secret")
+
+    def __init__(self, origin: str = "", public: tuple[tuple[str, str], ...] = (),
+                 secret: tuple[tuple[str, str], ...] = ()) -> None:
+        object.__setattr__(self, "origin", origin)  # a URL whose origin may receive the secret headers
+        object.__setattr__(self, "_public", tuple(public))
+        object.__setattr__(self, "_secret", tuple(secret))
+
+    def __setattr__(self, name, value):
+        raise AttributeError("Credentials are immutable")
+
+    def headers(self, *, secret: bool) -> dict[str, str]:
+        """The public headers, and the secret ones too when ``secret`` (same origin)."""
+        return dict(self._public + (self._secret if secret else ()))
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(name for name, _ in self._public + self._secret)
+
+    def __bool__(self) -> bool:
+        return bool(self._public or self._secret)
+
+    def __repr__(self) -> str:
+        return f"Credentials(origin={self.origin!r}, headers={list(self.names)!r}, values redacted)"
+
+    __str__ = __repr__
+
+    def __reduce__(self):
+        # A pickled request (a process pool, a task queue, a cache) carries no secret.
+        return (Credentials, (self.origin, self._public, ()))
+
+    def __copy__(self):
+        return self
+
+    def __deepcopy__(self, memo):
+        return self
+
+
+NO_CREDENTIALS = Credentials()

@@ -6,6 +6,7 @@ sentence naming the variable, so a typo in a cron line or an app setting is caug
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import re
@@ -327,6 +328,33 @@ if INGEST_WEBSUB_CALLBACK_URL and not re.fullmatch(r"https?://[^/?#\s]+(/[^?#\s]
 # The lease asked of the hub (seconds); the hub decides, and the lease is renewed before it ends.
 INGEST_WEBSUB_LEASE_SECONDS = _number("INGEST_WEBSUB_LEASE_SECONDS", 10 * 86400, kind=int, minimum=60,
                                       maximum=_MAX_SECONDS)
+
+
+# --- Feed credentials (docs/configuration.md, "Authenticated feeds") ----------------------------
+# A source's auth_secret and extra headers name secrets, never hold them: env:NAME is looked up in
+# INGEST_SECRET_ENVIRON (the process environment, read at request time so that a changed secret
+# needs no restart), setting:KEY in INGEST_FEED_SECRETS, a JSON object of strings. A malformed
+# value stops start-up with a sentence that quotes no part of it.
+INGEST_SECRET_ENVIRON = env
+
+
+def _secrets(name: str) -> dict[str, str]:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return {}
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        value = None
+    if not isinstance(value, dict) or not all(
+            isinstance(k, str) and re.fullmatch(r"[A-Za-z0-9_.\-]{1,128}", k) and isinstance(v, str)
+            for k, v in value.items()):
+        raise ImproperlyConfigured(f"{name} must be a JSON object of strings whose keys are letters, digits, "
+                                   f"'_', '.' or '-'.")
+    return value
+
+
+INGEST_FEED_SECRETS = _secrets("INGEST_FEED_SECRETS")
 
 DB_RETRY_ATTEMPTS = _number("DB_RETRY_ATTEMPTS", 5, kind=int, positive=True, maximum=100)
 # 0: retry at once.

@@ -12,8 +12,9 @@ from django.utils import timezone
 from rest_framework import ISO_8601, serializers
 from rest_framework.settings import api_settings
 
-from ingest.errors import BlockedURL
+from ingest.errors import BlockedURL, CredentialsError
 from ingest.models import Author, Comment, Entry, Pingback, TechnicalArticle
+from ingest.services import credentials as credential_service
 from ingest.services import entries as entry_service
 from ingest.services import sources as source_service
 
@@ -23,6 +24,23 @@ INTERVAL_MIN, INTERVAL_MAX = 60, 366 * 86400
 
 HEALTH_FIELDS = ("last_fetched_at", "last_success_at", "next_fetch_at", "consecutive_failures", "last_status",
                  "last_error", "created_at", "schedule_reason", "publish_cadence")
+# A source's credentials: references to secrets (env:NAME, setting:KEY), never a value; writable by staff.
+AUTH_FIELDS = ("auth_scheme", "auth_username", "auth_secret", "extra_headers")
+AUTH_DEFAULTS = {"auth_scheme": "none", "auth_username": "", "auth_secret": "", "extra_headers": {}}
+
+
+def validate_auth(values: dict) -> None:
+    """The credentials check of ``credentials.auth_check`` (a secret named must be set now), its
+    sentence on the field it is about."""
+    try:
+        credential_service.auth_check(scheme=values["auth_scheme"], username=values["auth_username"],
+                                      secret=values["auth_secret"])
+    except CredentialsError as exc:
+        raise serializers.ValidationError({"auth_secret": [str(exc)]}) from None
+    try:
+        credential_service.auth_check(extra_headers=values["extra_headers"])
+    except CredentialsError as exc:
+        raise serializers.ValidationError({"extra_headers": [str(exc)]}) from None
 
 
 class Strict(serializers.ModelSerializer):
@@ -52,7 +70,7 @@ class ArticleSerializer(Strict):
     class Meta:
         model = TechnicalArticle
         fields = ("id", "name", "tagline", "feed_url", "site_url", "active", "fetch_comments", "fetch_interval",
-                  "honour_server_hints", *HEALTH_FIELDS)
+                  "honour_server_hints", *HEALTH_FIELDS, *AUTH_FIELDS)
         read_only_fields = HEALTH_FIELDS
         extra_kwargs = {"name": {"required": False, "help_text": "Defaults to the feed URL's host."},
                         "feed_url": {"help_text": "The feed's address. Refused when it can never be fetched "
@@ -68,6 +86,13 @@ class ArticleSerializer(Strict):
         if taken is not None:
             raise serializers.ValidationError(f"This feed is already registered, as article {taken}.")
         return value
+
+    def validate(self, attrs: dict) -> dict:
+        attrs = super().validate(attrs)
+        if any(name in attrs for name in AUTH_FIELDS):
+            validate_auth({name: attrs[name] if name in attrs else getattr(self.instance, name, AUTH_DEFAULTS[name])
+                           for name in AUTH_FIELDS})
+        return attrs
 
     def create(self, validated_data: dict) -> TechnicalArticle:
         return source_service.source_create(**validated_data)

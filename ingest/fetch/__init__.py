@@ -14,7 +14,10 @@ Owns everything about talking to a publisher's server. This package's names are 
 * ``body``: the size cap counted after decompression (so a gzip bomb stays small in memory);
 * ``botwall``: whether a refusal is a bot protection's challenge page (and whose);
 * ``failures``: httpx's transport exceptions as a sentence a user can act on;
-* ``hub``: a WebSub subscription request, a form POST to a hub through the same guard.
+* ``hub``: a WebSub subscription request, a form POST to a hub through the same guard (a source's
+  credentials are never sent to a hub);
+* ``credentials``: a source's extra headers and basic / bearer credentials, checked, resolved
+  from their references, and bound to the feed's origin.
 
 It must not touch the ORM or any model and must not parse feeds. Of the app it imports
 ``ingest.types``, ``ingest.errors`` and ``ingest.links`` only; ``config`` alone also imports
@@ -26,6 +29,7 @@ explicitly.
 from ingest.fetch.body import ACCEPT_ENCODING
 from ingest.fetch.conditional import VALIDATOR_MAX, validator
 from ingest.fetch.config import FetchSettings
+from ingest.fetch.credentials import auth_spec, references, resolve
 from ingest.fetch.guard import check_url
 from ingest.fetch.hub import hub_request
 from ingest.fetch.response import RETRY_AFTER_CAP, parse_retry_after
@@ -38,10 +42,13 @@ __all__ = [
     "RETRY_AFTER_CAP",
     "VALIDATOR_MAX",
     "FetchSettings",
+    "auth_spec",
     "check_url",
     "fetch_feed",
     "hub_request",
     "make_client",
     "parse_retry_after",
+    "references",
+    "resolve",
     "validator",
 ]

@@ -5,7 +5,8 @@ cookies, no proxy, the guarded network backend), the identifying and conditional
 connect/read timeouts and the overall per-feed deadline (set here, enforced by
 ``ingest.fetch.deadline``), redirects (followed one hop at a time, each target checked by
 ``ingest.fetch.guard``, loops refused, a chain of only permanent ones reported as the feed's new
-URL), and one retry of a GET that failed on a kept-alive connection the server had closed.
+URL; the source's secret headers sent to its own origin only, ``ingest.fetch.credentials``), and
+one retry of a GET that failed on a kept-alive connection the server had closed.
 
 httpx 0.28 has no public parameter for the network backend, hence the replaced ``_pool`` of
 ``GuardedTransport`` (httpx is pinned in requirements.txt; tests/test_fetch.py fails if the guard
@@ -24,6 +25,7 @@ from ingest.errors import FetchError, HTTPStatusError
 from ingest.fetch.body import ACCEPT_ENCODING
 from ingest.fetch.conditional import request_validators
 from ingest.fetch.config import FetchSettings
+from ingest.fetch.credentials import same_origin
 from ingest.fetch.deadline import BUDGET, Budget
 from ingest.fetch.failures import transport_errors
 from ingest.fetch.guard import GuardedBackend, parse_target
@@ -108,12 +110,15 @@ def _follow_redirects(
     # Stored state is checked again before it is sent: a row written by an older version, or by
     # hand, must cost at most its conditional request, never the run.
     validators = request_validators(request)
-    headers = {"Accept": ACCEPT, "Accept-Encoding": ACCEPT_ENCODING, **validators}
     conditional = bool(validators)
+    credentials = request.credentials
 
     visited = {str(url)}
     only_permanent = True
     for redirects in range(settings.max_redirects + 1):
+        # The source's secret headers go to its own origin only: a redirect elsewhere drops them.
+        extra = credentials.headers(secret=same_origin(url, credentials.origin)) if credentials else {}
+        headers = {"Accept": ACCEPT, **extra, "Accept-Encoding": ACCEPT_ENCODING, **validators}
         response = _send(client, url, headers, settings, budget)
         try:
             if response.status_code not in _REDIRECTS:

@@ -14,6 +14,8 @@ A module per concern, each a chain of the stages below it (fetch, parse, decide,
 * ``recount``: reconciling the denormalized counters.
 * ``entries``: what a user may change on an entry (its rating).
 * ``tokens``: the REST API's tokens: create, rotate, revoke.
+* ``credentials``: a source's credentials: the secrets its references name, looked up at request
+  time, the check a form makes, the redacted ``Credentials`` a fetch carries.
 * ``subscriptions``, ``websub``: WebSub: what a fetch learned of a feed's hub, and the
   subscriptions' requests, verifications and pushed bodies.
 * ``delete``: deleting a source and everything that hangs off it, in bounded chunks.

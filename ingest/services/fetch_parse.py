@@ -20,6 +20,7 @@ from ingest.models import TechnicalArticle
 from ingest.parse import parse_comments, parse_feed
 from ingest.parsepool import ParsePool
 from ingest.services.boundary import internal
+from ingest.services.credentials import job_credentials, source_credentials
 from ingest.types import CommentJob, CommentsFetched, Fetched, FetchRequest, FetchResult
 
 # Starting a parse process costs about as much as parsing this many typical feeds.
@@ -36,8 +37,11 @@ def source_fetch_parse(
     """
     fetched_at = timezone.now()
     try:
+        # Secrets are looked up now, and live only in this request (never in a row or a log line).
+        credentials = source_credentials(source)
         result = fetching.fetch_feed(
-            FetchRequest(url=source.feed_url, etag=source.etag, last_modified=source.last_modified),
+            FetchRequest(url=source.feed_url, etag=source.etag, last_modified=source.last_modified,
+                         credentials=credentials),
             client=client,
             settings=fetch_settings,
         )
@@ -78,7 +82,8 @@ def comments_fetch_parse(job: CommentJob, *, client, fetch_settings: fetching.Fe
     """Fetch and parse one entry's comment feed. No database: safe in a thread."""
     fetched_at = timezone.now()
     try:
-        result = fetching.fetch_feed(FetchRequest(url=job.url, etag=job.etag, last_modified=job.last_modified),
+        result = fetching.fetch_feed(FetchRequest(url=job.url, etag=job.etag, last_modified=job.last_modified,
+                                                  credentials=job_credentials(job)),
                                      client=client, settings=fetch_settings)
         if result.not_modified:
             return CommentsFetched(job, fetched_at, result=result)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from django.db.models import Q
 
@@ -18,24 +19,33 @@ from ingest.errors import BlockedURL, SourceError, UnknownSource
 from ingest.links import default_name
 from ingest.models import TechnicalArticle
 from ingest.opml import parse_opml
-from ingest.types import FEED_URL_MAX, SOURCE_NAME_MAX
+from ingest.types import FEED_URL_MAX, SOURCE_NAME_MAX, AuthSpec
 from ingest.db import chunked, in_batch_size
 
 log = logging.getLogger("ingest.services")
 
 
-def source_add(*, url: str, name: str = "", fetch_comments: bool = False) -> tuple[TechnicalArticle, bool]:
+def source_add(*, url: str, name: str = "", fetch_comments: bool = False,
+               auth: AuthSpec | None = None) -> tuple[TechnicalArticle, bool]:
     """Register a feed. Idempotent: an already registered URL returns the existing row, "already
     registered" meaning the same feed URL key (``ingest.identity``: scheme and host case, default
-    port, fragment and trailing slash do not matter; path and query do).
+    port, fragment and trailing slash do not matter; path and query do). ``auth`` (from
+    ``credentials.auth_check``, so checked) is a new source's credentials; an existing row keeps its own.
     """
     url = url.strip()
     source_url_check(url)
     article, created = TechnicalArticle.objects.get_or_create(
         **TechnicalArticle.keys_for(feed_url=url),
-        defaults={"feed_url": url, "name": (name or default_name(url))[:SOURCE_NAME_MAX], "fetch_comments": fetch_comments},
+        defaults={"feed_url": url, "name": (name or default_name(url))[:SOURCE_NAME_MAX], "fetch_comments": fetch_comments,
+                  **(auth_columns(auth) if auth is not None else {})},
     )
     return article, created
+
+
+def auth_columns(auth: AuthSpec) -> dict:
+    """An ``AuthSpec``'s columns: the references as they are stored."""
+    return {"auth_scheme": auth.scheme, "auth_username": auth.username, "auth_secret": auth.secret,
+            "extra_headers": {name: {"secret": value} if ref else value for name, value, ref in auth.headers}}
 
 
 # What a fetch learned from the old URL, forgotten when the URL changes: its validators would
@@ -107,6 +117,10 @@ def source_url_check(url: str) -> None:
     url = url.strip()
     if len(url) > FEED_URL_MAX:
         raise BlockedURL(f"The URL is longer than {FEED_URL_MAX} characters.")
+    if "@" in urlsplit(url).netloc:
+        # A password in the URL would be stored and logged with it; not quoted back, for the same reason.
+        raise BlockedURL("The URL holds a user name or password: register the feed URL without it and name the "
+                         "secret with the basic auth scheme (add_source --auth basic --username U --secret env:NAME).")
     try:
         fetching.check_url(url, fetching.FetchSettings.from_settings())
     except BlockedURL:

@@ -4,6 +4,7 @@
         server.add("/feed.xml", FEED_BYTES, etag='"v1"')
         server.add_sequence("/flaky", [dict(status=500), dict(body=FEED_BYTES)])
         server.redirect("/old", "/feed.xml", status=301)
+        server.require("/feed.xml", bearer="t0ken")   # 401 without Authorization: Bearer t0ken
         server.add_folder("samples/feeds")            # every file, with ETag and Last-Modified
         server.add_feeds({"/0001.xml": body})         # generated feeds, with a strong ETag each
         fetch(server.url("/feed.xml"))

@@ -98,6 +98,11 @@ class Handler(BaseHTTPRequestHandler):
         if fail:
             self._respond(500, {"Content-Type": "text/plain", "Content-Length": "17"}, [b"injected failure\n"])
             return
+        challenge = feed._challenge(route, headers)
+        if challenge is not None:
+            self._respond(401, {"Content-Type": "text/plain", "Content-Length": "13", "WWW-Authenticate": challenge},
+                          [b"unauthorized\n"])
+            return
         if reply.drop or reply.reset:
             if reply.reset:
                 self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))

@@ -9,6 +9,8 @@ it turns into a 304 is ``replies``'.
 
 from __future__ import annotations
 
+import base64
+import hmac
 import random
 import socket
 import threading
@@ -38,6 +40,7 @@ class FeedServer:
         self._lock = threading.Lock()
         self._settled = threading.Condition(self._lock)  # notified when a response ends
         self._routes: dict[str, list[Reply]] = {}
+        self._auth: dict[str, list[tuple[str, str, str]]] = {}  # route -> (header, value, challenge) required
         self._served: dict[str, int] = {}  # route -> replies given so far
         self._connections: set[socket.socket] = set()
         self._resets: set[socket.socket] = set()
@@ -132,6 +135,25 @@ class FeedServer:
 
     def redirect(self, path: str, to: str, status: int = 301) -> None:
         self.add(path, status=status, headers={"Location": to}, content_type=None)
+
+    def require(self, path: str, *, basic: tuple[str, str] | None = None, bearer: str | None = None,
+                header: tuple[str, str] | None = None) -> None:
+        """Answer ``path`` 401 (with WWW-Authenticate) unless the request carries these credentials:
+        HTTP basic ``(user, password)``, a bearer token, or a header ``(name, value)``; each given
+        one is required. ``require(path)`` with none lifts the requirement."""
+        expected = []
+        if basic is not None:
+            pair = base64.b64encode(f"{basic[0]}:{basic[1]}".encode()).decode("ascii")
+            expected.append(("authorization", f"Basic {pair}", 'Basic realm="feeds"'))
+        if bearer is not None:
+            expected.append(("authorization", f"Bearer {bearer}", 'Bearer realm="feeds"'))
+        if header is not None:
+            expected.append((header[0].lower(), header[1], 'Header realm="feeds"'))
+        with self._lock:
+            if expected:
+                self._auth[path] = expected
+            else:
+                self._auth.pop(path, None)
 
     def add_feeds(self, feeds: Mapping[str, bytes], *, charset: str | None = None) -> None:
         """Serve each body at its path, as a publisher would: media type, strong ETag."""
@@ -262,6 +284,15 @@ class FeedServer:
             self._in_flight_total += 1
             self._max_in_flight_total = max(self._max_in_flight_total, self._in_flight_total)
             return route, replies[min(index, len(replies) - 1)]
+
+    def _challenge(self, route: str, headers: Mapping[str, str]) -> str | None:
+        """The WWW-Authenticate of a 401 when ``route`` requires credentials the request lacks, else None."""
+        with self._lock:
+            expected = self._auth.get(route, [])
+        for name, value, challenge in expected:
+            if not hmac.compare_digest(headers.get(name, "").encode(), value.encode()):
+                return challenge
+        return None
 
     def _begin(self, route: str) -> tuple[float, bool]:
         """Note an overlap of requests in flight; draw its latency and whether it fails."""

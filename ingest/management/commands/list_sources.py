@@ -76,6 +76,7 @@ def source_dict(source: SourceStatus, now: datetime) -> dict:
         "fetch_interval": source.fetch_interval, "schedule_reason": source.schedule_reason,
         "publish_cadence": source.publish_cadence, "honour_server_hints": source.honour_server_hints,
         "websub": source.websub,
+        "auth": source.auth,
     }
 
 
@@ -118,7 +119,8 @@ class Command(cli.PipelineCommand):
             for source in sources:
                 status = f", HTTP {source.last_status}" if source.last_status else ""
                 error = f"; error: {source.last_error}" if source.last_error else ""
+                auth = f"; auth: {source.auth}" if source.auth else ""
                 self.stdout.write(f"{source.id}: {source.url}  last fetched {_ago(source.last_fetched_at, now)}{status}; "
-                                  f"next fetch {next_text(source, now)}{error}")
+                                  f"next fetch {next_text(source, now)}{error}{auth}")
         if total > len(sources):
             self.stdout.write(f"… and {total - len(sources)} more (--limit)")
