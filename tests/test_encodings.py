@@ -218,3 +218,54 @@ def test_without_the_libraries_the_header_omits_them_and_br_is_refused():
         "gzip, deflate",
         "feeds.example sent the body in an unsupported Content-Encoding (br); gzip, deflate can be decoded.",
     ]
+
+
+RSS_GROWTH = """
+import ipaddress, resource, sys
+from ingest.errors import BodyTooLarge
+from ingest.fetch import FetchSettings, fetch_feed, make_client
+from ingest.types import FetchRequest
+from samples.feedserver import FeedServer
+import brotli, zstandard
+
+MIB = 1 << 20
+coding = sys.argv[1]
+zeros = bytes(MIB)
+if coding == "br":
+    compressor, out = brotli.Compressor(quality=5, lgwin=22), bytearray()
+    for _ in range(1024):
+        out += compressor.process(zeros)
+    bomb = bytes(out + compressor.finish())
+else:
+    # The largest window the decoder accepts (8 MiB): the worst a hostile server can ask for.
+    params = zstandard.ZstdCompressionParameters.from_level(3, window_log=23)
+    compressor, out = zstandard.ZstdCompressor(compression_params=params).compressobj(), bytearray()
+    for _ in range(1024):
+        out += compressor.compress(zeros)
+    bomb = bytes(out + compressor.flush())
+settings = FetchSettings(user_agent="t", connect_timeout=1.0, read_timeout=2.0, deadline=10.0, max_bytes=MIB,
+                         max_redirects=0, allowed_networks=(ipaddress.ip_network("127.0.0.0/8"),))
+with FeedServer() as server, make_client(settings) as client:
+    server.add("/small", b"<rss/>", headers={"Content-Encoding": "identity"})
+    server.add("/bomb", bomb, headers={"Content-Encoding": coding})
+    fetch_feed(FetchRequest(server.url("/small")), client=client, settings=settings)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    try:
+        fetch_feed(FetchRequest(server.url("/bomb")), client=client, settings=settings)
+    except BodyTooLarge as exc:
+        print(exc)
+    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print((after - before) * 1024)
+"""
+
+
+@pytest.mark.parametrize("coding", ["br", "zstd"])
+def test_a_bomb_grows_the_fetching_process_by_the_cap_and_a_window_at_most(coding):
+    # tracemalloc sees Python's allocations only; the decoders' own (brotli's ring buffer, zstd's
+    # window) show in the process's peak resident size.
+    done = subprocess.run([sys.executable, "-c", RSS_GROWTH, coding], cwd=ROOT, capture_output=True, text=True,
+                          timeout=120, check=True)
+
+    message, growth = done.stdout.splitlines()
+    assert message == "The body from 127.0.0.1 exceeds the 1 MiB cap."
+    assert int(growth) < 16 * MIB  # with a 64 MiB cap the same bomb grows it by about 70 MiB
