@@ -186,3 +186,18 @@ def test_the_whole_walk_stays_within_the_sources_deadline(db, feed_server, setti
     assert "deadline" in source.last_error
     # Page 1 and 2 at least; never all four pages of 0.4 s each inside one second.
     assert {"p1-1", "p1-2", "p2-1"} <= guids(source) and "p4-1" not in guids(source)
+
+
+def test_a_first_fetch_that_failed_leaves_the_history_for_the_next_one(db, feed_server, settings):
+    settings.INGEST_BACKFILL_PAGES = 10
+    paged(feed_server, 2)
+    page1 = rss([rss_item(f"p1-{i}", f"Page 1 entry {i}") for i in (1, 2)], title="Paged",
+                extra=f'<atom:link xmlns:atom="{ATOM_NS}" rel="next" href="{feed_server.url("/paged/2")}"/>')
+    feed_server.add_sequence("/paged/1", [dict(status=503, body="busy"), dict(body=page1)])
+    source, _ = source_add(url=feed_server.url("/paged/1"))
+    assert ingest()["totals"]["failed"] == 1
+
+    report = ingest("--all")
+
+    assert report["totals"]["created"] == 4
+    assert guids(source) == {"p1-1", "p1-2", "p2-1", "p2-2"}
