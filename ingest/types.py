@@ -130,6 +130,10 @@ class ParsedFeed:
     # WebSub discovery (<link rel="hub">, <link rel="self">, RSS atom:link): absolute http(s) URLs or "".
     hub_url: str = ""
     self_url: str = ""
+    # RFC 5005 history (<link rel="next"> of a paged feed, rel="prev-archive" of an archived one,
+    # RSS atom:link too): absolute http(s) URLs or "". Followed only on a source's first fetch.
+    next_url: str = ""
+    prev_archive_url: str = ""
 
 
 # --- The plan of one feed's write (ingest.decide.entries_decide) ------------------------------

@@ -296,6 +296,8 @@ INGEST_PARSE_TIMEOUT = _number("INGEST_PARSE_TIMEOUT", 60.0, positive=True, maxi
 INGEST_COMMENTS_DAYS = _number("INGEST_COMMENTS_DAYS", 14, kind=int, maximum=36500)
 # PostgreSQL: per-source transactions commit without waiting for the WAL flush (see ingest/db.py).
 INGEST_ASYNC_COMMIT = _bool("INGEST_ASYNC_COMMIT", True)
+# RFC 5005 history pages (rel="next", rel="prev-archive") followed on a source's first fetch; 0: off.
+INGEST_BACKFILL_PAGES = _number("INGEST_BACKFILL_PAGES", 0, kind=int, maximum=1000)
 
 # --- Ingest: the schedule's bounds and spread (ingest/schedule.py, docs/scheduling-policy.md) -----
 # Cadence, default interval and the server's freshness hints are held within these (an explicit

@@ -4,7 +4,8 @@ Owns what one entry becomes: its guid (from ``ingest.parse.document``), plain-te
 ``HEADLINE_MAX``, sanitized body, absolute http(s) link, plausible dates, authors, comment-feed
 pointer (wfw:commentRss) and reported comment count (slash:comments, thr:total, within a 32-bit
 column), its content hash over every stored field, and its link keys for cross-references; the
-feed's freshness hints (``ingest.parse.hints``); its WebSub links (``rel="hub"``, ``rel="self"``);
+feed's freshness hints (``ingest.parse.hints``); its WebSub links (``rel="hub"``, ``rel="self"``)
+and RFC 5005 history links (``rel="next"``, ``rel="prev-archive"``);
 and the feed's warning (feedparser's problem, dates that cannot exist, bodies cut by the HTML limits).
 
 Must not touch the network or the ORM; reads no clock unless the caller leaves out ``now``.
@@ -77,12 +78,15 @@ def parse_feed(
         hints=feed_hints(feed, b"" if json_feed else content),  # JSON Feed has no freshness hints
         hub_url=_link(feed, "hub", base),
         self_url=_link(feed, "self", base),
+        next_url=_link(feed, "next", base),
+        prev_archive_url=_link(feed, "prev-archive", base),
     )
 
 
 def _link(feed: FeedParserDict, rel: str, base: str) -> str:
     """The first http(s) ``<link rel=...>`` of the feed (Atom, or atom:link in RSS), made absolute:
-    WebSub's discovery of the hub and of the topic URL (``ingest.services.websub``)."""
+    WebSub's discovery of the hub and of the topic URL (``ingest.services.websub``), and the history
+    pages of a first fetch (``ingest.services.fetch_parse``)."""
     for link in dict.get(feed, "links") or ():
         if isinstance(link, dict) and link.get("rel") == rel:
             url = http_url(absolute(base, link.get("href")))

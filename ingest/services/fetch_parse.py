@@ -3,28 +3,40 @@
 These run in the fetch threads of an ingest run (or in a Celery task), so they must not touch the
 ORM; what they return (``Fetched``, ``CommentsFetched``) waits for the single writer. Every
 exception is turned into the item's failure here: the first half of the containment boundary.
+
+A source's first fetch (it never succeeded: ``last_success_at`` is null) may also read its RFC 5005
+history: up to ``INGEST_BACKFILL_PAGES`` pages, following ``rel="next"`` (a paged feed) or else
+``rel="prev-archive"`` (an archived feed), each through the same fetch (guard, cap) and parse, all
+within the source's one deadline. Their entries join the first page's (the first page wins a guid);
+everything else (validators, schedule) is the first page's. A page seen before ends the walk; a page
+that fails ends it with a warning on the feed, the entries read so far kept.
 """
 
 from __future__ import annotations
 
+import logging
 import multiprocessing
 import os
+import time
 from dataclasses import replace
 
 from django.conf import settings
 from django.utils import timezone
 
 from ingest import fetch as fetching
-from ingest.errors import SourceError
+from ingest.errors import SourceError, first_line
+from ingest.identity import first_by_guid
 from ingest.models import TechnicalArticle
 from ingest.parse import parse_comments, parse_feed
 from ingest.parsepool import ParsePool
 from ingest.services.boundary import internal
 from ingest.services.credentials import job_credentials, source_credentials
-from ingest.types import CommentJob, CommentsFetched, Fetched, FetchRequest, FetchResult
+from ingest.types import CommentJob, CommentsFetched, Credentials, Fetched, FetchRequest, FetchResult, ParsedFeed
 
 # Starting a parse process costs about as much as parsing this many typical feeds.
 FEEDS_PER_PARSE_PROCESS = 8
+
+log = logging.getLogger("ingest.services")
 
 
 def source_fetch_parse(
@@ -36,6 +48,7 @@ def source_fetch_parse(
     and does not hold the GIL that the writing thread needs.
     """
     fetched_at = timezone.now()
+    started = time.monotonic()
     try:
         # Secrets are looked up now, and live only in this request (never in a row or a log line).
         credentials = source_credentials(source)
@@ -51,12 +64,60 @@ def source_fetch_parse(
         # limits; in the pool it also has INGEST_PARSE_TIMEOUT, past which ParseError fails the source.
         pool = parse_pool or ParsePool(0, timeout=settings.INGEST_PARSE_TIMEOUT)
         feed = pool.parse(parse_feed, result.content, headers=result.headers, url=result.url)
+        pages = settings.INGEST_BACKFILL_PAGES
+        if pages and source.last_success_at is None:
+            feed = _backfill(feed, (source.feed_url, result.url), pages=pages, client=client,
+                             fetch_settings=fetch_settings, pool=pool, deadline=started + fetch_settings.deadline,
+                             source_id=source.pk, credentials=credentials)
         # The body is parsed: do not keep it in memory while the writer catches up.
         return Fetched(source.pk, fetched_at, result=replace(result, content=b""), feed=feed)
     except SourceError as exc:
         return Fetched(source.pk, fetched_at, error=exc)
     except Exception as exc:  # the containment boundary: anything else fails this source alone
         return Fetched(source.pk, fetched_at, error=internal(exc, what="a source", source_id=source.pk))
+
+
+def _backfill(
+    feed: ParsedFeed, seen: tuple[str, ...], *, pages: int, client, fetch_settings: fetching.FetchSettings,
+    pool: ParsePool, deadline: float, source_id: int, credentials: Credentials,
+) -> ParsedFeed:
+    """``feed`` with the entries of up to ``pages`` history pages after it (RFC 5005), the first
+    page's entry winning a guid; a failed page or a spent deadline ends the walk with a warning."""
+    visited = set(seen)
+    entries = list(feed.entries)
+    warning = ""
+    url = _history_link(feed)
+    for number in range(1, pages + 1):
+        if not url or url in visited:
+            break  # the end of the history, or a page that leads back to one already read
+        visited.add(url)
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            warning = f"the history stopped before page {number}: the deadline of {fetch_settings.deadline:g} s was spent"
+            break
+        try:
+            # The source's credentials go with each page, to the feed's own origin only (as on redirects).
+            page_result = fetching.fetch_feed(FetchRequest(url=url, credentials=credentials), client=client,
+                                              settings=replace(fetch_settings, deadline=remaining))
+            page = pool.parse(parse_feed, page_result.content, headers=page_result.headers, url=page_result.url)
+        except SourceError as exc:
+            warning = f"the history stopped at page {number} ({url[:200]}): {first_line(exc, 300)}"
+            break
+        visited.add(page_result.url)
+        entries.extend(page.entries)
+        url = _history_link(page)
+    if warning:
+        log.warning("history backfill stopped", extra={"source_id": source_id, "error": warning})
+    return replace(
+        feed,
+        entries=tuple(entry for _, entry in first_by_guid(entries)),
+        warning="; ".join(text for text in (feed.warning, warning) if text),
+    )
+
+
+def _history_link(feed: ParsedFeed) -> str:
+    """The next page of the history: a paged feed's ``next``, else an archived feed's ``prev-archive``."""
+    return feed.next_url or feed.prev_archive_url
 
 
 def source_parse_pushed(source: TechnicalArticle, *, content: bytes, headers: dict[str, str]) -> Fetched:
