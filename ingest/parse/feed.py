@@ -3,7 +3,7 @@
 Owns what one entry becomes: its guid (from ``ingest.parse.document``), plain-text headline cut to
 ``HEADLINE_MAX``, sanitized body, absolute http(s) link, plausible dates, authors, comment-feed
 pointer (wfw:commentRss) and reported comment count (slash:comments, thr:total, within a 32-bit
-column), its content hash over every stored field, and its link keys for cross-references; the
+column), its enclosures (``ingest.parse.enclosures``), its content hash over every stored field, and its link keys for cross-references; the
 feed's freshness hints (``ingest.parse.hints``); its WebSub links (``rel="hub"``, ``rel="self"``);
 and the feed's warning (feedparser's problem, dates that cannot exist, bodies cut by the HTML limits).
 
@@ -23,6 +23,7 @@ from feedparser import FeedParserDict
 from ingest.links import absolute, http_url, link_key, outbound_link_keys
 from ingest.parse.dates import PUBLISHED_KEYS, first_date, latest_plausible
 from ingest.parse.document import bozo_reason, feedparser_parse, unique_entries, untyped_titles
+from ingest.parse.enclosures import entry_enclosures
 from ingest.parse.hints import feed_hints
 from ingest.parse.html import BodyGuard, body as entry_body
 from ingest.parse.text import authors as entry_authors, text_field
@@ -99,21 +100,21 @@ def _entry(
     authors = entry_authors(entry)
     comments_feed_url = http_url(absolute(base, dict.get(entry, "wfw_commentrss")))
     reported_comments = _reported_comments(entry)
-    payload = json.dumps(
-        [
-            guid,
-            headline,
-            body,
-            link,
-            published_at.isoformat() if published_at else None,
-            updated_at.isoformat() if updated_at else None,
-            [[author.name, author.email] for author in authors],
-            comments_feed_url,
-            reported_comments,
-        ],
-        ensure_ascii=True,
-        separators=(",", ":"),
-    )
+    enclosures = entry_enclosures(entry, base)
+    fields = [
+        guid,
+        headline,
+        body,
+        link,
+        published_at.isoformat() if published_at else None,
+        updated_at.isoformat() if updated_at else None,
+        [[author.name, author.email] for author in authors],
+        comments_feed_url,
+        reported_comments,
+    ]
+    if enclosures:  # only then: the hash of an entry without any stays what it was before enclosures were stored
+        fields.append([[e.url, e.type, e.length, e.kind] for e in enclosures])
+    payload = json.dumps(fields, ensure_ascii=True, separators=(",", ":"))
     return ParsedEntry(
         guid=guid,
         headline=headline,
@@ -127,6 +128,7 @@ def _entry(
         content_hash=hashlib.sha256(payload.encode("ascii")).hexdigest(),
         link_keys=outbound_link_keys(body, link),
         link_key=link_key(link),
+        enclosures=enclosures,
     )
 
 
