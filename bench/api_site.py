@@ -23,9 +23,9 @@ from django.utils import timezone
 from rest_framework import serializers
 from rest_framework.authtoken.models import Token
 
-from ingest.api.serializers import AuthorBriefSerializer, EntrySerializer
+from ingest.api.serializers import AuthorBriefSerializer, EnclosureSerializer, EntrySerializer
 from ingest.api.views import ENTRY_COLUMNS, EntryViewSet
-from ingest.models import Author, Entry
+from ingest.models import Author, Enclosure, Entry
 
 FLOOR_COLUMNS = ("id", "technical_article_id", "technical_article__name", "guid", "link", "headline", "body_text",
                  "published_at", "pub_date", "mod_date", "number_of_comments", "number_of_pingbacks", "rating",
@@ -48,11 +48,16 @@ def floor(request):
     for entry_id, author_id, name in (Entry.authors.through.objects.filter(entry_id__in=[row[0] for row in rows])
                                       .order_by("author__name").values_list("entry_id", "author_id", "author__name")):
         authors.setdefault(entry_id, []).append({"id": author_id, "name": name})
+    enclosures: dict[int, list[dict]] = {}
+    for entry_id, url, type_, length, kind in (Enclosure.objects.filter(entry_id__in=[row[0] for row in rows])
+                                               .order_by("position", "pk")
+                                               .values_list("entry_id", "url", "type", "length", "kind")):
+        enclosures.setdefault(entry_id, []).append({"url": url, "type": type_, "length": length, "kind": kind})
     results = [{"id": pk, "article": article, "article_name": article_name, "guid": guid, "link": link,
                 "headline": headline, "body_text": body, "published_at": _when(published), "pub_date": pub.isoformat(),
                 "mod_date": mod.isoformat(), "authors": authors.get(pk, []), "number_of_comments": comments,
                 "number_of_pingbacks": pingbacks, "rating": rating, "ingested_at": _when(ingested),
-                "updated": _when(updated)}
+                "updated": _when(updated), "enclosures": enclosures.get(pk, [])}
                for (pk, article, article_name, guid, link, headline, body, published, pub, mod, comments, pingbacks,
                     rating, ingested, updated) in rows]
     body = json.dumps({"next": None, "previous": None, "results": results}, ensure_ascii=False, separators=(",", ":"))
@@ -61,12 +66,14 @@ def floor(request):
 
 class GenericEntrySerializer(EntrySerializer):
     authors = AuthorBriefSerializer(many=True, read_only=True)
+    enclosures = EnclosureSerializer(many=True, read_only=True)
     to_representation = serializers.ModelSerializer.to_representation
 
 
 class GenericEntryViewSet(EntryViewSet):
     queryset = (Entry.objects.select_related("technical_article").only(*ENTRY_COLUMNS)
-                .prefetch_related(Prefetch("authors", queryset=Author.objects.only("id", "name"))))
+                .prefetch_related(Prefetch("authors", queryset=Author.objects.only("id", "name")),
+                                  Prefetch("enclosures", queryset=Enclosure.objects.order_by("position", "pk"))))
     serializer_class = GenericEntrySerializer
 
 

@@ -21,7 +21,7 @@ from django_celery_beat.models import ClockedSchedule, CrontabSchedule, Interval
 
 from ingest.errors import BlockedURL, CredentialsError
 from ingest.models import (
-    Author, Comment, Entry, HostBudget, IdleTick, IngestRun, Pingback, TechnicalArticle, WebSubSubscription,
+    Author, Comment, Enclosure, Entry, HostBudget, IdleTick, IngestRun, Pingback, TechnicalArticle, WebSubSubscription,
 )
 from ingest.services.credentials import auth_check
 from ingest.services.delete import source_delete, source_delete_preview
@@ -213,6 +213,24 @@ class CommentInline(admin.TabularInline):
     show_change_link = True
 
 
+class EnclosureInline(admin.TabularInline):
+    """An entry's enclosures, media:content and media:thumbnail, as the feed lists them: the
+    pipeline's, read-only (the next fetch would undo an edit)."""
+
+    model = Enclosure
+    extra = 0
+    fields = ("position", "kind", "url", "type", "length")
+    readonly_fields = fields
+    ordering = ("position", "pk")
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+
 @admin.register(Entry)
 class EntryAdmin(admin.ModelAdmin):
     list_display = ("headline", "technical_article", "pub_date", "mod_date", "number_of_comments",
@@ -227,7 +245,7 @@ class EntryAdmin(admin.ModelAdmin):
     readonly_fields = ("number_of_comments", "number_of_pingbacks", "guid", "link_key", "content_hash", "ingested_at",
                        "updated_at", "reported_comments")
     list_select_related = ("technical_article",)
-    inlines = [CommentInline]
+    inlines = [CommentInline, EnclosureInline]
 
     def save_related(self, request, form, formsets, change):
         super().save_related(request, form, formsets, change)

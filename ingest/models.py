@@ -37,6 +37,7 @@ from ingest.types import (
     AUTHOR_NAME_MAX,
     COMMAND_MAX,
     EMAIL_MAX,
+    ENCLOSURE_TYPE_MAX,
     ETAG_MAX,
     FEED_HINTS_MAX,
     FEED_URL_MAX,
@@ -508,3 +509,31 @@ class WebSubSubscription(models.Model):
 
     def __str__(self) -> str:
         return f"{self.topic_url} at {self.hub_url} ({self.state})"
+
+
+class Enclosure(Keyed):
+    """A file an entry points to: an RSS ``<enclosure>``, an Atom ``rel="enclosure"`` link, a
+    ``media:content`` or a ``media:thumbnail`` (``ingest.parse.enclosures``). Identified within its
+    entry by its kind and its URL as ``normalize_url`` writes it (``url_key``: a 2,000-character URL
+    cannot be in an index on SQL Server). The pipeline stores where the file is, never the file."""
+
+    class Kind(models.TextChoices):
+        ENCLOSURE = "enclosure"
+        CONTENT = "content", "media:content"
+        THUMBNAIL = "thumbnail", "media:thumbnail"
+
+    KEYS = {"url_key": (identity.url_key, ("url",))}
+
+    entry = models.ForeignKey(Entry, on_delete=models.CASCADE, related_name="enclosures")
+    url = models.URLField(max_length=LINK_MAX)
+    url_key = _key_field("sha256 of the normalized URL: with the entry and the kind, the enclosure's identity.", "URL")
+    type = models.CharField(max_length=ENCLOSURE_TYPE_MAX, blank=True, help_text="MIME type, as the feed states it.")
+    length = models.BigIntegerField(null=True, blank=True, help_text="Bytes, as the feed states it.")
+    kind = models.CharField(max_length=16, choices=Kind.choices, default=Kind.ENCLOSURE)
+    position = models.PositiveSmallIntegerField(default=0, help_text="Order within the entry, as in the feed.")
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["entry", "kind", "url_key"], name="enclosure_entry_kind_url_key_uniq")]
+
+    def __str__(self) -> str:
+        return self.url

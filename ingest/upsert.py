@@ -6,7 +6,9 @@ Per source, inside the caller's retry-wrapped atomic block:
 2. ``ingest.decide.entries_decide`` (pure): new, changed (hash differs) or unchanged.
 3. ``entries_apply``: ``bulk_create`` the new entries, ``bulk_update`` the changed ones (only the
    fields that changed; counters and rating belong to other writers), resolve authors and link
-   them through the M2M's through model in bulk. Unchanged entries cause no write.
+   them through the M2M's through model in bulk, and write their enclosures (``Enclosure`` rows:
+   inserted for a new entry; for a changed one, its set replaced when it differs from the stored
+   one, stale rows deleted by primary key). Unchanged entries cause no write.
 
 Rows are matched by their identity keys (``ingest.identity``: ``Entry.guid_key``,
 ``Author.identity_key``), never by text: a text comparison in Python is byte-exact while the
@@ -34,8 +36,8 @@ from django.db import IntegrityError, connection
 from django.utils import timezone
 
 from ingest.db import MAX_ROWS_PER_STATEMENT, WriteConflict, chunked, commit_asynchronously, in_batch_size, write_batch_size
-from ingest.identity import author_key, guid_key
-from ingest.models import Author, Entry
+from ingest.identity import author_key, guid_key, url_key
+from ingest.models import Author, Enclosure, Entry
 from ingest.links import link_key
 from ingest.decide import entries_decide
 from ingest.types import ExistingEntry, ParsedEntry, ParsedFeed, Plan, UpsertCounts
@@ -137,6 +139,7 @@ def _apply(article_id: int, plan: Plan, fetched_at: datetime) -> UpsertCounts:
     pairs += [pair for entry, _ in plan.changed for pair in author_pairs(entry)]
     author_ids = authors_resolve(pairs)
     links: list = []
+    enclosures: list[Enclosure] = []
     touched: list[tuple[int, ParsedEntry]] = []
 
     if plan.new:
@@ -152,6 +155,7 @@ def _apply(article_id: int, plan: Plan, fetched_at: datetime) -> UpsertCounts:
         for entry, row in zip(plan.new, rows):
             entry_id = new_ids[row.guid_key]
             touched.append((entry_id, entry))
+            enclosures += enclosure_rows(entry_id, entry)
             for author_id in dict.fromkeys(author_ids[pair] for pair in author_pairs(entry)):
                 links.append(through(entry_id=entry_id, author_id=author_id))
 
@@ -166,10 +170,14 @@ def _apply(article_id: int, plan: Plan, fetched_at: datetime) -> UpsertCounts:
             touched.append((current.id, entry))
         _update_changed_fields(rows)
         links += authors_relink(plan.changed, author_ids)
+        enclosures += enclosures_replace(plan.changed)
 
     if links:
         ignore = connection.features.supports_ignore_conflicts
         through.objects.bulk_create(links, batch_size=MAX_ROWS_PER_STATEMENT, ignore_conflicts=ignore)
+    if enclosures:
+        fields = [f.name for f in Enclosure._meta.concrete_fields]
+        Enclosure.objects.bulk_create(enclosures, batch_size=write_batch_size(fields, enclosures))
     return UpsertCounts(created=len(plan.new), updated=len(plan.changed), unchanged=plan.unchanged, touched=tuple(touched))
 
 
@@ -212,6 +220,52 @@ def authors_relink(changed, author_ids: dict[tuple[str, str], int]) -> list:
         add += [through(entry_id=current.id, author_id=a) for a in sorted(want - links.keys())]
     for batch in chunked(stale, in_batch_size()):
         through.objects.filter(id__in=batch).delete()
+    return add
+
+
+ENCLOSURE_VALUES = ("url", "type", "length", "kind")  # what makes two stored sets of enclosures the same
+
+
+def enclosures_wanted(entry: ParsedEntry) -> list[tuple]:
+    """The entry's enclosures as rows hold them (ENCLOSURE_VALUES), in order, one per (kind, URL key)
+    (the parser already drops repeats; a parser that did not must not make the insert collide)."""
+    seen: set[tuple[str, str]] = set()
+    wanted = []
+    for enclosure in entry.enclosures:
+        key = (enclosure.kind, url_key(enclosure.url))
+        if key not in seen:
+            seen.add(key)
+            wanted.append((enclosure.url, enclosure.type, enclosure.length, enclosure.kind))
+    return wanted
+
+
+def enclosure_rows(entry_id: int, entry: ParsedEntry) -> list[Enclosure]:
+    return [
+        Enclosure(entry_id=entry_id, url=url, type=type_, length=length, kind=kind, position=position)
+        for position, (url, type_, length, kind) in enumerate(enclosures_wanted(entry))
+    ]
+
+
+def enclosures_replace(changed) -> list[Enclosure]:
+    """Each changed entry whose stored enclosures differ from the feed's loses them (deleted by
+    primary key, in batches); returns the rows to insert in their place. One read per IN-batch."""
+    entry_ids = [current.id for _, current in changed]
+    have: dict[int, list[tuple]] = {}
+    pks: dict[int, list[int]] = {}
+    for batch in chunked(entry_ids, in_batch_size()):
+        rows = (Enclosure.objects.filter(entry_id__in=batch).order_by("entry_id", "position", "pk")
+                .values_list("pk", "entry_id", *ENCLOSURE_VALUES))
+        for pk, entry_id, *values in rows:
+            have.setdefault(entry_id, []).append(tuple(values))
+            pks.setdefault(entry_id, []).append(pk)
+    stale: list[int] = []
+    add: list[Enclosure] = []
+    for entry, current in changed:
+        if enclosures_wanted(entry) != have.get(current.id, []):
+            stale += pks.get(current.id, [])
+            add += enclosure_rows(current.id, entry)
+    for batch in chunked(stale, in_batch_size()):
+        Enclosure.objects.filter(pk__in=batch).delete()
     return add
 
 

@@ -164,6 +164,8 @@ def test_the_counters_are_shown_but_cannot_be_edited(admin_client, entry):
         "published_at_0": now.date().isoformat(), "published_at_1": "10:00:00",
         "comments-TOTAL_FORMS": 0, "comments-INITIAL_FORMS": 0, "comments-MIN_NUM_FORMS": 0,
         "comments-MAX_NUM_FORMS": 1000,
+        "enclosures-TOTAL_FORMS": 0, "enclosures-INITIAL_FORMS": 0, "enclosures-MIN_NUM_FORMS": 0,
+        "enclosures-MAX_NUM_FORMS": 1000,
     })
     assert saved.status_code == 302, saved.content[:3000]
     entry.refresh_from_db()

@@ -143,7 +143,7 @@ def test_an_entry_shows_the_seed_fields_and_what_a_client_needs(data, reader):
     body = reader.get(f"/api/entries/{entry.pk}/").json()
     assert set(body) == {"id", "article", "article_name", "guid", "link", "headline", "body_text", "published_at",
                          "pub_date", "mod_date", "authors", "number_of_comments", "number_of_pingbacks", "rating",
-                         "ingested_at", "updated"}
+                         "ingested_at", "updated", "enclosures"}
     assert body["article"] == data["article"].pk and body["article_name"] == "Blog"
     assert [a["name"] for a in body["authors"]] == ["Ada", "Bob"] and set(body["authors"][0]) == {"id", "name"}
     assert body["published_at"] == "2026-01-01T00:00:00Z" and body["guid"] == entry.guid
@@ -289,8 +289,8 @@ def _queries(client, path) -> int:
 
 
 @pytest.mark.parametrize("path, expected", [
-    ("/api/entries/?page_size={n}", 3),  # token, the entries with their articles, their authors
-    ("/api/entries/?page_size={n}&author={ada}&ordering=updated", 3),
+    ("/api/entries/?page_size={n}", 4),  # token, the entries with their articles, their authors, enclosures
+    ("/api/entries/?page_size={n}&author={ada}&ordering=updated", 4),
     ("/api/articles/?page_size={n}", 2),
     ("/api/authors/?page_size={n}", 2),
     ("/api/entries/{first}/comments/?page_size={n}", 3),  # token, the entry exists, the comments
@@ -302,7 +302,7 @@ def test_a_list_costs_the_same_queries_whatever_its_size(data, reader, path, exp
 
 
 def test_a_detail_costs_a_constant_number_of_queries(data, reader):
-    assert _queries(reader, f"/api/entries/{data['first'].pk}/") == 3
+    assert _queries(reader, f"/api/entries/{data['first'].pk}/") == 4
     assert _queries(reader, f"/api/articles/{data['article'].pk}/") == 2
     assert _queries(reader, f"/api/authors/{data['ada'].pk}/") == 2
 

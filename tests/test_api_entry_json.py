@@ -10,7 +10,7 @@ from rest_framework.renderers import JSONRenderer
 
 from ingest.api.serializers import EntrySerializer
 from ingest.api.views import EntryViewSet
-from ingest.models import Author, Entry, TechnicalArticle
+from ingest.models import Author, Enclosure, Entry, TechnicalArticle
 
 
 @pytest.fixture
@@ -30,6 +30,13 @@ def entries(db):
     plain.authors.set([ada])
     Entry.objects.create(technical_article=article, guid="g3", headline="No authors", body_text="",
                          pub_date=date(2026, 3, 1), published_at=datetime(2026, 3, 1, tzinfo=UTC), content_hash="c")
+    # Out of order on purpose: shown by position. A length past 32 bits, none, a type with parameters.
+    Enclosure.objects.bulk_create([
+        Enclosure(entry=rich, url="https://cdn.example/épisode.jpg", kind="thumbnail", position=1),
+        Enclosure(entry=rich, url="https://cdn.example/épisode.mp3?x=1&y=\"2\"", type='audio/mpeg; codecs="mp3"',
+                  length=2**40, position=0),
+        Enclosure(entry=plain, url="https://cdn.example/1.ogg", type="audio/ogg", length=0),
+    ])
 
 
 def generic(serializer: EntrySerializer, entry: Entry) -> dict:
@@ -48,6 +55,9 @@ def test_the_list_json_is_the_generic_serializers_byte_for_byte(entries, zone, s
     shown = {row["headline"]: row for row in EntrySerializer(page, many=True).data}
     assert [a["name"] for a in shown["Café “quoted” 🚀 \u2028 line"]["authors"]] == ["Ada Lovelace", "Zoë Ødegaard"]
     assert shown["No authors"]["authors"] == [] and shown["Café “quoted” 🚀 \u2028 line"]["link"] == ""
+    assert [e["kind"] for e in shown["Café “quoted” 🚀 \u2028 line"]["enclosures"]] == ["enclosure", "thumbnail"]
+    assert shown["Café “quoted” 🚀 \u2028 line"]["enclosures"][0]["length"] == 2**40
+    assert shown["No authors"]["enclosures"] == [] and shown["Plain"]["enclosures"][0]["length"] == 0
 
 
 def test_other_date_formats_fall_back_to_the_generic_serializer(entries, settings):

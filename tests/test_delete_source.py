@@ -26,7 +26,7 @@ from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from ingest.models import Author, Comment, CommentFeed, Entry, EntryLink, Pingback, TechnicalArticle
+from ingest.models import Author, Comment, CommentFeed, Enclosure, Entry, EntryLink, Pingback, TechnicalArticle
 from ingest.services.delete import MAX_CHUNK, entry_relations, source_delete
 from tests.helpers import ROOT, database_url
 
@@ -64,6 +64,8 @@ def build(name: str = "Big", entries: int = ENTRIES) -> dict:
     Pingback.objects.bulk_create(pingbacks, batch_size=500)
     EntryLink.objects.bulk_create([EntryLink(entry_id=pk, link_key=f"k{pk}") for pk in ids + others], batch_size=500)
     CommentFeed.objects.bulk_create([CommentFeed(entry_id=pk) for pk in ids[::10] + others], batch_size=500)
+    Enclosure.objects.bulk_create([Enclosure(entry_id=pk, url=f"https://cdn.example/{pk}.mp3", type="audio/mpeg")
+                                   for pk in ids[::2] + others], batch_size=500)
     through = Entry.authors.through
     through.objects.bulk_create([through(entry_id=pk, author_id=authors[i % 37].pk) for i, pk in enumerate(ids + others)]
                                 + [through(entry_id=pk, author_id=authors[(i + 1) % 37].pk) for i, pk in enumerate(ids) if i % 3 == 0],
@@ -80,6 +82,7 @@ def neighbour_intact(world: dict) -> None:
     assert EntryLink.objects.filter(entry_id__in=others).count() == 3
     assert CommentFeed.objects.filter(entry_id__in=others).count() == 3
     assert Entry.authors.through.objects.filter(entry_id__in=others).count() == 3
+    assert Enclosure.objects.filter(entry_id__in=others).count() == 3
     # other[0] -> big[0] went with its target; big[-1] -> other[1] stays, unlinked; other -> other stays.
     url = world["url"]
     assert set(Pingback.objects.filter(source_url__startswith=url).values_list("source_url", "source_entry_id")) == {
@@ -94,6 +97,7 @@ def all_gone(world: dict) -> None:
     assert not EntryLink.objects.exclude(entry_id__in=world["others"]).exists()
     assert not CommentFeed.objects.exclude(entry_id__in=world["others"]).exists()
     assert not Entry.authors.through.objects.exclude(entry_id__in=world["others"]).exists()
+    assert not Enclosure.objects.exclude(entry_id__in=world["others"]).exists()
     assert Author.objects.count() == 37  # shared rows stay
 
 
@@ -113,7 +117,8 @@ def test_every_relation_to_an_entry_is_handled():
     assert entry_relations()[-1].on_delete == "set_null"
     assert labels == {("ingest.Comment", "entry", "cascade"), ("ingest.Pingback", "target", "cascade"),
                       ("ingest.EntryLink", "entry", "cascade"), ("ingest.CommentFeed", "entry", "cascade"),
-                      ("ingest.Entry_authors", "entry", "cascade"), ("ingest.Pingback", "source_entry", "set_null")}
+                      ("ingest.Entry_authors", "entry", "cascade"), ("ingest.Pingback", "source_entry", "set_null"),
+                      ("ingest.Enclosure", "entry", "cascade")}
 
 
 @pytest.mark.django_db
@@ -129,7 +134,7 @@ def test_delete_source_removes_a_big_source_in_bounded_statements():
     assert report["deleted"] == {
         "ingest.Entry_authors": ENTRIES + len(range(0, ENTRIES, 3)), "ingest.Comment": ENTRIES * COMMENTS_PER_ENTRY,
         "ingest.Pingback": ENTRIES - 1 + 1, "ingest.EntryLink": ENTRIES, "ingest.CommentFeed": ENTRIES // 10,
-        "ingest.Entry": ENTRIES, "ingest.TechnicalArticle": 1}
+        "ingest.Enclosure": ENTRIES // 2, "ingest.Entry": ENTRIES, "ingest.TechnicalArticle": 1}
     assert report["unlinked"] == {"ingest.Pingback": 1}
     assert 900 <= largest_in_list(queries.captured_queries) <= MAX_CHUNK
     # Statements grow with chunks (3, each about 17 with its savepoint) and with 1,000-row batches of

@@ -129,6 +129,9 @@ def test_the_capture_has_every_statement_the_pipeline_depends_on(capture, target
     assert count(kind="Update", table="ingest_technicalarticle", text="[lease_owner]") >= 1, "lease claim"
     assert count(kind="Insert", table="ingest_pingback") >= 1
     assert count(kind="Insert", table="ingest_comment") >= 1
+    assert count(kind="Insert", table="ingest_enclosure") >= 2, "enclosures of new entries, in batches"
+    assert count(kind="Select", table="ingest_enclosure", text="[entry_id] IN (") >= 1, "changed entries' enclosures read"
+    assert count(kind="Delete", table="ingest_enclosure") >= 1, "replaced enclosures removed"
     recount = list(batches(capture, target, phases=tuple(p for p in capture["targets"][target]["reports"] if p.startswith("recount"))))
     assert sum(1 for b in recount if where(b, kind="Update", table="ingest_entry", text="[number_of_comments]")) >= 3, \
         "counter updates"
@@ -224,6 +227,7 @@ def test_deleting_big_sources_in_the_admin_and_the_command_is_bounded(capture, t
     assert report["deleted"]["ingest.Entry"] == deletes["copy_entries"]
     assert report["deleted"]["ingest.Comment"] == 2 * deletes["copy_entries"]
     assert after["ingest_entry"] == 3 and after["ingest_technicalarticle"] == 1  # the small source stays
+    assert before["ingest_enclosure"] > 2048 and after["ingest_enclosure"] == 0  # the small source has none
     phases = ("delete-admin-confirm", "delete-admin", "delete-source")
     found = list(batches(capture, target, phases=phases))
     assert {statement["phase"] for statement, _, _ in found} == set(phases)

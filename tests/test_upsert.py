@@ -149,3 +149,52 @@ def test_changed_entries_update_only_the_fields_that_changed(article):
     for untouched in ("headline", "link_key", "published_at", "comments_feed_url", "number_of_comments", "rating"):
         assert untouched not in set_clause
     assert Entry.objects.get(guid="guid-1").body_text == "edited"
+
+
+def _podcast_entry(n: int, *, length: int = 1) -> ParsedEntry:
+    from dataclasses import replace
+
+    from ingest.types import ParsedEnclosure
+
+    enclosures = (ParsedEnclosure(f"https://cdn.example/{n}.mp3", "audio/mpeg", length),
+                  ParsedEnclosure(f"https://cdn.example/{n}.jpg", "image/jpeg", None, "thumbnail"))
+    base = entry(n)
+    return replace(base, enclosures=enclosures, content_hash=hashlib.sha256(f"{base.content_hash}{length}".encode()).hexdigest())
+
+
+def test_enclosure_statements_grow_with_batches_not_entries(article):
+    from ingest.models import Enclosure
+
+    n = MAX_ROWS_PER_STATEMENT + 200
+    table = Enclosure._meta.db_table
+
+    def statements(parsed) -> tuple[int, dict[str, int]]:
+        with CaptureQueriesContext(connection) as queries:
+            counts = feed_upsert(article_id=article.pk, feed=parsed, fetched_at=FETCHED)
+        kinds: dict[str, int] = {}
+        for q in queries:
+            if table in q["sql"]:
+                kind = q["sql"].lstrip().split()[0].upper()
+                kinds[kind] = kinds.get(kind, 0) + 1
+        return counts, kinds
+
+    fields = [f.name for f in Enclosure._meta.concrete_fields]
+    insert_batches = -(-2 * n // write_batch_size(fields, [Enclosure()] * (2 * n)))
+    counts, kinds = statements(feed(*(_podcast_entry(i) for i in range(n))))
+    assert counts.created == n and Enclosure.objects.count() == 2 * n
+    assert kinds == {"INSERT": insert_batches}  # new entries: inserts only, nothing read or deleted
+
+    # Every episode's audio changes: each entry's set is replaced, in batches.
+    counts, kinds = statements(feed(*(_podcast_entry(i, length=2) for i in range(n))))
+    assert counts.updated == n
+    assert set(Enclosure.objects.values_list("length", flat=True)) == {2, None}
+    assert Enclosure.objects.count() == 2 * n
+    from ingest.db import in_batch_size
+
+    reads = -(-n // in_batch_size())  # entry ids per read
+    assert kinds["SELECT"] <= reads and kinds["INSERT"] == insert_batches
+    assert kinds["DELETE"] == -(-2 * n // in_batch_size())  # the stale rows, by primary key
+
+    # The same feed again: no statement touches the enclosures at all.
+    counts, kinds = statements(feed(*(_podcast_entry(i, length=2) for i in range(n))))
+    assert counts.unchanged == n and kinds == {}

@@ -13,7 +13,7 @@ from rest_framework import ISO_8601, serializers
 from rest_framework.settings import api_settings
 
 from ingest.errors import BlockedURL, CredentialsError
-from ingest.models import Author, Comment, Entry, Pingback, TechnicalArticle
+from ingest.models import Author, Comment, Enclosure, Entry, Pingback, TechnicalArticle
 from ingest.services import credentials as credential_service
 from ingest.services import entries as entry_service
 from ingest.services import sources as source_service
@@ -115,6 +115,13 @@ class AuthorBriefSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
+class EnclosureSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Enclosure
+        fields = ("url", "type", "length", "kind")
+        read_only_fields = fields
+
+
 class EntrySerializer(Strict):
     article = serializers.IntegerField(source="technical_article_id", read_only=True, help_text="The article's id.")
     article_name = serializers.CharField(source="technical_article.name", read_only=True)
@@ -126,12 +133,18 @@ class EntrySerializer(Strict):
         source="updated_at", read_only=True,
         help_text="When a value shown here last changed (content, counters, rating): sync with updated_since.",
     )
+    # The entries' queryset (views.py) prefetches them into this list, in the feed's order.
+    enclosures = EnclosureSerializer(
+        source="enclosures_brief", many=True, read_only=True,
+        help_text="The files the entry points to (RSS enclosure, Atom rel=enclosure, media:content, media:thumbnail): "
+                  "where they are, never fetched.",
+    )
 
     class Meta:
         model = Entry
         fields = ("id", "article", "article_name", "guid", "link", "headline", "body_text", "published_at",
                   "pub_date", "mod_date", "authors", "number_of_comments", "number_of_pingbacks", "rating",
-                  "ingested_at", "updated")
+                  "ingested_at", "updated", "enclosures")
         read_only_fields = tuple(name for name in fields if name != "rating")
 
     def to_representation(self, instance: Entry) -> dict:
@@ -155,7 +168,9 @@ class EntrySerializer(Strict):
                 "mod_date": instance.mod_date.isoformat(),
                 "authors": [{"id": author.id, "name": author.name} for author in instance.authors_brief],
                 "number_of_comments": instance.number_of_comments, "number_of_pingbacks": instance.number_of_pingbacks,
-                "rating": instance.rating, "ingested_at": when(instance.ingested_at), "updated": when(instance.updated_at)}
+                "rating": instance.rating, "ingested_at": when(instance.ingested_at), "updated": when(instance.updated_at),
+                "enclosures": [{"url": e.url, "type": e.type, "length": e.length, "kind": e.kind}
+                               for e in instance.enclosures_brief]}
 
     def update(self, instance: Entry, validated_data: dict) -> Entry:
         if "rating" in validated_data:

@@ -1,7 +1,8 @@
 """The viewsets behind ``/api/articles/``, ``/api/authors/`` and ``/api/entries/``.
 
 Every list and detail response costs a constant number of queries whatever its size: the entry's
-article comes in the same query (``select_related``), its authors in one more (``prefetch``).
+article comes in the same query (``select_related``), its authors and its enclosures in one more
+each (``prefetch``).
 Writes run whole, request included, in ``run_atomic``: a transient database error (deadlock, lock
 timeout, Azure SQL throttling, SQLite busy) rolls the attempt back and runs it again, bounded and
 jittered, so a write is applied once or not at all.
@@ -19,7 +20,7 @@ from rest_framework.response import Response
 
 from ingest.api import serializers as s
 from ingest.api.filters import ArticleFilter, EntryFilter
-from ingest.models import Author, Comment, Entry, Pingback, TechnicalArticle
+from ingest.models import Author, Comment, Enclosure, Entry, Pingback, TechnicalArticle
 from ingest.retry import run_atomic
 from ingest.services.delete import source_delete
 
@@ -94,6 +95,7 @@ class AuthorViewSet(VaryByCredentials, viewsets.ReadOnlyModelViewSet):
 ENTRY_COLUMNS = ("id", "technical_article_id", "technical_article__name", "guid", "link", "headline", "body_text",
                  "published_at", "pub_date", "mod_date", "number_of_comments", "number_of_pingbacks", "rating",
                  "ingested_at", "updated_at")
+ENCLOSURE_COLUMNS = ("id", "entry_id", "url", "type", "length", "kind", "position")
 
 
 @extend_schema_view(
@@ -110,7 +112,9 @@ class EntryViewSet(VaryByCredentials, RetryingWrites, mixins.ListModelMixin, mix
     # to_attr: each entry's authors as a plain list. Without it Django builds a related manager and a
     # filtered queryset per entry to hold them: a third of a 100-entry page's time (docs/benchmarks.md).
     queryset = (Entry.objects.select_related("technical_article").only(*ENTRY_COLUMNS)
-                .prefetch_related(Prefetch("authors", queryset=Author.objects.only("id", "name"), to_attr="authors_brief")))
+                .prefetch_related(Prefetch("authors", queryset=Author.objects.only("id", "name"), to_attr="authors_brief"),
+                                  Prefetch("enclosures", to_attr="enclosures_brief",
+                                           queryset=Enclosure.objects.only(*ENCLOSURE_COLUMNS).order_by("position", "pk"))))
     serializer_class = s.EntrySerializer
     filterset_class = EntryFilter
     search_fields = ("headline",)

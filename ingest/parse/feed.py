@@ -3,9 +3,10 @@
 Owns what one entry becomes: its guid (from ``ingest.parse.document``), plain-text headline cut to
 ``HEADLINE_MAX``, sanitized body, absolute http(s) link, plausible dates, authors, comment-feed
 pointer (wfw:commentRss) and reported comment count (slash:comments, thr:total, within a 32-bit
-column), its content hash over every stored field, and its link keys for cross-references; the
-feed's freshness hints (``ingest.parse.hints``); its WebSub links (``rel="hub"``, ``rel="self"``)
-and RFC 5005 history links (``rel="next"``, ``rel="prev-archive"``);
+column), its enclosures (``ingest.parse.enclosures``; a JSON Feed's attachments), its content hash
+over every stored field, and its link keys for cross-references; the feed's freshness hints
+(``ingest.parse.hints``); its WebSub links (``rel="hub"``, ``rel="self"``) and RFC 5005 history
+links (``rel="next"``, ``rel="prev-archive"``);
 and the feed's warning (feedparser's problem, dates that cannot exist, bodies cut by the HTML limits).
 
 Must not touch the network or the ORM; reads no clock unless the caller leaves out ``now``.
@@ -17,7 +18,6 @@ import hashlib
 import json
 import re
 from collections.abc import Mapping
-from dataclasses import replace
 from datetime import datetime
 
 from feedparser import FeedParserDict
@@ -25,6 +25,7 @@ from feedparser import FeedParserDict
 from ingest.links import absolute, http_url, link_key, outbound_link_keys
 from ingest.parse.dates import PUBLISHED_KEYS, first_date, latest_plausible
 from ingest.parse.document import bozo_reason, feedparser_parse, is_json, unique_entries, untyped_titles
+from ingest.parse.enclosures import entry_enclosures
 from ingest.parse.hints import feed_hints
 from ingest.parse.html import BodyGuard, body as entry_body
 from ingest.parse.jsonfeed import JSON_ENCLOSURES, jsonfeed_parse
@@ -59,10 +60,7 @@ def parse_feed(
     impossible: list[str] = []
     guard = guard if guard is not None else BodyGuard()
     for entry, guid in unique_entries(parsed["entries"]):
-        parsed_entry = _entry(entry, guid, latest, base, untyped, impossible, guard)
-        if enclosures := dict.get(entry, JSON_ENCLOSURES):
-            parsed_entry = replace(parsed_entry, enclosures=enclosures)
-        entries.append(parsed_entry)
+        entries.append(_entry(entry, guid, latest, base, untyped, impossible, guard))
     warnings = [bozo_reason(parsed)] if parsed.get("bozo") else []
     if impossible:
         warnings.append(f"{len(impossible)} date(s) that cannot exist (e.g. {impossible[0][:60]!r}) were replaced "
@@ -111,21 +109,22 @@ def _entry(
     authors = entry_authors(entry)
     comments_feed_url = http_url(absolute(base, dict.get(entry, "wfw_commentrss")))
     reported_comments = _reported_comments(entry)
-    payload = json.dumps(
-        [
-            guid,
-            headline,
-            body,
-            link,
-            published_at.isoformat() if published_at else None,
-            updated_at.isoformat() if updated_at else None,
-            [[author.name, author.email] for author in authors],
-            comments_feed_url,
-            reported_comments,
-        ],
-        ensure_ascii=True,
-        separators=(",", ":"),
-    )
+    # A JSON Feed's attachments are read by ingest.parse.jsonfeed; an XML entry's here.
+    enclosures = dict.get(entry, JSON_ENCLOSURES) or entry_enclosures(entry, base)
+    fields = [
+        guid,
+        headline,
+        body,
+        link,
+        published_at.isoformat() if published_at else None,
+        updated_at.isoformat() if updated_at else None,
+        [[author.name, author.email] for author in authors],
+        comments_feed_url,
+        reported_comments,
+    ]
+    if enclosures:  # only then: the hash of an entry without any stays what it was before enclosures were stored
+        fields.append([[e.url, e.type, e.length, e.kind] for e in enclosures])
+    payload = json.dumps(fields, ensure_ascii=True, separators=(",", ":"))
     return ParsedEntry(
         guid=guid,
         headline=headline,
@@ -139,6 +138,7 @@ def _entry(
         content_hash=hashlib.sha256(payload.encode("ascii")).hexdigest(),
         link_keys=outbound_link_keys(body, link),
         link_key=link_key(link),
+        enclosures=enclosures,
     )
 
 

@@ -34,6 +34,7 @@ from feedparser.datetimes import _parse_date
 from ingest.errors import ParseError
 from ingest.links import absolute, http_url
 from ingest.parse.document import base_uri
+from ingest.parse.enclosures import MAX_ENCLOSURES
 from ingest.types import ENCLOSURE_TYPE_MAX, ParsedEnclosure
 
 JSON_FEED_VERSION = "https://jsonfeed.org/version/"
@@ -232,4 +233,4 @@ def _enclosures(item: dict, path: str, base: str, fields: _Fields) -> tuple[Pars
             length=size if size is not None and 0 <= size <= _INT64_MAX else None,
             kind="enclosure",
         ))
-    return tuple(found.values())
+    return tuple(found.values())[:MAX_ENCLOSURES]

@@ -50,7 +50,8 @@ DATABASE_URL = ("mssql://pipeline:S3cret%3Bpw@sql.test.invalid:1433/pipeline"
 
 
 def big_feed(base: str, n: int, *, revision: int) -> bytes:
-    """RSS with ``n`` items; revision 2 edits every eighth item and gives half of those new authors."""
+    """RSS with ``n`` items, every other one with an enclosure; revision 2 edits every eighth item (its
+    enclosure too) and gives half of those new authors."""
     items = []
     for i in range(n):
         edited = revision > 1 and i % 8 == 0
@@ -60,10 +61,13 @@ def big_feed(base: str, n: int, *, revision: int) -> bytes:
         body = (f"<p>Post {i}{' (revised)' if edited else ''}. See "
                 f'<a href="{base}/posts/{max(i - 1, 0)}/">the previous post</a>.</p>')
         creators = "".join(f"<dc:creator>{a}</dc:creator>" for a in authors)
+        # Every other post is an episode; an edited one's audio changes (its enclosures are replaced).
+        audio = (f'<enclosure url="https://cdn.example/{i}{"-v2" if edited else ""}.mp3" type="audio/mpeg" '
+                 f'length="{1000 + i}"/>' if i % 2 == 0 else "")
         items.append(
             f"<item><title>Post {i}</title><link>{base}/posts/{i}/</link><guid isPermaLink=\"false\">big-{i}</guid>"
             f"<pubDate>{format_datetime(NOW - timedelta(days=30, minutes=i))}</pubDate>{creators}"
-            f"<slash:comments>{i % 5}</slash:comments><description><![CDATA[{body}]]></description></item>"
+            f"<slash:comments>{i % 5}</slash:comments>{audio}<description><![CDATA[{body}]]></description></item>"
         )
     return _rss("Big blog", base, items)
 
@@ -332,7 +336,7 @@ def delete_sources(shadow, feeds: FeedServerFixture, *, big, command) -> dict:
         with shadow.lock:
             return {table: shadow.db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
                     for table in ("ingest_technicalarticle", "ingest_entry", "ingest_comment", "ingest_pingback",
-                                  "ingest_entrylink", "ingest_commentfeed", "ingest_entry_authors")}
+                                  "ingest_entrylink", "ingest_commentfeed", "ingest_entry_authors", "ingest_enclosure")}
 
     big_entries = Entry.objects.filter(technical_article=big).count()
     result = {"copy": copy.pk, "copy_entries": len(ids), "big_entries": big_entries, "before": rows()}
