@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('ingest', '0008_websub'),
+        ('ingest', '0009_feed_auth'),
     ]
 
     operations = [
