@@ -114,6 +114,7 @@ class TechnicalArticleAdmin(admin.ModelAdmin):
                                  "schedule_reason", "publish_cadence", "feed_hints")}),
         ("Last fetch", {"fields": ("last_fetched_at", "last_success_at", "last_status", "consecutive_failures",
                                    "last_error", "etag", "last_modified", "lease_owner", "lease_expires_at", "created_at")}),
+        ("Retention", {"fields": ("retention_days", "retention_max_entries")}),
     )
     actions = ["fetch_now", "reactivate", "reset_backoff"]
 

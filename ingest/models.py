@@ -180,6 +180,13 @@ class TechnicalArticle(Keyed):
                                   help_text="The feed document's ttl, sy:* and skipHours / skipDays, as last read.")
     schedule_reason = models.CharField(max_length=SCHEDULE_REASON_MAX, blank=True, editable=False,
                                        help_text="Why the next fetch is when it is.")
+    # Retention (ingest.services.retention, prune_entries): null means the setting, 0 keep forever.
+    retention_days = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Delete entries published more than this many days ago; empty means "
+                                         "INGEST_RETENTION_DAYS, 0 keeps them forever.")
+    retention_max_entries = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Keep at most this many entries (the newest); empty means "
+                                         "INGEST_RETENTION_MAX_ENTRIES, 0 means no cap.")
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["feed_url_key"], name="source_feed_url_key_uniq")]
@@ -493,3 +500,20 @@ class WebSubSubscription(models.Model):
 
     def __str__(self) -> str:
         return f"{self.topic_url} at {self.hub_url} ({self.state})"
+
+
+class EntryTombstone(models.Model):
+    """The identity of an entry ``prune_entries`` deleted, so that the next fetch of its feed does
+    not ingest it again (``ingest.upsert``). ``guid_key`` is the entry's ``Entry.guid_key``. A
+    tombstone is dropped by the first successful fetch whose document no longer carries the guid:
+    the table holds at most what the sources' feeds still carry."""
+
+    source = models.ForeignKey(TechnicalArticle, on_delete=models.CASCADE, related_name="tombstones")
+    guid_key = models.CharField(max_length=KEY_MAX, editable=False)
+    pruned_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["source", "guid_key"], name="tombstone_source_guid_key_uniq")]
+
+    def __str__(self) -> str:
+        return f"{self.source_id}:{self.guid_key[:12]}"
