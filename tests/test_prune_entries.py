@@ -274,3 +274,20 @@ def test_staff_set_a_sources_retention_through_the_api_and_bad_values_are_refuse
     assert client.patch(f"/api/articles/{blog.pk}/", {"retention_days": None},
                         content_type="application/json").json()["retention_days"] is None
     assert settings.INGEST_RETENTION_DAYS == 0 and settings.INGEST_RETENTION_MAX_ENTRIES == 0  # the defaults
+
+
+def test_verbosity_0_1_2_and_nothing_on_stderr(settings):
+    settings.INGEST_RETENTION_DAYS = 30
+    blog = source()
+    for verbosity in (0, 1, 2):
+        entries(blog, [40], f"v{verbosity}")
+        out, err = StringIO(), StringIO()
+        call_command("prune_entries", verbosity=verbosity, stdout=out, stderr=err)
+        assert err.getvalue() == "" and not Entry.objects.exists()
+        lines = out.getvalue().splitlines()
+        assert len(lines) == verbosity
+        if verbosity:
+            assert lines[-1].startswith("Run ") and "succeeded: deleted 1 entries (source " in lines[-1]
+        if verbosity == 2:
+            assert lines[0] == (f"source {blog.pk} Blog: deleted 1 entries, kept 0 discussed "
+                                "(retention_days 30, retention_max_entries 0)")

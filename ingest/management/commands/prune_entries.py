@@ -37,6 +37,11 @@ class Command(cli.PipelineCommand):
         if options["json"]:
             cli.print_json(self.stdout, report.as_dict())
         elif options["verbosity"] >= 1:
+            if options["verbosity"] >= 2:  # one line per source the policy reached
+                verb = "would delete" if report.dry_run else "deleted"
+                for s in report.sources:
+                    self.stdout.write(f"source {s.id} {s.name}: {verb} {s.entries} entries, kept {s.kept_discussed} "
+                                      f"discussed (retention_days {s.days}, retention_max_entries {s.max_entries})")
             kept = sum(source.kept_discussed for source in report.sources)
             note = f"; kept {kept} discussed entries (--include-discussed deletes them)" if kept else ""
             per_source = ", ".join(f"source {s.id}: {s.entries}" for s in report.sources if s.entries)
