@@ -291,3 +291,18 @@ def test_verbosity_0_1_2_and_nothing_on_stderr(settings):
         if verbosity == 2:
             assert lines[0] == (f"source {blog.pk} Blog: deleted 1 entries, kept 0 discussed "
                                 "(retention_days 30, retention_max_entries 0)")
+
+
+def test_the_admin_edits_a_sources_retention():
+    blog = source()
+    client = Client()
+    client.force_login(User.objects.create_superuser("admin", "admin@example.invalid", "pw"))
+    url = f"/admin/ingest/technicalarticle/{blog.pk}/change/"
+    page = client.get(url)
+    assert page.status_code == 200 and b"Retention" in page.content and b'name="retention_max_entries"' in page.content
+    form = {"name": blog.name, "tagline": "", "feed_url": blog.feed_url, "site_url": "", "active": "on",
+            "honour_server_hints": "on", "fetch_interval": "", "retention_days": "0", "retention_max_entries": "250"}
+    saved = client.post(url, form)
+    assert saved.status_code == 302, saved.content.decode()[:2000]
+    blog.refresh_from_db()
+    assert (blog.retention_days, blog.retention_max_entries) == (0, 250)
