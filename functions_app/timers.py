@@ -32,3 +32,9 @@ def recompute_counts(timer: func.TimerRequest) -> None:
 @bp.timer_trigger(arg_name="timer", schedule="%PRUNE_RUNS_SCHEDULE%", run_on_startup=False, use_monitor=True)
 def prune_runs(timer: func.TimerRequest) -> None:
     command_run("prune_runs", timer)
+
+
+@bp.function_name(name="prune_entries")
+@bp.timer_trigger(arg_name="timer", schedule="%PRUNE_ENTRIES_SCHEDULE%", run_on_startup=False, use_monitor=True)
+def prune_entries(timer: func.TimerRequest) -> None:
+    command_run("prune_entries", timer)

@@ -137,6 +137,7 @@ class TechnicalArticleAdmin(admin.ModelAdmin):
                                    "last_error", "etag", "last_modified", "lease_owner", "lease_expires_at", "created_at")}),
         ("Credentials (references to secrets, never a value)",
          {"fields": ("auth_scheme", "auth_username", "auth_secret", "extra_headers")}),
+        ("Retention", {"fields": ("retention_days", "retention_max_entries")}),
     )
     actions = ["fetch_now", "reactivate", "reset_backoff"]
 

@@ -196,6 +196,13 @@ class TechnicalArticle(Keyed):
         default=dict, blank=True,
         help_text='Extra request headers: {"X-Client": "literal", "X-Api-Key": {"secret": "env:NAME"}}. A header '
                   "naming a secret goes to the feed's origin only.")
+    # Retention (ingest.services.retention, prune_entries): null means the setting, 0 keep forever.
+    retention_days = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Delete entries published more than this many days ago; empty means "
+                                         "INGEST_RETENTION_DAYS, 0 keeps them forever.")
+    retention_max_entries = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Keep at most this many entries (the newest); empty means "
+                                         "INGEST_RETENTION_MAX_ENTRIES, 0 means no cap.")
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["feed_url_key"], name="source_feed_url_key_uniq")]
@@ -537,3 +544,27 @@ class Enclosure(Keyed):
 
     def __str__(self) -> str:
         return self.url
+
+
+def cascade_by_pk(collector, field, sub_objs, using) -> None:
+    """``CASCADE`` without Django's fast path, which deletes the rows with one DELETE by foreign key,
+    unbounded: the collector reads them first (none, once ``delete_source`` has deleted them in
+    chunks) and deletes what it found by primary key (the T-SQL contract of tests/test_tsql_contract.py)."""
+    models.CASCADE(collector, field, sub_objs, using)
+
+
+class EntryTombstone(models.Model):
+    """The identity of an entry ``prune_entries`` deleted, so that the next fetch of its feed does
+    not ingest it again (``ingest.upsert``). ``guid_key`` is the entry's ``Entry.guid_key``. A
+    tombstone is dropped by the first successful fetch whose document no longer carries the guid:
+    the table holds at most what the sources' feeds still carry."""
+
+    source = models.ForeignKey(TechnicalArticle, on_delete=cascade_by_pk, related_name="tombstones")
+    guid_key = models.CharField(max_length=KEY_MAX, editable=False)
+    pruned_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["source", "guid_key"], name="tombstone_source_guid_key_uniq")]
+
+    def __str__(self) -> str:
+        return f"{self.source_id}:{self.guid_key[:12]}"

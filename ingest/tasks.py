@@ -4,7 +4,8 @@
 ``ingest_source`` task per claimed source, so that more worker processes, on more machines, fetch
 more feeds at once. Every run is an ``IngestRun`` with trigger ``celery``; a tick that finds
 nothing due is counted on ``IdleTick`` instead. ``prune_runs`` (periodic, daily by default)
-deletes the finished runs older than INGEST_RUNS_KEEP_DAYS.
+deletes the finished runs older than INGEST_RUNS_KEEP_DAYS; ``prune_entries`` (daily) the entries
+past their source's retention.
 
 Delivery is at least once (``acks_late``): a task may run again after a worker died. That is safe
 because ``source_ingest`` does nothing once its lease is gone (an earlier delivery stored the
@@ -29,6 +30,7 @@ from ingest.retry import is_transient
 from ingest.services.fanout import ingest_dispatch, source_abandon, source_ingest
 from ingest.services.prune import runs_prune
 from ingest.services.recount import counts_recompute
+from ingest.services.retention import entries_prune
 from ingest.services.websub import subscriptions_maintain
 
 
@@ -105,6 +107,13 @@ def prune_runs() -> dict:
     """Delete the finished runs older than INGEST_RUNS_KEEP_DAYS (as ``manage.py prune_runs``)."""
     with database_busy_retried():
         return runs_prune(older_than=timedelta(days=settings.INGEST_RUNS_KEEP_DAYS)).as_dict()
+
+
+@shared_task(name="ingest.tasks.prune_entries", **RETRY)
+def prune_entries() -> dict:
+    """Delete the entries past their source's retention (as ``manage.py prune_entries``), recorded with trigger celery."""
+    with database_busy_retried():
+        return entries_prune(trigger=IngestRun.Trigger.CELERY).as_dict()
 
 
 @shared_task(name="ingest.tasks.websub_maintain", **RETRY)

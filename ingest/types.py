@@ -304,6 +304,8 @@ class Fetched:
     result: FetchResult | None = None
     feed: ParsedFeed | None = None
     error: SourceError | None = None
+    # A body a WebSub hub pushed (maybe only the new entries), not the feed document as polled.
+    pushed: bool = False
 
 
 @dataclass(frozen=True)

@@ -37,7 +37,7 @@ from django.utils import timezone
 
 from ingest.db import MAX_ROWS_PER_STATEMENT, WriteConflict, chunked, commit_asynchronously, in_batch_size, write_batch_size
 from ingest.identity import author_key, guid_key, url_key
-from ingest.models import Author, Enclosure, Entry
+from ingest.models import Author, Enclosure, Entry, EntryTombstone
 from ingest.links import link_key
 from ingest.decide import entries_decide
 from ingest.types import ExistingEntry, ParsedEntry, ParsedFeed, Plan, UpsertCounts
@@ -269,9 +269,32 @@ def enclosures_replace(changed) -> list[Enclosure]:
     return add
 
 
-def feed_upsert(*, article_id: int, feed: ParsedFeed, fetched_at: datetime) -> UpsertCounts:
-    """Read, decide and write one parsed feed's entries."""
+def tombstones_sieve(*, article_id: int, entries: Sequence[ParsedEntry], whole_document: bool = True) -> list[ParsedEntry]:
+    """The entries that are not tombstoned for this source (``prune_entries`` deleted them; see
+    ``EntryTombstone``); with ``whole_document`` (a polled feed, not a pushed body), also delete the
+    source's tombstones whose guid the document no longer carries, by primary key in batches.
+
+    One SELECT of the source's tombstones (no IN list: the unique key's index on the source); the
+    deletes happen only when the feed dropped tombstoned guids. Inside the caller's transaction.
+    """
+    tombstones = dict(EntryTombstone.objects.filter(source_id=article_id).values_list("guid_key", "pk"))
+    if not tombstones:
+        return list(entries)
+    keys = [guid_key(entry.guid) for entry in entries]
+    kept = [entry for entry, key in zip(entries, keys) if key not in tombstones]
+    if whole_document:
+        carried = set(keys)
+        gone = sorted(pk for key, pk in tombstones.items() if key not in carried)
+        for batch in chunked(gone, min(MAX_ROWS_PER_STATEMENT, in_batch_size())):
+            EntryTombstone.objects.filter(pk__in=batch)._raw_delete(EntryTombstone.objects.db)
+    return kept
+
+
+def feed_upsert(*, article_id: int, feed: ParsedFeed, fetched_at: datetime, whole_document: bool = True) -> UpsertCounts:
+    """Read, decide and write one parsed feed's entries, but those ``prune_entries`` deleted
+    (``tombstones_sieve``; ``whole_document``: the feed as polled, whose absent guids' tombstones go)."""
     commit_asynchronously()
-    existing = existing_load(article_id=article_id, guids=[e.guid for e in feed.entries])
-    plan = entries_decide(feed.entries, existing)
+    entries = tombstones_sieve(article_id=article_id, entries=feed.entries, whole_document=whole_document)
+    existing = existing_load(article_id=article_id, guids=[e.guid for e in entries])
+    plan = entries_decide(entries, existing)
     return entries_apply(article_id=article_id, plan=plan, fetched_at=fetched_at)

@@ -474,6 +474,13 @@ RECOUNT_SCHEDULE_SECONDS = _number("RECOUNT_SCHEDULE_SECONDS", 3600, kind=int, p
 # prune_runs (by hand, cron, beat, the Azure timer) deletes finished runs older than this.
 INGEST_RUNS_KEEP_DAYS = _number("INGEST_RUNS_KEEP_DAYS", 30, kind=int, positive=True, maximum=36500)
 PRUNE_SCHEDULE_SECONDS = _number("PRUNE_SCHEDULE_SECONDS", 86400, kind=int, positive=True, maximum=_MAX_SECONDS)
+# prune_entries (by hand, cron, beat, the Azure timer): entries published more than this many days
+# ago, and past the newest this many of a source, are deleted (0: keep forever, no cap); a
+# source's retention_days / retention_max_entries override them.
+INGEST_RETENTION_DAYS = _number("INGEST_RETENTION_DAYS", 0, kind=int, maximum=36500)
+INGEST_RETENTION_MAX_ENTRIES = _number("INGEST_RETENTION_MAX_ENTRIES", 0, kind=int, maximum=1_000_000_000)
+PRUNE_ENTRIES_SCHEDULE_SECONDS = _number("PRUNE_ENTRIES_SCHEDULE_SECONDS", 86400, kind=int, positive=True,
+                                         maximum=_MAX_SECONDS)
 CELERY_BEAT_SCHEDULE = {
     # Claims the due sources and fans out one ingest_source task per source.
     "ingest-feeds": {
@@ -492,6 +499,12 @@ CELERY_BEAT_SCHEDULE = {
         "task": "ingest.tasks.prune_runs",
         "schedule": float(PRUNE_SCHEDULE_SECONDS),
         "options": {"expires": PRUNE_SCHEDULE_SECONDS},
+    },
+    # Deletes the entries past INGEST_RETENTION_DAYS / INGEST_RETENTION_MAX_ENTRIES (or a source's own).
+    "prune-entries": {
+        "task": "ingest.tasks.prune_entries",
+        "schedule": float(PRUNE_ENTRIES_SCHEDULE_SECONDS),
+        "options": {"expires": PRUNE_ENTRIES_SCHEDULE_SECONDS},
     },
 }
 if INGEST_WEBSUB_CALLBACK_URL:

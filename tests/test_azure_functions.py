@@ -30,7 +30,7 @@ from ingest.models import Entry, IngestRun, TechnicalArticle
 ROOT = Path(__file__).resolve().parent.parent
 DATA = Path(__file__).parent / "data" / "feeds"
 SCHEDULES = {"ingest_feeds": "INGEST_FEEDS_SCHEDULE", "recompute_counts": "RECOMPUTE_COUNTS_SCHEDULE",
-             "prune_runs": "PRUNE_RUNS_SCHEDULE"}
+             "prune_runs": "PRUNE_RUNS_SCHEDULE", "prune_entries": "PRUNE_ENTRIES_SCHEDULE"}
 
 
 @functools.cache
@@ -277,7 +277,7 @@ def test_cold_worker_sets_django_up_once_with_the_default_settings(tmp_path):
     result = _cold(COLD_START, {"DATABASE_URL": f"sqlite:///{tmp_path}/functions.sqlite3"})
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout.strip().splitlines()[-1])
-    assert report["indexed"] == ["ingest_feeds", "prune_runs", "recompute_counts"]
+    assert report["indexed"] == ["ingest_feeds", "prune_entries", "prune_runs", "recompute_counts"]
     assert report["ready_after_import"] is False  # indexing never needs the database or settings
     assert report["setup_calls"] == 1 and report["settings"] == "pipeline.settings"
     assert report["runs"] == [["recompute_counts", "azure", "succeeded"]] * 2

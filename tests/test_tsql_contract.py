@@ -240,6 +240,49 @@ def test_deleting_big_sources_in_the_admin_and_the_command_is_bounded(capture, t
     assert max(statement["params"] for statement, _, _ in found) == MAX_IN_LIST_DELETE  # full chunks were sent
 
 
+# --- Retention: prune_entries and its tombstones (ingest.services.retention) ---------------------
+
+RETENTION_PHASES = ("prune-entries-dry-run", "prune-entries", "prune-entries-reingest", "prune-entries-feed-dropped",
+                    "prune-entries-delete-source")
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_pruning_a_big_source_and_its_tombstones_is_bounded(capture, target):
+    retention = capture["targets"][target]["retention"]
+    entries, kept = retention["entries"], 100
+    assert entries > 2048
+    assert retention["dry_run"]["entries"] == 0 and retention["dry_run"]["kept_discussed"] == entries - kept
+    report = retention["report"]
+    assert report["status"] == "succeeded" and report["entries"] == entries - kept == report["tombstones"]
+    assert report["chunks"] == 2 and report["deleted"]["ingest.Entry"] == entries - kept
+    assert report["deleted"]["ingest.Comment"] == 7  # the discussed ones went too (--include-discussed)
+    assert retention["left"] == kept
+    reingest = retention["reingest"]["totals"]
+    assert (reingest["created"], reingest["unchanged"]) == (0, kept)  # tombstoned guids were not re-created
+    assert retention["tombstones"] == entries - kept
+    assert retention["tombstones_after_drop"] == 0  # the feed dropped every pruned guid
+    assert retention["delete"]["status"] == "deleted" and retention["tombstones_after_delete"] == 0
+
+    found = list(batches(capture, target, phases=RETENTION_PHASES))
+    assert {statement["phase"] for statement, _, _ in found} == set(RETENTION_PHASES)
+    count = lambda phase, **kw: sum(1 for b in found if b[0]["phase"] == phase and where(b, **kw))  # noqa: E731
+    assert count("prune-entries", kind="Delete", table="ingest_entry") == 2, "one DELETE of entries per chunk"
+    assert count("prune-entries", kind="Insert", table="ingest_entrytombstone") >= 2, "tombstones, per chunk"
+    assert count("prune-entries-reingest", kind="Select", table="ingest_entrytombstone", text="[guid_key] AS") == 1, \
+        "one read per feed write"
+    assert count("prune-entries-feed-dropped", kind="Delete", table="ingest_entrytombstone") >= 2, \
+        "dropped tombstones, by primary key in batches"
+    for statement, sql, _ in found:
+        assert statement["params"] <= MAX_PARAMS, f"{statement['params']} parameters: {sql[:200]}"
+        assert not contract.check(sql, params=statement["params"]), sql[:200]
+    writes = [(statement, part) for statement, _, analysis in found for part in analysis["statements"]
+              if part["type"] in ("Update", "Delete")]
+    for statement, part in writes:
+        assert part["row_bound"] is not None and part["row_bound"] <= MAX_IN_LIST_DELETE, part["text"]
+        assert statement["rowcount"] <= MAX_IN_LIST_DELETE
+    assert max(statement["rowcount"] for statement, _ in writes) == MAX_IN_LIST_DELETE  # full chunks were sent
+
+
 # --- Migrations -----------------------------------------------------------------------------------
 
 

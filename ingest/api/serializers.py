@@ -21,6 +21,8 @@ from ingest.services import sources as source_service
 RATING_MIN, RATING_MAX = 0, 10
 # fetch_interval: at least a minute, at most about a year (datetime arithmetic stays in range).
 INTERVAL_MIN, INTERVAL_MAX = 60, 366 * 86400
+# retention_days / retention_max_entries: the settings' own bounds (pipeline/settings.py).
+RETENTION_DAYS_MAX, RETENTION_MAX_ENTRIES_MAX = 36500, 1_000_000_000
 
 HEALTH_FIELDS = ("last_fetched_at", "last_success_at", "next_fetch_at", "consecutive_failures", "last_status",
                  "last_error", "created_at", "schedule_reason", "publish_cadence")
@@ -66,11 +68,21 @@ class ArticleSerializer(Strict):
         min_value=INTERVAL_MIN, max_value=INTERVAL_MAX, required=False, allow_null=True,
         help_text="Seconds between fetches; null means INGEST_DEFAULT_INTERVAL.",
     )
+    retention_days = serializers.IntegerField(
+        min_value=0, max_value=RETENTION_DAYS_MAX, required=False, allow_null=True,
+        help_text="prune_entries deletes entries published more than this many days ago; null means "
+                  "INGEST_RETENTION_DAYS, 0 keeps them forever.",
+    )
+    retention_max_entries = serializers.IntegerField(
+        min_value=0, max_value=RETENTION_MAX_ENTRIES_MAX, required=False, allow_null=True,
+        help_text="prune_entries keeps at most this many entries (the newest); null means "
+                  "INGEST_RETENTION_MAX_ENTRIES, 0 means no cap.",
+    )
 
     class Meta:
         model = TechnicalArticle
         fields = ("id", "name", "tagline", "feed_url", "site_url", "active", "fetch_comments", "fetch_interval",
-                  "honour_server_hints", *HEALTH_FIELDS, *AUTH_FIELDS)
+                  "honour_server_hints", *HEALTH_FIELDS, *AUTH_FIELDS, "retention_days", "retention_max_entries")
         read_only_fields = HEALTH_FIELDS
         extra_kwargs = {"name": {"required": False, "help_text": "Defaults to the feed URL's host."},
                         "feed_url": {"help_text": "The feed's address. Refused when it can never be fetched "

@@ -15,7 +15,8 @@ into a ``#Temp_params`` table it fills in the same transaction (mssql-django iss
    model's relations, so a relation added later is not forgotten) by primary key, at most 1,000 per
    statement; unlinks the pingbacks those entries sent to other entries (``source_entry`` is
    SET_NULL), by primary key; then deletes the entries themselves;
-3. deletes the source row once no entry is left.
+3. deletes the source's entry tombstones (``prune_entries``), at most 1,000 per transaction;
+4. deletes the source row once no entry is left.
 
 So no statement carries more than 1,000 ids, touches more than 1,000 rows, or makes mssql-django
 spill. A failure part-way leaves a deactivated source with fewer entries, never a half-deleted
@@ -33,7 +34,7 @@ from django.db.models.deletion import get_candidate_relations_to_delete
 
 from ingest.db import MAX_ROWS_PER_STATEMENT, chunked
 from ingest.errors import RunError, UnknownSource
-from ingest.models import Entry, TechnicalArticle
+from ingest.models import Entry, EntryTombstone, TechnicalArticle
 from ingest.retry import RetryStats, run_atomic
 from ingest.services.websub import subscriptions_maintain
 
@@ -132,6 +133,17 @@ def _delete_chunk(*, source_id: int, chunk_size: int, using: str) -> tuple[int, 
                .order_by("pk").values_list("pk", flat=True)[:chunk_size])
     if not ids:
         return None
+    deleted, unlinked = entries_delete(ids=ids, using=using)
+    return len(ids), deleted, unlinked
+
+
+def entries_delete(*, ids, using: str = DEFAULT_DB_ALIAS) -> tuple[dict[str, int], dict[str, int]]:
+    """Delete these entries (at most ``MAX_CHUNK``) and every row that points at them, by primary
+    key, at most ``MAX_CHUNK`` ids per statement; unlink the rows that only refer to them
+    (``entry_relations``). Inside the caller's transaction. Returns (deleted, unlinked) per model label.
+    Also ``prune_entries``' (``ingest.services.retention``) deletion of one chunk."""
+    if len(ids) > MAX_CHUNK:
+        raise ValueError(f"entries_delete takes at most {MAX_CHUNK} ids, not {len(ids)}.")
     deleted: dict[str, int] = {}
     unlinked: dict[str, int] = {}
     for relation in entry_relations():
@@ -149,7 +161,14 @@ def _delete_chunk(*, source_id: int, chunk_size: int, using: str) -> tuple[int, 
     # Everything that pointed at these entries is gone, in this transaction: delete them without the
     # collector, which would look for dependents again with a DELETE per related table, by entry id.
     _add(deleted, Entry._meta.label, Entry._base_manager.using(using).filter(pk__in=ids)._raw_delete(using))
-    return len(ids), deleted, unlinked
+    return deleted, unlinked
+
+
+def _delete_tombstones(*, source_id: int, using: str) -> int:
+    """One transaction: the next ``MAX_CHUNK`` tombstones of the source, by primary key (0: none left)."""
+    manager = EntryTombstone._base_manager.using(using)
+    ids = list(manager.filter(source_id=source_id).order_by("pk").values_list("pk", flat=True)[:MAX_CHUNK])
+    return manager.filter(pk__in=ids)._raw_delete(using) if ids else 0
 
 
 def _delete_source_row(*, source_id: int, using: str) -> dict[str, int] | None:
@@ -200,6 +219,10 @@ def source_delete(
                 _add(result.unlinked, label, n)
             if on_progress is not None:
                 on_progress(done, max(total, done))
+        # Its tombstones (ingest.services.retention), in bounded chunks before the row they cascade from.
+        while n := run_atomic(lambda: _delete_tombstones(source_id=source_id, using=using),
+                              using=using, stats=stats, label="source_delete.tombstones"):
+            _add(result.deleted, EntryTombstone._meta.label, n)
         per_model = run_atomic(lambda: _delete_source_row(source_id=source_id, using=using),
                                using=using, stats=stats, label="source_delete.source")
         if per_model is not None:

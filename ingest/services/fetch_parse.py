@@ -132,7 +132,7 @@ def source_parse_pushed(source: TechnicalArticle, *, content: bytes, headers: di
     try:
         pool = ParsePool(0, timeout=settings.INGEST_PARSE_TIMEOUT)
         feed = pool.parse(parse_feed, content, headers=headers, url=source.feed_url)
-        return Fetched(source.pk, fetched_at, result=replace(result, content=b""), feed=feed)
+        return Fetched(source.pk, fetched_at, result=replace(result, content=b""), feed=feed, pushed=True)
     except SourceError as exc:
         return Fetched(source.pk, fetched_at, error=exc)
     except Exception as exc:  # the containment boundary, as for a fetch

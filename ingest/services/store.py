@@ -32,7 +32,7 @@ from ingest.types import (
     NotModified, SourceResult,
 )
 from ingest.db import commit_asynchronously
-from ingest.upsert import existing_load, feed_upsert
+from ingest.upsert import existing_load, feed_upsert, tombstones_sieve
 
 log = logging.getLogger("ingest.services")
 
@@ -52,7 +52,8 @@ def source_store(
     def write():
         value = NotModified()
         if fetched.feed is not None:
-            counts = feed_upsert(article_id=source.pk, feed=fetched.feed, fetched_at=fetched.fetched_at)
+            counts = feed_upsert(article_id=source.pk, feed=fetched.feed, fetched_at=fetched.fetched_at,
+                                 whole_document=not fetched.pushed)
             value = Counts(counts.created, counts.updated, counts.unchanged, pingbacks_record(touched=counts.touched))
             subscription_note(source_id=source.pk, feed=fetched.feed, now=now)
         # Bookkeeping last: if anything above fails, the source stays due and the next run redoes it.
@@ -115,7 +116,8 @@ def source_preview(*, source: TechnicalArticle, fetched: Fetched) -> SourceResul
         return _result(source, Failure(str(fetched.error)))
     if fetched.feed is None:
         return _result(source, NotModified())
-    plan = entries_decide(fetched.feed.entries, existing_load(article_id=source.pk, guids=[e.guid for e in fetched.feed.entries]))
+    entries = tombstones_sieve(article_id=source.pk, entries=fetched.feed.entries, whole_document=False)
+    plan = entries_decide(entries, existing_load(article_id=source.pk, guids=[e.guid for e in entries]))
     return _result(source, Counts(len(plan.new), len(plan.changed), plan.unchanged))
 
 

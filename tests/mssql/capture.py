@@ -23,7 +23,10 @@ database with the migrated schema answers (``tests.mssql.recorder``). Phases:
 ``delete-admin-confirm``, ``delete-admin``  the admin's delete of the large source (its confirmation
                       page, then the confirmed POST), more than 2,048 entries;
 ``delete-source``     ``delete_source --yes`` of a second large source (same feed, other URL) whose
-                      entries also have comments (``ingest.services.delete``).
+                      entries also have comments (``ingest.services.delete``);
+``prune-entries*``    ``prune_entries`` (dry run, then the prune) of a large source capped at 100
+                      entries, some discussed; the same feed again (tombstones read), a feed that
+                      dropped most guids (tombstones deleted), then ``delete_source`` of it.
 
 Every target (SQL Server 2019, 2022, 2025, Azure SQL) runs the same phases on a fresh copy of the
 schema. Prints one JSON object: per target the statements (phase, parameters, row count, and an
@@ -301,6 +304,7 @@ def capture(name: str, *, version: int, azure: bool, shadow_path: str, feeds: Fe
         result["entries"] = shadow.db.execute("SELECT COUNT(*) FROM ingest_entry").fetchone()[0]
         result["runs"] = shadow.db.execute("SELECT command, status FROM ingest_ingestrun ORDER BY id").fetchall()
     result["deletes"] = delete_sources(shadow, feeds, big=big, command=command)
+    result["retention"] = prune_entries(shadow, feeds, command=command)
     result.update(
         version=version, azure=azure, big_source=big.pk,
         sql_server_version=connection.sql_server_version, to_azure_sql_db=connection.to_azure_sql_db,
@@ -350,6 +354,41 @@ def delete_sources(shadow, feeds: FeedServerFixture, *, big, command) -> dict:
     shadow.phase = "delete-source"
     result["report"] = command("delete_source", str(copy.pk), "--yes")
     result["after"] = rows()
+    return result
+
+
+def prune_entries(shadow, feeds: FeedServerFixture, *, command) -> dict:
+    """``prune_entries`` on a source of more than 2,048 entries (discussed ones too) capped at 100, then
+    the tombstones at work: the same feed ingested again (read, nothing re-created), a feed that
+    dropped most guids (tombstones deleted by primary key), and ``delete_source`` of the source."""
+    from ingest.models import Comment, Entry, EntryTombstone, TechnicalArticle
+
+    shadow.phase = "setup-retention"
+    full = feeds.big[1].replace(b"/posts/", b"/kept/")
+    feeds.server.add("/retention.rss", full)
+    source = TechnicalArticle.objects.create(name="Retention", feed_url=feeds.server.url("/retention.rss"),
+                                             retention_max_entries=100)
+    command("ingest_feeds", "--source", str(source.pk))
+    oldest = list(Entry.objects.filter(technical_article=source).order_by("published_at", "pk").values_list("pk", flat=True)[:7])
+    Comment.objects.bulk_create([Comment(entry_id=pk, guid=f"keep-{pk}", body="c") for pk in oldest])
+    result: dict = {"source": source.pk, "entries": Entry.objects.filter(technical_article=source).count()}
+    shadow.phase = "prune-entries-dry-run"
+    result["dry_run"] = command("prune_entries", "--dry-run", "--source", str(source.pk))
+    shadow.phase = "prune-entries"
+    # Every big post links to the one before it, so nearly all are discussed (a pingback targets them).
+    result["report"] = command("prune_entries", "--source", str(source.pk), "--include-discussed", "--trigger", "cron")
+    result["left"] = Entry.objects.filter(technical_article=source).count()
+    shadow.phase = "prune-entries-reingest"
+    feeds.server.add("/retention.rss", full.replace(b"<description>d</description>", b"<description>e</description>", 1))
+    result["reingest"] = command("ingest_feeds", "--source", str(source.pk))
+    result["tombstones"] = EntryTombstone.objects.filter(source=source).count()
+    shadow.phase = "prune-entries-feed-dropped"
+    feeds.server.add("/retention.rss", big_feed(feeds.server.base_url, 50, revision=1).replace(b"/posts/", b"/kept/"))
+    result["dropped"] = command("ingest_feeds", "--source", str(source.pk))
+    result["tombstones_after_drop"] = EntryTombstone.objects.filter(source=source).count()
+    shadow.phase = "prune-entries-delete-source"
+    result["delete"] = command("delete_source", str(source.pk), "--yes")
+    result["tombstones_after_delete"] = EntryTombstone.objects.count()
     return result
 
 
