@@ -301,7 +301,8 @@ def test_the_admin_edits_a_sources_retention():
     page = client.get(url)
     assert page.status_code == 200 and b"Retention" in page.content and b'name="retention_max_entries"' in page.content
     form = {"name": blog.name, "tagline": "", "feed_url": blog.feed_url, "site_url": "", "active": "on",
-            "honour_server_hints": "on", "fetch_interval": "", "retention_days": "0", "retention_max_entries": "250"}
+            "honour_server_hints": "on", "fetch_interval": "", "retention_days": "0", "retention_max_entries": "250",
+            "auth_scheme": "none", "auth_username": "", "auth_secret": "", "extra_headers": ""}
     saved = client.post(url, form)
     assert saved.status_code == 302, saved.content.decode()[:2000]
     blog.refresh_from_db()
