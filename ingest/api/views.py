@@ -117,7 +117,7 @@ class ArticleViewSet(VaryByCredentials, RetryingWrites, viewsets.ModelViewSet):
                    responses={(200, "text/x-opml"): bytes}, filters=False)
     @action(detail=False, methods=["get"], url_path="opml", renderer_classes=[OpmlRenderer], filter_backends=[],
             pagination_class=None)
-    def opml(self, request):
+    def opml(self, request, format=None):
         document, _ = source_service.opml_export()
         response = Response(document, content_type=f"{OpmlRenderer.media_type}; charset=utf-8")
         response["Content-Disposition"] = 'inline; filename="sources.opml"'
