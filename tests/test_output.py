@@ -27,7 +27,9 @@ SECONDS = r"\d+\.\d\ds"
 COMMANDS = {"add_source", "delete_source", "import_opml", "ingest_feeds", "list_entries", "pipeline_status",
             "recompute_counts",
             # these: in tests/test_list_sources.py, tests/test_prune_runs.py and tests/test_api.py
-            "list_sources", "prune_runs", "api_token"}
+            "list_sources", "prune_runs", "api_token",
+            # and this one in tests/test_export_opml.py
+            "export_opml"}
 
 
 def run(command: str, *args) -> tuple[str, str]:

@@ -50,7 +50,7 @@ class Command(cli.PipelineCommand):
                 "warning": found.warning or None if found else None,
             })
             return
-        if found is not None and found.warning:
+        if found is not None and found.warning and options["verbosity"] >= 1:
             cli.say(self.stderr, f"Could not check {found.given}, registered it as given: {found.warning}",
                     "warning", options=options)
         if options["verbosity"] >= 1:
