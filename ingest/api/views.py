@@ -72,7 +72,9 @@ class RetryingWrites:
 @extend_schema_view(
     list=extend_schema(summary="List articles (the feed sources)"),
     retrieve=extend_schema(summary="One article and the health of its feed"),
-    create=extend_schema(summary="Register a feed (staff)"),
+    create=extend_schema(summary="Register a feed (staff)",
+                         description="A feed_url that is a web page registers the one feed the page advertises; a page "
+                                     "advertising several is a 400 listing them in `candidates`, to post again with one."),
     update=extend_schema(summary="Change an article (staff)"),
     partial_update=extend_schema(summary="Change some of an article's fields (staff)"),
     destroy=extend_schema(summary="Delete an article and everything ingested from it (staff)"),
@@ -114,6 +116,8 @@ class ArticleViewSet(VaryByCredentials, RetryingWrites, viewsets.ModelViewSet):
         return Response(serializer.data, status=status.HTTP_201_CREATED, headers=self.get_success_headers(serializer.data))
 
     @extend_schema(summary="Every active article as an OPML 2.0 document (the feed list readers import)",
+                   description="One outline per active article (name, xmlUrl, htmlUrl), as `manage.py export_opml` "
+                               "writes it. Not paginated.",
                    responses={(200, "text/x-opml"): bytes}, filters=False)
     @action(detail=False, methods=["get"], url_path="opml", renderer_classes=[OpmlRenderer], filter_backends=[],
             pagination_class=None)
