@@ -289,6 +289,14 @@ def test_import_opml_discover_registers_the_first_feed_of_each_page(db, feed_ser
     assert rejected[0].startswith(f"rejected  {feed_server.url('/nofeed')}: The page ") and "advertises no feed" in rejected[0]
     assert rejected[1].startswith("rejected  http://10.0.0.1/feed: Refused to fetch from 10.0.0.1")
 
+    out = StringIO()
+    call_command("import_opml", str(opml), "--discover", "--json", stdout=out, stderr=StringIO())
+    again = json.loads(out.getvalue())
+    assert again["added"] == [] and {e["url"] for e in again["existing"]} == {feed_server.url("/first.rss"),
+                                                                            feed_server.url("/feed.xml")}
+    assert again["discovered"] == [{"page_url": feed_server.url("/site"), "url": feed_server.url("/first.rss")}]
+    assert again["unchecked"] == [] and len(again["rejected"]) == 2
+
 
 def test_import_opml_without_discover_fetches_nothing(db, feed_server, tmp_path):
     feed_server.add("/site", page(link("/first.rss")), content_type="text/html")

@@ -1,5 +1,8 @@
 """Registering sources and naming them: one feed URL, an OPML document, ``--source`` values; the
-admin's check of a feed URL and its actions on sources ("fetch now", re-activate, reset backoff).
+admin's check of a feed URL and its actions on sources ("fetch now", re-activate, reset backoff);
+the sources as an OPML document. ``source_register`` (``add_source``), ``opml_import(discover=True)``
+and ``source_feed_url`` (the API's create) fetch a URL first and register the feed a web page
+advertises (``ingest.services.discovery``); ``source_add`` registers a URL as given.
 
 A URL is refused at once when it can never be fetched (the fetch guard's rules); a host that does
 not resolve right now is accepted, since the guard checks again at every fetch.
@@ -16,7 +19,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from ingest import fetch as fetching
-from ingest.errors import BlockedURL, SourceError, UnknownSource, UsageError
+from ingest.errors import BlockedURL, NoFeedChosen, SourceError, UnknownSource
 from ingest.links import default_name
 from ingest.models import TechnicalArticle
 from ingest.opml import OpmlOutline, parse_opml, write_opml
@@ -165,10 +168,7 @@ def opml_import(*, content: bytes, discover: bool = False) -> OpmlImport:
                         unchecked.append((feed.url, found.warning))
                 else:
                     article, created = source_add(url=feed.url, name=feed.title)
-            except SourceError as exc:
-                rejected.append((feed.url, str(exc)))
-                continue
-            except UsageError as exc:  # NoFeedChosen: a page without a feed
+            except (SourceError, NoFeedChosen) as exc:  # NoFeedChosen: a page without a feed
                 rejected.append((feed.url, str(exc)))
                 continue
             (added if created else existing).append((article.pk, article.feed_url))
