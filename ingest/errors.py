@@ -130,6 +130,17 @@ class UnknownSource(UsageError):
     """A ``--source`` (an id or a feed URL) that matches no registered source."""
 
 
+class NoFeedChosen(UsageError):
+    """A web page given for a feed advertises no feed, or several and none of them was picked.
+    ``candidates`` are the feeds it advertises (``ingest.parse.discover.FeedLink``), ``page_url``
+    the page they were found on."""
+
+    def __init__(self, message: str, *, page_url: str, candidates: tuple = ()):
+        super().__init__(message)
+        self.page_url = page_url
+        self.candidates = tuple(candidates)
+
+
 class NestedAtomicError(RuntimeError):
     """The retrying helper was called inside an outer atomic block, where a retry cannot restart."""
 

@@ -29,7 +29,9 @@ COMMANDS = {"add_source", "delete_source", "import_opml", "ingest_feeds", "list_
             # these: in tests/test_list_sources.py, tests/test_prune_runs.py and tests/test_api.py
             "list_sources", "prune_runs", "api_token",
             # in tests/test_prune_entries.py
-            "prune_entries"}
+            "prune_entries",
+            # and this one in tests/test_export_opml.py
+            "export_opml"}
 
 
 def run(command: str, *args) -> tuple[str, str]:

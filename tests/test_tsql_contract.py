@@ -137,6 +137,13 @@ def test_the_capture_has_every_statement_the_pipeline_depends_on(capture, target
         "counter updates"
 
 
+@pytest.mark.parametrize("target", TARGETS)
+def test_export_opml_reads_the_sources_in_one_select(capture, target):
+    assert capture["targets"][target]["reports"]["export-opml"]["sources"] == 2
+    found = list(batches(capture, target, phases=("export-opml",)))
+    assert [where(b, kind="Select", table="ingest_technicalarticle") for b in found] == [True]
+
+
 # --- The contract ---------------------------------------------------------------------------------
 
 

@@ -10,20 +10,41 @@ jittered, so a write is applied once or not at all.
 
 from __future__ import annotations
 
+import json
+
 from django.db.models import Prefetch
 from django.utils.cache import patch_vary_headers
 from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import NotFound
+from rest_framework.renderers import BaseRenderer
 from rest_framework.response import Response
 
 from ingest.api import serializers as s
 from ingest.api.filters import ArticleFilter, EntryFilter
+from ingest.errors import BlockedURL, NoFeedChosen
 from ingest.models import Author, Comment, Enclosure, Entry, Pingback, TechnicalArticle
 from ingest.retry import run_atomic
+from ingest.services import sources as source_service
 from ingest.services.delete import source_delete
 
+
+
+class OpmlRenderer(BaseRenderer):
+    """The OPML document's bytes as they are; an error (a dict) as the API's JSON error."""
+
+    media_type = "text/x-opml"
+    format = "opml"
+    charset = "utf-8"
+
+    def render(self, data, accepted_media_type=None, renderer_context=None):
+        if isinstance(data, bytes):
+            return data
+        response = (renderer_context or {}).get("response")
+        if response is not None:
+            response["Content-Type"] = "application/json"
+        return json.dumps(data, ensure_ascii=False).encode("utf-8")
 
 
 class VaryByCredentials:
@@ -52,7 +73,9 @@ class RetryingWrites:
 @extend_schema_view(
     list=extend_schema(summary="List articles (the feed sources)"),
     retrieve=extend_schema(summary="One article and the health of its feed"),
-    create=extend_schema(summary="Register a feed (staff)"),
+    create=extend_schema(summary="Register a feed (staff)",
+                         description="A feed_url that is a web page registers the one feed the page advertises; a page "
+                                     "advertising several is a 400 listing them in `candidates`, to post again with one."),
     update=extend_schema(summary="Change an article (staff)"),
     partial_update=extend_schema(summary="Change some of an article's fields (staff)"),
     destroy=extend_schema(summary="Delete an article and everything ingested from it (staff)"),
@@ -69,7 +92,41 @@ class ArticleViewSet(VaryByCredentials, RetryingWrites, viewsets.ModelViewSet):
     ordering = ("id",)
 
     def create(self, request, *args, **kwargs):
-        return self._retrying(super().create, request, *args, **kwargs)
+        # A feed_url that is a web page means the feed it advertises: found by one fetch, before
+        # and outside the transaction (no database work waits on a publisher's server).
+        data = request.data
+        given = data.get("feed_url") if hasattr(data, "get") else None
+        if isinstance(given, str) and given.strip():
+            try:
+                feed_url = source_service.source_feed_url(given)
+            except NoFeedChosen as exc:
+                return Response({"feed_url": [f"{exc} Post again with the chosen feed's URL." if exc.candidates else str(exc)],
+                                 "candidates": [{"url": c.url, "title": c.title, "type": c.type} for c in exc.candidates]},
+                                status=status.HTTP_400_BAD_REQUEST)
+            except BlockedURL as exc:
+                return Response({"feed_url": [str(exc)]}, status=status.HTTP_400_BAD_REQUEST)
+            if feed_url != given.strip():
+                data = data.copy()
+                data["feed_url"] = feed_url
+        return run_atomic(lambda: self._create(data), label=f"api.{self.basename}.{self.action}")
+
+    def _create(self, data):
+        serializer = self.get_serializer(data=data)
+        serializer.is_valid(raise_exception=True)
+        self.perform_create(serializer)
+        return Response(serializer.data, status=status.HTTP_201_CREATED, headers=self.get_success_headers(serializer.data))
+
+    @extend_schema(summary="Every active article as an OPML 2.0 document (the feed list readers import)",
+                   description="One outline per active article (name, xmlUrl, htmlUrl), as `manage.py export_opml` "
+                               "writes it. Not paginated.",
+                   responses={(200, "text/x-opml"): bytes}, filters=False)
+    @action(detail=False, methods=["get"], url_path="opml", renderer_classes=[OpmlRenderer], filter_backends=[],
+            pagination_class=None)
+    def opml(self, request, format=None):
+        document, _ = source_service.opml_export()
+        response = Response(document, content_type=f"{OpmlRenderer.media_type}; charset=utf-8")
+        response["Content-Disposition"] = 'inline; filename="sources.opml"'
+        return response
 
     def destroy(self, request, *args, **kwargs):
         article = self.get_object()

@@ -20,6 +20,8 @@ A module per concern, each a chain of the stages below it (fetch, parse, decide,
   subscriptions' requests, verifications and pushed bodies.
 * ``delete``: deleting a source and everything that hangs off it, in bounded chunks.
 * ``prune``: deleting the old finished runs of the ledger, in bounded chunks.
+* ``discovery``: feed autodiscovery at registration (is the URL a feed, or a page that names one);
+  no database. ``sources`` registers what it finds, and writes the sources as OPML.
 
 Services take keyword-only, typed arguments and are named ``<thing>_<verb>``. A failing source
 becomes a result with a reason; only a problem with the run itself (the database, the arguments)

@@ -1,5 +1,8 @@
 """Registering sources and naming them: one feed URL, an OPML document, ``--source`` values; the
-admin's check of a feed URL and its actions on sources ("fetch now", re-activate, reset backoff).
+admin's check of a feed URL and its actions on sources ("fetch now", re-activate, reset backoff);
+the sources as an OPML document. ``source_register`` (``add_source``), ``opml_import(discover=True)``
+and ``source_feed_url`` (the API's create) fetch a URL first and register the feed a web page
+advertises (``ingest.services.discovery``); ``source_add`` registers a URL as given.
 
 A URL is refused at once when it can never be fetched (the fetch guard's rules); a host that does
 not resolve right now is accepted, since the guard checks again at every fetch.
@@ -9,18 +12,22 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from contextlib import nullcontext
+from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from django.db.models import Q
+from django.utils import timezone
 
 from ingest import fetch as fetching
-from ingest.errors import BlockedURL, SourceError, UnknownSource
+from ingest.errors import BlockedURL, NoFeedChosen, SourceError, UnknownSource
 from ingest.links import default_name
 from ingest.models import TechnicalArticle
-from ingest.opml import parse_opml
+from ingest.opml import OpmlOutline, parse_opml, write_opml
 from ingest.types import FEED_URL_MAX, SOURCE_NAME_MAX, AuthSpec
 from ingest.db import chunked, in_batch_size
+from ingest.services.discovery import Discovery, discovery_client
+from ingest.services.discovery import discover as discover_url
 
 log = logging.getLogger("ingest.services")
 
@@ -152,16 +159,86 @@ class OpmlImport:
     added: list[tuple[int, str]]
     existing: list[tuple[int, str]]
     rejected: list[tuple[str, str]]  # (url, reason)
+    discovered: list[tuple[str, str]] = field(default_factory=list)  # (page URL, feed URL found on it)
+    unchecked: list[tuple[str, str]] = field(default_factory=list)  # (url, why it could not be fetched)
 
 
-def opml_import(*, content: bytes) -> OpmlImport:
-    """Register every feed of an OPML document. Idempotent; a bad URL is rejected with its reason."""
-    added, existing, rejected = [], [], []
-    for feed in parse_opml(content):
-        try:
-            article, created = source_add(url=feed.url, name=feed.title)
-        except SourceError as exc:
-            rejected.append((feed.url, str(exc)))
-            continue
-        (added if created else existing).append((article.pk, article.feed_url))
-    return OpmlImport(added, existing, rejected)
+def opml_import(*, content: bytes, discover: bool = False) -> OpmlImport:
+    """Register every feed of an OPML document. Idempotent; a bad URL is rejected with its reason.
+
+    With ``discover``, an outline whose URL is a web page registers the first feed the page
+    advertises (``source_register``); a page that advertises none is rejected."""
+    added, existing, rejected, discovered, unchecked = [], [], [], [], []
+    with discovery_client() if discover else nullcontext() as client:
+        for feed in parse_opml(content):
+            try:
+                if discover:
+                    registration = source_register(url=feed.url, name=feed.title, pick=1, client=client)
+                    article, created = registration.source, registration.created
+                    found = registration.discovery
+                    if found is not None and found.page_url:
+                        discovered.append((found.page_url, found.feed_url))
+                    if found is not None and found.warning:
+                        unchecked.append((feed.url, found.warning))
+                else:
+                    article, created = source_add(url=feed.url, name=feed.title)
+            except (SourceError, NoFeedChosen) as exc:  # NoFeedChosen: a page without a feed
+                rejected.append((feed.url, str(exc)))
+                continue
+            (added if created else existing).append((article.pk, article.feed_url))
+    return OpmlImport(added, existing, rejected, discovered, unchecked)
+
+
+@dataclass(frozen=True)
+class Registration:
+    """A registered source, whether this call created it, and what discovery found (None: the URL
+    was registered without fetching it, given ``discover=False`` or already registered)."""
+
+    source: TechnicalArticle
+    created: bool
+    discovery: Discovery | None = None
+
+
+def source_register(*, url: str, name: str = "", fetch_comments: bool = False, discover: bool = True,
+                    pick: int | None = None, client=None, auth: AuthSpec | None = None) -> Registration:
+    """Register the feed a URL means (``add_source``): with ``discover``, the URL is fetched first and,
+    when it is a web page, the feed it advertises (the ``pick``-th of several) is registered instead
+    (``ingest.services.discovery``). A URL already registered is not fetched. Raises ``BlockedURL``
+    and ``NoFeedChosen`` (a ``UsageError``, with the page's candidates). A source with credentials
+    (``auth``: a private feed's own address) is registered as given: discovery would fetch it
+    without them."""
+    url = url.strip()
+    source_url_check(url)
+    private = auth is not None and (auth.scheme != "none" or auth.headers)
+    if not discover or private or source_taken_by(url=url) is not None:
+        article, created = source_add(url=url, name=name, fetch_comments=fetch_comments, auth=auth)
+        return Registration(article, created)
+    found = discover_url(url, pick=pick, client=client)
+    article, created = source_add(url=found.feed_url, name=name, fetch_comments=fetch_comments, auth=auth)
+    return Registration(article, created, found)
+
+
+def opml_export(*, include_inactive: bool = False) -> tuple[bytes, int]:
+    """An OPML 2.0 document of the sources (the active ones, else all), in id order, and how many
+    it lists."""
+    query = TechnicalArticle.objects.order_by("pk")
+    if not include_inactive:
+        query = query.filter(active=True)
+    outlines = [OpmlOutline(title=name, xml_url=feed_url, html_url=site_url)
+                for name, feed_url, site_url in query.values_list("name", "feed_url", "site_url").iterator(chunk_size=2000)]
+    return write_opml(outlines, title="Feed pipeline sources", created=timezone.now()), len(outlines)
+
+
+def source_feed_url(url: str) -> str:
+    """The feed URL a URL given to the API's create means: the URL itself when it is a feed, cannot
+    be fetched right now, can never be fetched or is already registered (the serializer then says
+    why), else the one feed the page at it advertises. Raises ``NoFeedChosen`` for a page with none
+    or several, ``BlockedURL`` when the guard refuses the fetch (a redirect into a private network)."""
+    url = url.strip()
+    try:
+        source_url_check(url)
+    except BlockedURL:
+        return url
+    if source_taken_by(url=url) is not None:
+        return url
+    return discover_url(url).feed_url

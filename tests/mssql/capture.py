@@ -299,6 +299,9 @@ def capture(name: str, *, version: int, azure: bool, shadow_path: str, feeds: Fe
     drift()
     shadow.phase = "recount-since"
     result["reports"]["recount-since"] = command("recompute_counts", "--since", "2020-01-01", "--chunk-size", "500")
+    shadow.phase = "export-opml"
+    result["reports"]["export-opml"] = command("export_opml", "--all", "--output",
+                                               str(Path(shadow_path).with_name("sources.opml")))
 
     with shadow.lock:
         result["entries"] = shadow.db.execute("SELECT COUNT(*) FROM ingest_entry").fetchone()[0]

@@ -18,6 +18,8 @@ class Command(cli.PipelineCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("file", help="Path to the OPML file, or - for standard input.")
+        parser.add_argument("--discover", action="store_true",
+                            help="Fetch each URL first: a web page registers the first feed it advertises.")
         parser.add_argument("--json", action="store_true", help="Print the result as one JSON object.")
 
     def handle(self, *args, **options) -> None:
@@ -27,7 +29,7 @@ class Command(cli.PipelineCommand):
         except OSError as exc:
             raise cli.usage_error(f"Cannot read {path}: {exc.strerror or exc}.") from exc
         try:
-            result = opml_import(content=content)
+            result = opml_import(content=content, discover=options["discover"])
         except ParseError as exc:
             raise cli.usage_error(f"{path}: {exc}") from exc
         if options["json"]:
@@ -35,6 +37,8 @@ class Command(cli.PipelineCommand):
                 "added": [{"id": i, "url": u} for i, u in result.added],
                 "existing": [{"id": i, "url": u} for i, u in result.existing],
                 "rejected": [{"url": u, "error": e} for u, e in result.rejected],
+                **({"discovered": [{"page_url": p, "url": u} for p, u in result.discovered],
+                    "unchecked": [{"url": u, "warning": w} for u, w in result.unchecked]} if options["discover"] else {}),
             })
             return
         if options["verbosity"] >= 2:
@@ -42,6 +46,11 @@ class Command(cli.PipelineCommand):
                 self.stdout.write(f"added     {pk:>5} {url}")
             for pk, url in result.existing:
                 self.stdout.write(f"existing  {pk:>5} {url}")
+        for page, url in result.discovered:
+            if options["verbosity"] >= 1:
+                cli.say(self.stdout, f"found feed {url} on page {page}", options=options)
+        for url, warning in result.unchecked:
+            cli.say(self.stderr, f"unchecked {url}: {warning}", "warning", options=options)
         for url, error in result.rejected:
             cli.say(self.stderr, f"rejected  {url}: {error}", "warning", options=options)
         if options["verbosity"] >= 1:
