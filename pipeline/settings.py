@@ -295,6 +295,9 @@ INGEST_PARSE_TIMEOUT = _number("INGEST_PARSE_TIMEOUT", 60.0, positive=True, maxi
 INGEST_COMMENTS_DAYS = _number("INGEST_COMMENTS_DAYS", 14, kind=int, maximum=36500)
 # PostgreSQL: per-source transactions commit without waiting for the WAL flush (see ingest/db.py).
 INGEST_ASYNC_COMMIT = _bool("INGEST_ASYNC_COMMIT", True)
+# Entries of different sources with one link key are marked duplicates of the earliest one
+# (Entry.duplicate_of, ingest/services/duplicates.py); off: nothing new is marked.
+INGEST_CROSS_FEED_DEDUP = _bool("INGEST_CROSS_FEED_DEDUP", True)
 
 # --- Ingest: the schedule's bounds and spread (ingest/schedule.py, docs/scheduling-policy.md) -----
 # Cadence, default interval and the server's freshness hints are held within these (an explicit

@@ -113,7 +113,8 @@ def test_every_relation_to_an_entry_is_handled():
     assert entry_relations()[-1].on_delete == "set_null"
     assert labels == {("ingest.Comment", "entry", "cascade"), ("ingest.Pingback", "target", "cascade"),
                       ("ingest.EntryLink", "entry", "cascade"), ("ingest.CommentFeed", "entry", "cascade"),
-                      ("ingest.Entry_authors", "entry", "cascade"), ("ingest.Pingback", "source_entry", "set_null")}
+                      ("ingest.Entry_authors", "entry", "cascade"), ("ingest.Pingback", "source_entry", "set_null"),
+                      ("ingest.Entry", "duplicate_of", "set_null")}
 
 
 @pytest.mark.django_db
