@@ -106,7 +106,7 @@ class EntrySerializer(Strict):
         model = Entry
         fields = ("id", "article", "article_name", "guid", "link", "headline", "body_text", "published_at",
                   "pub_date", "mod_date", "authors", "number_of_comments", "number_of_pingbacks", "rating",
-                  "ingested_at", "updated")
+                  "ingested_at", "updated", "duplicate_of")
         read_only_fields = tuple(name for name in fields if name != "rating")
 
     def to_representation(self, instance: Entry) -> dict:
@@ -130,7 +130,8 @@ class EntrySerializer(Strict):
                 "mod_date": instance.mod_date.isoformat(),
                 "authors": [{"id": author.id, "name": author.name} for author in instance.authors_brief],
                 "number_of_comments": instance.number_of_comments, "number_of_pingbacks": instance.number_of_pingbacks,
-                "rating": instance.rating, "ingested_at": when(instance.ingested_at), "updated": when(instance.updated_at)}
+                "rating": instance.rating, "ingested_at": when(instance.ingested_at), "updated": when(instance.updated_at),
+                "duplicate_of": instance.duplicate_of_id}
 
     def update(self, instance: Entry, validated_data: dict) -> Entry:
         if "rating" in validated_data:
