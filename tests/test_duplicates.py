@@ -56,8 +56,8 @@ def test_an_existing_canonical_stays_whatever_the_newcomer_and_there_is_never_a_
     assert duplicates_resolve([row(1, 10, minutes=9), row(2, 20, minutes=9, duplicate_of=1), row(3, 30)]) == \
         {1: None, 2: 1, 3: 1}
     # Two canonicals (a race): the earlier wins, everyone points at it directly.
-    assert duplicates_resolve([row(1, 10, minutes=2), row(2, 20, duplicate_of=1), row(3, 30, minutes=1),
-                               row(4, 40, duplicate_of=3), row(5, 50, duplicate_of=4)]) == \
+    assert duplicates_resolve([row(1, 10, minutes=2), row(2, 20, minutes=5, duplicate_of=1), row(3, 30, minutes=1),
+                               row(4, 40, minutes=5, duplicate_of=3), row(5, 50, minutes=6, duplicate_of=4)]) == \
         {1: 3, 2: 3, 3: None, 4: 3, 5: 3}
 
 
