@@ -24,6 +24,9 @@ database with the migrated schema answers (``tests.mssql.recorder``). Phases:
                       page, then the confirmed POST), more than 2,048 entries;
 ``delete-source``     ``delete_source --yes`` of a second large source (same feed, other URL) whose
                       entries also have comments (``ingest.services.delete``).
+``dedup-ingest``, ``dedup-recount``, ``dedup-delete``  duplicates across feeds: a third source with
+                      the large feed's links (every entry a copy), ``recompute_counts --dedup``,
+                      then deleting the large source (its copies promoted) and the third one.
 
 Every target (SQL Server 2019, 2022, 2025, Azure SQL) runs the same phases on a fresh copy of the
 schema. Prints one JSON object: per target the statements (phase, parameters, row count, and an
@@ -296,6 +299,7 @@ def capture(name: str, *, version: int, azure: bool, shadow_path: str, feeds: Fe
     with shadow.lock:
         result["entries"] = shadow.db.execute("SELECT COUNT(*) FROM ingest_entry").fetchone()[0]
         result["runs"] = shadow.db.execute("SELECT command, status FROM ingest_ingestrun ORDER BY id").fetchall()
+    result["dedup"] = dedup_phases(shadow, feeds, command=command)
     result["deletes"] = delete_sources(shadow, feeds, big=big, command=command)
     result.update(
         version=version, azure=azure, big_source=big.pk,
@@ -304,6 +308,24 @@ def capture(name: str, *, version: int, azure: bool, shadow_path: str, feeds: Fe
         statements=[r.as_dict() for r in shadow.log],
     )
     connection.close()
+    return result
+
+
+def dedup_phases(shadow, feeds: FeedServerFixture, *, command) -> dict:
+    """A source carrying every entry of the large feed (same links, its own guids): marked as copies,
+    repaired by ``recompute_counts --dedup``, then deleted (copies only: nothing to promote)."""
+    from ingest.models import Entry, TechnicalArticle
+
+    shadow.phase = "setup-dedup"
+    feeds.server.add("/big-dup.rss", feeds.big[2].replace(b"big-", b"dup-"))
+    dup = TechnicalArticle.objects.create(name="Big dup", feed_url=feeds.server.url("/big-dup.rss"))
+    shadow.phase = "dedup-ingest"
+    result = {"ingest": command("ingest_feeds", "--source", str(dup.pk))}
+    result["marked"] = Entry.objects.filter(technical_article=dup, duplicate_of__isnull=False).count()
+    shadow.phase = "dedup-recount"
+    result["recount"] = command("recompute_counts", "--dedup")
+    shadow.phase = "dedup-delete"
+    result["delete"] = command("delete_source", str(dup.pk), "--yes")
     return result
 
 
