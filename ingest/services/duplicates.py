@@ -53,10 +53,13 @@ def _groups_load(keys: Iterable[str]) -> dict[int, DuplicateRow]:
     return found
 
 
-def _apply(rows: dict[int, DuplicateRow], *, new: Collection[int] = (), gone: Collection[int] = ()) -> int:
-    """Write what the rule wants for ``rows`` (changed rows only) and refresh the counters of every
-    entry whose group changed. Returns the number of entries whose mark changed."""
-    wanted = duplicates_resolve(rows.values(), new=new, gone=gone)
+def _apply(rows: dict[int, DuplicateRow], *, new: Collection[int] = (), gone: Collection[int] = (),
+           wanted: dict[int, int | None] | None = None) -> int:
+    """Write what the rule wants for ``rows`` (changed rows only; ``wanted``: the rule's answer when
+    the caller has it) and refresh the counters of every entry whose group changed. Returns the
+    number of entries whose mark changed."""
+    if wanted is None:
+        wanted = duplicates_resolve(rows.values(), new=new, gone=gone)
     now = timezone.now()
     changed = [Entry(pk=pk, duplicate_of_id=target, updated_at=now)
                for pk, target in wanted.items() if rows[pk].duplicate_of != target]
@@ -85,7 +88,7 @@ def duplicates_mark(*, entry_ids: Sequence[int], new_ids: Collection[int] = ()) 
     groups = _groups_load(row.link_key for row in rows.values())
     rows.update(groups)
     wanted = duplicates_resolve(rows.values(), new=new_ids)
-    _apply(rows, new=new_ids)
+    _apply(rows, wanted=wanted)
     return {pk: wanted[pk] for pk in ids if wanted.get(pk) is not None}
 
 
