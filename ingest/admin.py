@@ -25,6 +25,7 @@ from ingest.models import (
 )
 from ingest.services.credentials import auth_check
 from ingest.services.delete import source_delete, source_delete_preview
+from ingest.services.duplicates import promote_duplicates
 from ingest.services.hosts import hosts_unblock
 from ingest.services.recount import entries_counts_refresh
 from ingest.services.sources import source_url_check, sources_activate, sources_backoff_reset, sources_schedule_now
@@ -232,11 +233,26 @@ class EnclosureInline(admin.TabularInline):
         return False
 
 
+class DuplicateFilter(admin.SimpleListFilter):
+    """Copies of an article another source carried first (``duplicate_of`` set), or the others."""
+
+    title = "duplicate"
+    parameter_name = "duplicate"
+
+    def lookups(self, request, model_admin):
+        return (("yes", "yes"), ("no", "no"))
+
+    def queryset(self, request, queryset):
+        if self.value() in ("yes", "no"):
+            return queryset.filter(duplicate_of__isnull=self.value() == "no")
+        return queryset
+
+
 @admin.register(Entry)
 class EntryAdmin(admin.ModelAdmin):
     list_display = ("headline", "technical_article", "pub_date", "mod_date", "number_of_comments",
                     "number_of_pingbacks", "rating")
-    list_filter = ("technical_article", "pub_date")
+    list_filter = ("technical_article", "pub_date", DuplicateFilter)
     search_fields = ("headline", "body_text", "guid", "link")
     autocomplete_fields = ("authors",)  # searched on AuthorAdmin.search_fields, never all authors in one widget
     date_hierarchy = "pub_date"
@@ -244,9 +260,28 @@ class EntryAdmin(admin.ModelAdmin):
     # recompute_counts), never by hand.
     # updated_at is stamped by every write (save_related's counter refresh included), for API clients.
     readonly_fields = ("number_of_comments", "number_of_pingbacks", "guid", "link_key", "content_hash", "ingested_at",
-                       "updated_at", "reported_comments")
+                       "updated_at", "reported_comments", "canonical_entry")
+    exclude = ("duplicate_of",)  # the pipeline's (ingest.services.duplicates): shown as canonical_entry
     list_select_related = ("technical_article",)
     inlines = [CommentInline, EnclosureInline]
+
+    @admin.display(description="canonical entry")
+    def canonical_entry(self, obj):
+        """The entry this one is a copy of (another source carried the article first), linked."""
+        if obj is None or obj.duplicate_of_id is None:
+            return "- (this entry is canonical or has no copy in another source)"
+        canonical = Entry.objects.select_related("technical_article").only(
+            "id", "headline", "technical_article__name").get(pk=obj.duplicate_of_id)
+        return format_html('<a href="{}">{}</a> ({})', reverse("admin:ingest_entry_change", args=[canonical.pk]),
+                           canonical.headline, canonical.technical_article.name)
+
+    def delete_model(self, request, obj):
+        promote_duplicates([obj.pk])  # its copies re-point to the oldest remaining one, in the same transaction
+        super().delete_model(request, obj)
+
+    def delete_queryset(self, request, queryset):
+        promote_duplicates(list(queryset.values_list("pk", flat=True)))
+        super().delete_queryset(request, queryset)
 
     def save_related(self, request, form, formsets, change):
         super().save_related(request, form, formsets, change)

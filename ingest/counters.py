@@ -5,7 +5,12 @@ the chunk's stored and true counts (one index range scan per counted table rathe
 per entry), then one UPDATE of just the drifted rows, whose values are correlated counts taken at
 write time, so that a comment committed between the read and the write is counted. Nothing is
 written when nothing drifted. ``counters_refresh`` sets the counters of given entries (ingest,
-inside its transaction).
+inside its transaction), and of their canonical entries.
+
+Duplicates across feeds (``Entry.duplicate_of``): a canonical entry's ``number_of_comments`` counts
+its own comments and those of every entry that points at it; a duplicate's counts its own.
+``number_of_pingbacks`` counts the pingbacks whose target is the entry (new pingbacks target the
+canonical, ``ingest.pingbacks``). Reconciliation and the incremental refresh count the same way.
 
 This is the one strategy the product uses (``STRATEGY`` names it). The alternatives it was chosen
 from live in ``bench/recount_strategies.py``, are measured by ``bench/recount.py`` on PostgreSQL
@@ -21,7 +26,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from django.utils import timezone
-from django.db.models import Count, IntegerField, OuterRef, QuerySet, Subquery, Value
+from django.db.models import Count, IntegerField, OuterRef, Q, QuerySet, Subquery, Value
 from django.db.models.functions import Coalesce
 
 from ingest.db import MAX_IN_LIST, chunked, commit_asynchronously
@@ -52,7 +57,8 @@ def keyset(base: QuerySet, after: int, size: int) -> QuerySet:
 def counts_set(ids: Sequence[int]) -> int:
     """Set the counters of these entries (at most ``MAX_CHUNK``) from their rows, in one UPDATE."""
     return Entry.objects.filter(pk__in=ids).update(
-        number_of_comments=count_of(Comment, "entry"), number_of_pingbacks=count_of(Pingback, "target"),
+        number_of_comments=count_of(Comment, "entry") + count_of(Comment, "entry__duplicate_of"),
+        number_of_pingbacks=count_of(Pingback, "target"),
         updated_at=timezone.now(),  # the API's updated_since shows a counter that changed
     )
 
@@ -64,7 +70,16 @@ def range_read(base: QuerySet, after: int, size: int) -> tuple[list[tuple[int, i
     if not rows:
         return rows, {}, {}
     lo, hi = rows[0][0], rows[-1][0]
-    comments = dict(Comment.objects.filter(entry_id__gte=lo, entry_id__lte=hi).order_by().values_list("entry_id").annotate(n=Count("pk")))
+    comments: dict[int, int] = {}
+    # One aggregate for both: a comment counts for its entry and for that entry's canonical.
+    own = Q(entry_id__gte=lo, entry_id__lte=hi)
+    theirs = Q(entry__duplicate_of__gte=lo, entry__duplicate_of__lte=hi)
+    for entry_id, canonical, n in (Comment.objects.filter(own | theirs).order_by()
+                                   .values_list("entry_id", "entry__duplicate_of").annotate(n=Count("pk"))):
+        if lo <= entry_id <= hi:
+            comments[entry_id] = comments.get(entry_id, 0) + n
+        if canonical is not None and lo <= canonical <= hi:
+            comments[canonical] = comments.get(canonical, 0) + n
     pingbacks = dict(Pingback.objects.filter(target_id__gte=lo, target_id__lte=hi).order_by().values_list("target_id").annotate(n=Count("pk")))
     return rows, comments, pingbacks
 
@@ -88,6 +103,10 @@ def chunk_reconcile(base: QuerySet, *, after: int, size: int, dry_run: bool = Fa
 
 
 def counters_refresh(entry_ids: Sequence[int]) -> int:
-    """Set the counters of these entries from their rows (used by ingest inside its transaction)."""
-    ids = sorted(set(entry_ids))
+    """Set the counters of these entries and of their canonical entries from their rows (used by
+    ingest inside its transaction)."""
+    ids = set(entry_ids)
+    for batch in chunked(sorted(ids), MAX_CHUNK):
+        ids.update(Entry.objects.filter(pk__in=batch, duplicate_of__isnull=False).values_list("duplicate_of", flat=True))
+    ids = sorted(ids)
     return sum(counts_set(batch) for batch in chunked(ids, MAX_CHUNK))

@@ -222,3 +222,49 @@ def host_block_seconds(error: SourceError | None, *, scope: str, policy: Policy)
     if scope != "host" or error is None or not error.retry_after or getattr(error, "status", None) not in (429, 503):
         return None
     return min(error.retry_after, policy.max_backoff)
+
+
+@dataclass(frozen=True)
+class DuplicateRow:
+    """What the duplicates rule reads of one entry."""
+
+    id: int
+    source_id: int
+    link_key: str
+    ingested_at: datetime
+    duplicate_of: int | None
+
+
+def duplicates_resolve(rows: Iterable[DuplicateRow], *, new: Iterable[int] = (),
+                       gone: Iterable[int] = ()) -> dict[int, int | None]:
+    """What ``duplicate_of`` every row should hold (rows in ``gone``, about to be deleted, excluded).
+
+    Rows with one non-empty link key form a group when they come from at least two sources. Its
+    canonical entry is, in this order: the earliest (``ingested_at``, then id) of the rows the group
+    already points at (a canonical stays one when another copy arrives); else the earliest of the
+    rows not in ``new`` (the stored ones: a copy that arrives later never displaces them, whatever
+    its fetch time); else the earliest of all. Every row of another source than the canonical's
+    points at it (never a chain); the canonical and the rows of its own source (a feed that re-posts
+    a link) point nowhere, as does every row outside a group.
+    """
+    gone, new = set(gone), set(new)
+    groups: dict[str, list[DuplicateRow]] = {}
+    wanted: dict[int, int | None] = {}
+    for row in rows:
+        if row.id in gone:
+            continue
+        wanted[row.id] = None
+        if row.link_key:
+            groups.setdefault(row.link_key, []).append(row)
+    for group in groups.values():
+        if len({row.source_id for row in group}) < 2:
+            continue
+        ids = {row.id for row in group}
+        pointed = {row.duplicate_of for row in group} & ids
+        candidates = ([row for row in group if row.id in pointed] or [row for row in group if row.id not in new]
+                      or group)
+        canonical = min(candidates, key=lambda row: (row.ingested_at, row.id))
+        for row in group:
+            if row.source_id != canonical.source_id:
+                wanted[row.id] = canonical.id
+    return wanted

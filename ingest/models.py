@@ -268,6 +268,11 @@ class Entry(Keyed):
         default=timezone.now, db_index=True,
         help_text="When a value the API shows last changed (content, counters, rating): what clients sync by.",
     )
+    duplicate_of = models.ForeignKey(
+        "self", on_delete=models.SET_NULL, null=True, blank=True, db_index=True, related_name="duplicates",
+        help_text="The canonical entry of the same article from another source (same link_key); null for a "
+                  "canonical or unique entry (docs/how-it-works.md, \"Duplicates across feeds\").",
+    )
 
     class Meta:
         constraints = [

@@ -9,12 +9,16 @@ A link to itself or to an unknown URL records nothing. Existing pingbacks are ne
 pingback is an event, and an edited post does not un-send it. A pingback is one per target and
 source key (``ingest.identity.url_key`` of its source URL): of two source URLs that normalize to
 the same URL, the one that sorts first is stored.
+
+Duplicates across feeds (``Entry.duplicate_of``): a pingback targets the canonical entry of the
+linked article, never one of its copies in other feeds, and a copy linking to its own article
+records nothing. Pingbacks recorded before an entry became a duplicate stay where they are.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from ingest.counters import counters_refresh
 from ingest.db import MAX_ROWS_PER_STATEMENT, chunked, in_batch_size
@@ -24,14 +28,16 @@ from ingest.links import link_key
 from ingest.types import ParsedEntry
 
 
-def pingbacks_record(*, touched: Sequence[tuple[int, ParsedEntry]]) -> int:
+def pingbacks_record(*, touched: Sequence[tuple[int, ParsedEntry]], canonical_of: Mapping[int, int] | None = None) -> int:
     """Store outbound links of the touched entries and record the pingbacks they imply.
 
     Runs inside the caller's transaction; returns the number of pingbacks created. Counters of the
-    targets are refreshed in the same transaction.
+    targets are refreshed in the same transaction. ``canonical_of`` maps the touched entries that
+    are duplicates to their canonical entries (``services.duplicates.duplicates_mark``).
     """
     if not touched:
         return 0
+    canonical_of = canonical_of or {}
     out = {entry_id: set(entry.link_keys) for entry_id, entry in touched}
     _links_replace(out)
 
@@ -43,16 +49,18 @@ def pingbacks_record(*, touched: Sequence[tuple[int, ParsedEntry]]) -> int:
     all_keys = sorted(set().union(*out.values()))
     targets: dict[str, list[int]] = defaultdict(list)
     for batch in chunked(all_keys, in_batch_size()):
-        for pk, key in Entry.objects.filter(link_key__in=batch).values_list("pk", "link_key"):
-            targets[key].append(pk)
+        for pk, key, canonical in Entry.objects.filter(link_key__in=batch).values_list("pk", "link_key", "duplicate_of"):
+            targets[key].append(canonical or pk)
     for source_id, keys in out.items():
         if not own_link[source_id]:
             continue
+        mine = {source_id, canonical_of.get(source_id, source_id)}
         for key in keys:
-            candidates.update((own_link[source_id], t, source_id) for t in targets.get(key, ()) if t != source_id)
+            candidates.update((own_link[source_id], t, source_id) for t in dict.fromkeys(targets.get(key, ())) if t not in mine)
 
     # Inbound: entries stored earlier link to the entries just stored.
-    new_keys = {entry.link_key or link_key(entry.link): entry_id for entry_id, entry in touched if entry.link}
+    new_keys = {entry.link_key or link_key(entry.link): canonical_of.get(entry_id, entry_id)
+                for entry_id, entry in touched if entry.link}
     keys = sorted(new_keys)
     sources: dict[int, list[str]] = defaultdict(list)
     for batch in chunked(keys, in_batch_size()):
@@ -64,8 +72,9 @@ def pingbacks_record(*, touched: Sequence[tuple[int, ParsedEntry]]) -> int:
     if sources:
         ids = sorted(sources)
         for batch in chunked(ids, in_batch_size()):
-            for pk, link in Entry.objects.filter(pk__in=batch).exclude(link="").values_list("pk", "link"):
-                candidates.update((link, new_keys[key], pk) for key in sources[pk] if new_keys[key] != pk)
+            for pk, link, own_key in Entry.objects.filter(pk__in=batch).exclude(link="").values_list("pk", "link", "link_key"):
+                # a copy of the article linking to the article itself is no pingback
+                candidates.update((link, new_keys[key], pk) for key in sources[pk] if new_keys[key] != pk and key != own_key)
     return _insert_new(candidates)
 
 

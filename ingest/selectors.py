@@ -258,17 +258,21 @@ def entries_ingested_count(*, now: datetime, hours: int = 24) -> int:
     return Entry.objects.filter(ingested_at__gte=now - timedelta(hours=hours)).count()
 
 
-def entries_list(*, source_ids=(), with_activity: bool = False, limit: int = 20) -> list[dict]:
-    """Newest entries with their counters, for ``manage.py list_entries``."""
+def entries_list(*, source_ids=(), with_activity: bool = False, limit: int = 20,
+                 hide_duplicates: bool = False) -> list[dict]:
+    """Newest entries with their counters, for ``manage.py list_entries`` (``hide_duplicates``:
+    without the copies of articles another source carried first)."""
     query = Entry.objects.select_related("technical_article").order_by("-published_at", "-pk")
     if source_ids:
         query = query.filter(technical_article_id__in=source_ids)
     if with_activity:
         query = query.filter(Q(number_of_comments__gt=0) | Q(number_of_pingbacks__gt=0))
+    if hide_duplicates:
+        query = query.filter(duplicate_of__isnull=True)
     return [
         {"id": e.pk, "source": e.technical_article.name, "pub_date": e.pub_date.isoformat(), "headline": e.headline,
          "link": e.link, "number_of_comments": e.number_of_comments, "reported_comments": e.reported_comments,
-         "number_of_pingbacks": e.number_of_pingbacks}
+         "number_of_pingbacks": e.number_of_pingbacks, "duplicate_of": e.duplicate_of_id}
         for e in query[:limit]
     ]
 

@@ -298,6 +298,9 @@ INGEST_COMMENTS_DAYS = _number("INGEST_COMMENTS_DAYS", 14, kind=int, maximum=365
 INGEST_ASYNC_COMMIT = _bool("INGEST_ASYNC_COMMIT", True)
 # RFC 5005 history pages (rel="next", rel="prev-archive") followed on a source's first fetch; 0: off.
 INGEST_BACKFILL_PAGES = _number("INGEST_BACKFILL_PAGES", 0, kind=int, maximum=1000)
+# Entries of different sources with one link key are marked duplicates of the earliest one
+# (Entry.duplicate_of, ingest/services/duplicates.py); off: nothing new is marked.
+INGEST_CROSS_FEED_DEDUP = _bool("INGEST_CROSS_FEED_DEDUP", True)
 
 # --- Ingest: the schedule's bounds and spread (ingest/schedule.py, docs/scheduling-policy.md) -----
 # Cadence, default interval and the server's freshness hints are held within these (an explicit

@@ -143,7 +143,7 @@ def test_an_entry_shows_the_seed_fields_and_what_a_client_needs(data, reader):
     body = reader.get(f"/api/entries/{entry.pk}/").json()
     assert set(body) == {"id", "article", "article_name", "guid", "link", "headline", "body_text", "published_at",
                          "pub_date", "mod_date", "authors", "number_of_comments", "number_of_pingbacks", "rating",
-                         "ingested_at", "updated", "enclosures"}
+                         "ingested_at", "updated", "enclosures", "duplicate_of"}
     assert body["article"] == data["article"].pk and body["article_name"] == "Blog"
     assert [a["name"] for a in body["authors"]] == ["Ada", "Bob"] and set(body["authors"][0]) == {"id", "name"}
     assert body["published_at"] == "2026-01-01T00:00:00Z" and body["guid"] == entry.guid

@@ -118,7 +118,8 @@ def test_every_relation_to_an_entry_is_handled():
     assert labels == {("ingest.Comment", "entry", "cascade"), ("ingest.Pingback", "target", "cascade"),
                       ("ingest.EntryLink", "entry", "cascade"), ("ingest.CommentFeed", "entry", "cascade"),
                       ("ingest.Entry_authors", "entry", "cascade"), ("ingest.Pingback", "source_entry", "set_null"),
-                      ("ingest.Enclosure", "entry", "cascade")}
+                      ("ingest.Enclosure", "entry", "cascade"),
+                      ("ingest.Entry", "duplicate_of", "set_null")}
 
 
 @pytest.mark.django_db

@@ -220,6 +220,19 @@ def test_no_in_list_spills_into_a_temp_table(capture, target):
 
 
 @pytest.mark.parametrize("target", TARGETS)
+def test_duplicates_across_feeds_are_marked_repaired_and_deleted_in_bounded_statements(capture, target):
+    dedup = capture["targets"][target]["dedup"]
+    assert dedup["ingest"]["status"] == "succeeded" and dedup["marked"] == ENTRIES
+    assert dedup["recount"]["duplicates_changed"] == 0  # the store marked them right
+    assert dedup["delete"]["deleted"]["ingest.Entry"] == ENTRIES
+    found = list(batches(capture, target, phases=("dedup-ingest", "dedup-recount", "dedup-delete")))
+    assert any(where(batch, kind="Update", table="ingest_entry") and "duplicate_of_id" in batch[1] for batch in found)
+    for statement, sql, _ in found:
+        assert statement["params"] <= MAX_PARAMS, f"{statement['params']} parameters: {sql[:200]}"
+        assert not contract.check(sql, params=statement["params"]), sql[:200]
+
+
+@pytest.mark.parametrize("target", TARGETS)
 def test_deleting_big_sources_in_the_admin_and_the_command_is_bounded(capture, target):
     result = capture["targets"][target]
     deletes = result["deletes"]

@@ -54,6 +54,13 @@ class EntryFilter(django_filters.FilterSet):
     updated_since = TimeFilter(
         field_name="updated_at", lookup_expr="gte",
         help_text="Changed at or after this time (ISO 8601): how a client syncs, see docs/api.md.")
+    duplicates = django_filters.ChoiceFilter(
+        choices=(("hide", "hide"), ("only", "only")), method="duplicates_filter",
+        help_text="hide: leave out the copies of an article another source carried first (duplicate_of set); "
+                  "only: just those copies. Absent: every entry.")
+
+    def duplicates_filter(self, queryset, name, value):
+        return queryset.filter(duplicate_of__isnull=value == "hide") if value else queryset
 
 
 class ArticleFilter(django_filters.FilterSet):

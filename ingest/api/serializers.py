@@ -156,7 +156,7 @@ class EntrySerializer(Strict):
         model = Entry
         fields = ("id", "article", "article_name", "guid", "link", "headline", "body_text", "published_at",
                   "pub_date", "mod_date", "authors", "number_of_comments", "number_of_pingbacks", "rating",
-                  "ingested_at", "updated", "enclosures")
+                  "ingested_at", "updated", "enclosures", "duplicate_of")
         read_only_fields = tuple(name for name in fields if name != "rating")
 
     def to_representation(self, instance: Entry) -> dict:
@@ -182,7 +182,8 @@ class EntrySerializer(Strict):
                 "number_of_comments": instance.number_of_comments, "number_of_pingbacks": instance.number_of_pingbacks,
                 "rating": instance.rating, "ingested_at": when(instance.ingested_at), "updated": when(instance.updated_at),
                 "enclosures": [{"url": e.url, "type": e.type, "length": e.length, "kind": e.kind}
-                               for e in instance.enclosures_brief]}
+                               for e in instance.enclosures_brief],
+                "duplicate_of": instance.duplicate_of_id}
 
     def update(self, instance: Entry, validated_data: dict) -> Entry:
         if "rating" in validated_data:

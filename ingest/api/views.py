@@ -151,7 +151,7 @@ class AuthorViewSet(VaryByCredentials, viewsets.ReadOnlyModelViewSet):
 
 ENTRY_COLUMNS = ("id", "technical_article_id", "technical_article__name", "guid", "link", "headline", "body_text",
                  "published_at", "pub_date", "mod_date", "number_of_comments", "number_of_pingbacks", "rating",
-                 "ingested_at", "updated_at")
+                 "ingested_at", "updated_at", "duplicate_of")
 ENCLOSURE_COLUMNS = ("id", "entry_id", "url", "type", "length", "kind", "position")
 
 

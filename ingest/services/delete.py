@@ -14,7 +14,9 @@ into a ``#Temp_params`` table it fills in the same transaction (mssql-django iss
    (comments, pingbacks to them, outbound links, comment-feed state, author links: read from the
    model's relations, so a relation added later is not forgotten) by primary key, at most 1,000 per
    statement; unlinks the pingbacks those entries sent to other entries (``source_entry`` is
-   SET_NULL), by primary key; then deletes the entries themselves;
+   SET_NULL), by primary key; then deletes the entries themselves. Before that, copies of those
+   entries in other sources are re-pointed to the oldest remaining copy
+   (``duplicates.promote_duplicates``), so that none points at a deleted entry;
 3. deletes the source's entry tombstones (``prune_entries``), at most 1,000 per transaction;
 4. deletes the source row once no entry is left.
 
@@ -36,6 +38,7 @@ from ingest.db import MAX_ROWS_PER_STATEMENT, chunked
 from ingest.errors import RunError, UnknownSource
 from ingest.models import Entry, EntryTombstone, TechnicalArticle
 from ingest.retry import RetryStats, run_atomic
+from ingest.services.duplicates import promote_duplicates
 from ingest.services.websub import subscriptions_maintain
 
 MAX_CHUNK = MAX_ROWS_PER_STATEMENT  # entries per chunk and transaction, and ids per statement
@@ -146,6 +149,8 @@ def entries_delete(*, ids, using: str = DEFAULT_DB_ALIAS) -> tuple[dict[str, int
         raise ValueError(f"entries_delete takes at most {MAX_CHUNK} ids, not {len(ids)}.")
     deleted: dict[str, int] = {}
     unlinked: dict[str, int] = {}
+    # Copies of these entries in other sources re-point to the oldest remaining one (never dangle).
+    promote_duplicates(ids)
     for relation in entry_relations():
         manager = relation.model._base_manager.using(using)
         pks = list(manager.filter(**{f"{relation.field}__in": ids}).order_by("pk").values_list("pk", flat=True))

@@ -19,6 +19,7 @@ from ingest.errors import RunError, first_line
 from ingest.models import IngestRun
 from ingest.retry import RetryStats, run_atomic
 from ingest.selectors import counts_scope
+from ingest.services.duplicates import duplicates_repair
 from ingest.services.runs import run_finish, run_start
 
 log = logging.getLogger("ingest.services")
@@ -39,11 +40,15 @@ class RecountReport:
     retries: int = 0
     elapsed_s: float = 0.0
     dry_run: bool = False
+    duplicates_changed: int | None = None  # with dedup: entries whose duplicate_of the repair pass changed
 
     def as_dict(self) -> dict:
-        return {"run_id": self.run_id, "status": self.status, "dry_run": self.dry_run, "scanned": self.scanned,
-                "changed": self.changed, "chunks": self.chunks, "retries": self.retries,
-                "elapsed_s": round(self.elapsed_s, 3)}
+        found = {"run_id": self.run_id, "status": self.status, "dry_run": self.dry_run, "scanned": self.scanned,
+                 "changed": self.changed, "chunks": self.chunks, "retries": self.retries,
+                 "elapsed_s": round(self.elapsed_s, 3)}
+        if self.duplicates_changed is not None:
+            found["duplicates_changed"] = self.duplicates_changed
+        return found
 
 
 def counts_recompute(
@@ -57,6 +62,7 @@ def counts_recompute(
     reconcile: Reconciler | None = None,
     on_start: Callable[[int], None] | None = None,
     on_progress: Callable[[int, int], None] | None = None,
+    dedup: bool = False,
 ) -> RecountReport:
     """Reconcile comment and pingback counters, chunk by chunk in primary-key order.
 
@@ -64,6 +70,9 @@ def counts_recompute(
     deadlock with a concurrent ingest costs one chunk's retry. A comment committed while a chunk is
     being counted is seen by this run or the next one, never lost. ``reconcile`` replaces the way
     one chunk is reconciled (``counters.chunk_reconcile``); the benchmarks use it to compare others.
+    With ``dedup`` (not with ``dry_run``), a first walk over the same entries repairs their duplicate
+    marks (``duplicates.duplicates_repair``; cleared when INGEST_CROSS_FEED_DEDUP is off), chunk by
+    chunk in the same way, before the counters are reconciled.
     """
     reconcile = reconcile or counters.chunk_reconcile
     started = time.monotonic()
@@ -76,6 +85,8 @@ def counts_recompute(
             total = base.count() if (on_start or on_progress) else 0
         except Error as exc:
             raise RunError.database(exc) from exc
+        if dedup and not dry_run:
+            report.duplicates_changed = _dedup_walk(base, chunk_size=chunk_size, stats=stats)
         if on_start:
             on_start(total)
         after = 0
@@ -109,6 +120,17 @@ def counts_recompute(
         run_finish(run, status=report.status, stats=report.as_dict())
     log.info("recount finished", extra=report.as_dict())
     return report
+
+
+def _dedup_walk(base, *, chunk_size: int, stats: RetryStats) -> int:
+    changed, after = 0, 0
+    while True:
+        result = run_atomic(lambda after=after: duplicates_repair(base=base, after=after, size=chunk_size),
+                            stats=stats, label="dedup chunk")
+        if result is None:
+            return changed
+        changed += result[1]
+        after = result[2]
 
 
 def entries_counts_refresh(*, entry_ids: Sequence[int]) -> int:

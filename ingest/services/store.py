@@ -25,6 +25,7 @@ from ingest.pingbacks import pingbacks_record
 from ingest.retry import RetryStats, run_atomic
 from ingest.schedule import Decision, cadence_seconds, hints_from_text, hints_text, jittered, next_fetch
 from ingest.services.boundary import write_failure
+from ingest.services.duplicates import duplicates_mark
 from ingest.services.runs import run_add
 from ingest.services.subscriptions import subscription_live, subscription_note
 from ingest.types import (
@@ -54,7 +55,11 @@ def source_store(
         if fetched.feed is not None:
             counts = feed_upsert(article_id=source.pk, feed=fetched.feed, fetched_at=fetched.fetched_at,
                                  whole_document=not fetched.pushed)
-            value = Counts(counts.created, counts.updated, counts.unchanged, pingbacks_record(touched=counts.touched))
+            # Duplicates across feeds before the pingbacks: a pingback goes to the canonical entry.
+            canonical_of = duplicates_mark(entry_ids=[pk for pk, _ in counts.touched],
+                                           new_ids=[pk for pk, _ in counts.touched[:counts.created]])
+            value = Counts(counts.created, counts.updated, counts.unchanged,
+                           pingbacks_record(touched=counts.touched, canonical_of=canonical_of))
             subscription_note(source_id=source.pk, feed=fetched.feed, now=now)
         # Bookkeeping last: if anything above fails, the source stays due and the next run redoes it.
         # It also proves the lease is still ours: if it expired and another run took the source

@@ -27,6 +27,9 @@ database with the migrated schema answers (``tests.mssql.recorder``). Phases:
 ``prune-entries*``    ``prune_entries`` (dry run, then the prune) of a large source capped at 100
                       entries, some discussed; the same feed again (tombstones read), a feed that
                       dropped most guids (tombstones deleted), then ``delete_source`` of it.
+``dedup-ingest``, ``dedup-recount``, ``dedup-delete``  duplicates across feeds: a third source with
+                      the large feed's links (every entry a copy), ``recompute_counts --dedup``,
+                      then deleting the large source (its copies promoted) and the third one.
 
 Every target (SQL Server 2019, 2022, 2025, Azure SQL) runs the same phases on a fresh copy of the
 schema. Prints one JSON object: per target the statements (phase, parameters, row count, and an
@@ -306,6 +309,7 @@ def capture(name: str, *, version: int, azure: bool, shadow_path: str, feeds: Fe
     with shadow.lock:
         result["entries"] = shadow.db.execute("SELECT COUNT(*) FROM ingest_entry").fetchone()[0]
         result["runs"] = shadow.db.execute("SELECT command, status FROM ingest_ingestrun ORDER BY id").fetchall()
+    result["dedup"] = dedup_phases(shadow, feeds, command=command)
     result["deletes"] = delete_sources(shadow, feeds, big=big, command=command)
     result["retention"] = prune_entries(shadow, feeds, command=command)
     result.update(
@@ -315,6 +319,24 @@ def capture(name: str, *, version: int, azure: bool, shadow_path: str, feeds: Fe
         statements=[r.as_dict() for r in shadow.log],
     )
     connection.close()
+    return result
+
+
+def dedup_phases(shadow, feeds: FeedServerFixture, *, command) -> dict:
+    """A source carrying every entry of the large feed (same links, its own guids): marked as copies,
+    repaired by ``recompute_counts --dedup``, then deleted (copies only: nothing to promote)."""
+    from ingest.models import Entry, TechnicalArticle
+
+    shadow.phase = "setup-dedup"
+    feeds.server.add("/big-dup.rss", feeds.big[2].replace(b"big-", b"dup-"))
+    dup = TechnicalArticle.objects.create(name="Big dup", feed_url=feeds.server.url("/big-dup.rss"))
+    shadow.phase = "dedup-ingest"
+    result = {"ingest": command("ingest_feeds", "--source", str(dup.pk))}
+    result["marked"] = Entry.objects.filter(technical_article=dup, duplicate_of__isnull=False).count()
+    shadow.phase = "dedup-recount"
+    result["recount"] = command("recompute_counts", "--dedup")
+    shadow.phase = "dedup-delete"
+    result["delete"] = command("delete_source", str(dup.pk), "--yes")
     return result
 
 

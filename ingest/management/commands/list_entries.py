@@ -18,13 +18,16 @@ class Command(cli.PipelineCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--source", action="append", default=[], metavar="ID_OR_URL", help="Only this source; repeatable.")
         parser.add_argument("--with-activity", action="store_true", help="Only entries with comments or pingbacks.")
+        parser.add_argument("--hide-duplicates", action="store_true",
+                            help="Leave out the copies of articles another source carried first (duplicate_of set).")
         parser.add_argument("--limit", type=int, default=20, metavar="N",
                             help=f"At most N entries, 1-{LIMIT_MAX} (default 20).")
         parser.add_argument("--json", action="store_true", help="Print one JSON object, {\"entries\": [...]}, on stdout.")
 
     def handle(self, *args, **options) -> None:
         limit = cli.int_option(options["limit"], "--limit", low=1, high=LIMIT_MAX)
-        rows = entries_list(source_ids=cli.source_ids(options["source"]), with_activity=options["with_activity"], limit=limit)
+        rows = entries_list(source_ids=cli.source_ids(options["source"]), with_activity=options["with_activity"], limit=limit,
+                            hide_duplicates=options["hide_duplicates"])
         if options["json"]:
             cli.print_json(self.stdout, {"entries": rows})
             return

@@ -40,6 +40,9 @@ class Command(cli.PipelineCommand):
         parser.add_argument("--chunk-size", type=int, default=1000, metavar="N",
                             help=f"Entries per chunk and transaction, 1-{MAX_CHUNK} (default 1000).")
         parser.add_argument("--dry-run", action="store_true", help="Report the drift, write nothing.")
+        parser.add_argument("--dedup", action="store_true",
+                            help="First repair the duplicate marks (Entry.duplicate_of) of the same entries and their "
+                                 "groups; with INGEST_CROSS_FEED_DEDUP off, clear them. Not with --dry-run.")
         parser.add_argument("--json", action="store_true", help="Print one JSON object with the results on stdout.")
         parser.add_argument("--trigger", default=IngestRun.Trigger.MANUAL, choices=IngestRun.Trigger.values,
                             help="What started this run, recorded on its IngestRun (default: manual).")
@@ -47,6 +50,8 @@ class Command(cli.PipelineCommand):
     def handle(self, *args, **options) -> None:
         chunk = cli.int_option(options["chunk_size"], "--chunk-size", low=1, high=MAX_CHUNK)
         since = None
+        if options["dedup"] and options["dry_run"]:
+            raise cli.usage_error("--dedup writes; it cannot be combined with --dry-run.")
         if options["since"]:
             try:
                 since = _since(options["since"])
@@ -69,7 +74,7 @@ class Command(cli.PipelineCommand):
             report = counts_recompute(
                 source_ids=source_ids, entry_ids=entry_ids, since=since, chunk_size=chunk,
                 dry_run=options["dry_run"], trigger=options["trigger"], on_start=bar.start,
-                on_progress=progress,
+                on_progress=progress, dedup=options["dedup"],
             )
         if as_json:
             cli.print_json(self.stdout, report.as_dict())
@@ -77,5 +82,7 @@ class Command(cli.PipelineCommand):
             verb = "would change" if report.dry_run else "changed"
             prefix = "Dry run (nothing written): " if report.dry_run else f"Run {report.run_id} {report.status}: "
             cli.say(self.stdout, f"{prefix}{report.scanned} entries scanned, {report.changed} {verb}, {report.chunks} chunks, "
-                                 f"{report.retries} retries in {report.elapsed_s:.2f}s",
+                                 f"{report.retries} retries in {report.elapsed_s:.2f}s"
+                                 + ("" if report.duplicates_changed is None
+                                    else f", {report.duplicates_changed} duplicate marks changed"),
                     "warning" if report.changed else "success", options=options)
