@@ -187,7 +187,8 @@ def test_authors_are_chosen_by_autocomplete_not_from_a_list_of_all(admin_client,
 
 def source_form(feed_url: str, name: str = "Feed") -> dict:
     return {"name": name, "tagline": "", "feed_url": feed_url, "site_url": "", "active": "on",
-            "fetch_interval": "", "next_fetch_at_0": "", "next_fetch_at_1": ""}
+            "fetch_interval": "", "next_fetch_at_0": "", "next_fetch_at_1": "",
+            "auth_scheme": "none", "auth_username": "", "auth_secret": "", "extra_headers": ""}
 
 
 def test_adding_a_feed_in_a_private_network_is_refused_with_the_sentence_of_add_source(admin_client):

@@ -206,7 +206,7 @@ def test_the_admin_refuses_a_feed_url_that_is_already_a_source(db, client):
     User.objects.create_superuser("admin", "admin@example.com", "pw")
     client.login(username="admin", password="pw")
     form = {"name": "again", "tagline": "", "site_url": "", "active": "on", "fetch_interval": "",
-            "next_fetch_at_0": "", "next_fetch_at_1": ""}
+            "next_fetch_at_0": "", "next_fetch_at_1": "", "auth_scheme": "none", "extra_headers": ""}
     refused = client.post("/admin/ingest/technicalarticle/add/", {**form, "feed_url": "HTTPS://A.example/feed/"})
     assert refused.status_code == 200 and b"already exists" in refused.content
     accepted = client.post("/admin/ingest/technicalarticle/add/", {**form, "feed_url": "https://a.example/Feed"})

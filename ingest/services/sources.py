@@ -124,7 +124,11 @@ def source_url_check(url: str) -> None:
     url = url.strip()
     if len(url) > FEED_URL_MAX:
         raise BlockedURL(f"The URL is longer than {FEED_URL_MAX} characters.")
-    if "@" in urlsplit(url).netloc:
+    try:
+        netloc = urlsplit(url).netloc
+    except ValueError:  # not a URL at all: the guard below says why, in its words
+        netloc = ""
+    if "@" in netloc:
         # A password in the URL would be stored and logged with it; not quoted back, for the same reason.
         raise BlockedURL("The URL holds a user name or password: register the feed URL without it and name the "
                          "secret with the basic auth scheme (add_source --auth basic --username U --secret env:NAME).")

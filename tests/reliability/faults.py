@@ -42,8 +42,8 @@ def install() -> None:
         real_upsert = store.feed_upsert
 
         @functools.wraps(real_upsert)
-        def feed_upsert(*, article_id, feed, fetched_at):
-            counts = real_upsert(article_id=article_id, feed=feed, fetched_at=fetched_at)  # rows written...
+        def feed_upsert(*, article_id, feed, fetched_at, **options):
+            counts = real_upsert(article_id=article_id, feed=feed, fetched_at=fetched_at, **options)  # rows written...
             if store_marker in TechnicalArticle.objects.get(pk=article_id).feed_url:
                 raise KeyError(f"injected store fault after writing {counts.created} entries")  # ...then rolled back
             return counts
