@@ -15,12 +15,12 @@ from datetime import datetime
 from django.db import Error
 
 from ingest import counters
-from ingest.errors import RunError, first_line
+from ingest.errors import RunError
 from ingest.models import IngestRun
 from ingest.retry import RetryStats, run_atomic
 from ingest.selectors import counts_scope
 from ingest.services.duplicates import duplicates_repair
-from ingest.services.runs import run_finish, run_start
+from ingest.services.runs import run_failed, run_finish, run_start
 
 log = logging.getLogger("ingest.services")
 
@@ -107,11 +107,7 @@ def counts_recompute(
         if run is not None:
             report.status, report.retries = IngestRun.Status.FAILED, stats.retries
             report.elapsed_s = time.monotonic() - started
-            try:
-                run_finish(run, status=report.status, error=f"{type(exc).__name__}: {first_line(exc)}",
-                           stats=report.as_dict())
-            except Exception as err:
-                log.warning("could not record the failed run", extra={"run_id": run.pk, "error": first_line(err)})
+            run_failed(run, exc, stats=report.as_dict())
         raise
     report.retries = stats.retries
     report.elapsed_s = time.monotonic() - started

@@ -34,11 +34,11 @@ from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.utils import timezone
 
 from ingest.db import chunked, in_batch_size, write_batch_size
-from ingest.errors import RunError, first_line
+from ingest.errors import RunError
 from ingest.models import Comment, Entry, EntryTombstone, IngestRun, Pingback, TechnicalArticle
 from ingest.retry import RetryStats, run_atomic
 from ingest.services.delete import MAX_CHUNK, entries_delete
-from ingest.services.runs import run_finish, run_start
+from ingest.services.runs import run_failed, run_finish, run_start
 
 log = logging.getLogger("ingest.services")
 COMMAND = "prune_entries"
@@ -221,11 +221,7 @@ def entries_prune(
         report.status, report.retries = IngestRun.Status.FAILED, stats.retries
         report.elapsed_s = time.monotonic() - started
         if run is not None:
-            try:
-                run_finish(run, status=report.status, error=f"{type(exc).__name__}: {first_line(exc)}",
-                           stats=report.as_dict())
-            except Exception as err:
-                log.warning("could not record the failed run", extra={"run_id": run.pk, "error": first_line(err)})
+            run_failed(run, exc, stats=report.as_dict())
         if isinstance(exc, Error):
             raise RunError.database(exc, doing=f"pruning stopped after {report.entries} entries") from exc
         raise

@@ -21,10 +21,10 @@ from django.db.models import F
 from django.utils import timezone
 
 from ingest.decide import CommentTotals, Totals, run_status, tally
-from ingest.errors import RunError
+from ingest.errors import RunError, first_line
 from ingest.models import IdleTick, IngestRun, TechnicalArticle
 from ingest.services.leases import sources_release
-from ingest.types import HOSTNAME_MAX, SourceResult
+from ingest.types import HOSTNAME_MAX, RUN_ERROR_MAX, SourceResult
 
 log = logging.getLogger("ingest.services")
 
@@ -69,6 +69,16 @@ def run_finish(run: IngestRun, *, status: str, error: str = "", **counters) -> N
     for name, value in counters.items():
         setattr(run, name, value)
     run.save()
+
+
+def run_failed(run: IngestRun, exc: BaseException, **counters) -> None:
+    """Record a run that stopped on ``exc``, as best it can: the database may be what failed, and
+    then the original error is what matters (logged, never raised over it)."""
+    try:
+        run_finish(run, status=IngestRun.Status.FAILED, error=f"{type(exc).__name__}: {first_line(exc)}"[:RUN_ERROR_MAX],
+                   **counters)
+    except Exception as err:
+        log.warning("could not record the failed run", extra={"run_id": run.pk, "error": first_line(err)})
 
 
 def run_stats(*, retries: int = 0, skipped_leased: int = 0, comments: CommentTotals = CommentTotals(),
