@@ -20,6 +20,7 @@ for display. ``Keyed`` derives the keys on every ORM write (``save``, ``bulk_cre
 
 from __future__ import annotations
 
+import base64
 import datetime
 import secrets
 import uuid
@@ -141,6 +142,16 @@ class Keyed(models.Model):
             raise ValidationError(errors) from None
 
 
+class Health(models.TextChoices):
+    """A source's health (``ingest.health``, computed in one place): what an operator acts on."""
+
+    HEALTHY = "healthy"  # fetched as scheduled, no errors
+    DEGRADED = "degraded"  # errors below the threshold, or stale against its own cadence
+    FAILING = "failing"  # failed INGEST_HEALTH_FAILING_AFTER times in a row or more
+    BLOCKED = "blocked"  # refused: the URL guard, the publisher's bot protection, 401/403
+    GONE = "gone"  # HTTP 410, or deactivated
+
+
 class TechnicalArticle(Keyed):
     """A publication and the state of its feed. Its identity is its feed URL as ``normalize_url``
     writes it (scheme and host case, default port, fragment and trailing slash do not matter; path
@@ -203,6 +214,12 @@ class TechnicalArticle(Keyed):
     retention_max_entries = models.PositiveIntegerField(
         null=True, blank=True, help_text="Keep at most this many entries (the newest); empty means "
                                          "INGEST_RETENTION_MAX_ENTRIES, 0 means no cap.")
+
+    # Health (ingest.health): the state of the last fetch outcome; staleness is judged when read.
+    health = models.CharField(max_length=16, default=Health.HEALTHY, editable=False, db_index=True,
+                              choices=Health.choices,
+                              help_text="healthy, degraded, failing, blocked or gone, as of the last fetch.")
+    health_changed_at = models.DateTimeField(null=True, blank=True, editable=False)
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["feed_url_key"], name="source_feed_url_key_uniq")]
@@ -573,3 +590,98 @@ class EntryTombstone(models.Model):
 
     def __str__(self) -> str:
         return f"{self.source_id}:{self.guid_key[:12]}"
+
+
+class Event(models.Model):
+    """The outbox (``ingest.services.events``): one row per change a consumer may want to hear of,
+    written in the same transaction as the change, so that an event exists exactly when its change
+    committed. ``entry_id`` and ``source_id`` are plain integers, not foreign keys: the event of a
+    pruned entry or of a deleted source outlives its row. ``dispatched_at`` is set once the event
+    has been fanned out to the webhook endpoints that want it (``WebhookDelivery`` rows)."""
+
+    class Type(models.TextChoices):
+        ENTRY_CREATED = "entry.created"
+        ENTRY_UPDATED = "entry.updated"
+        ENTRY_PRUNED = "entry.pruned"
+        SOURCE_HEALTH_CHANGED = "source.health_changed"
+
+    id = models.BigAutoField(primary_key=True)
+    type = models.CharField(max_length=32, choices=Type.choices)
+    source_id = models.BigIntegerField(null=True, blank=True, db_index=True)
+    entry_id = models.BigIntegerField(null=True, blank=True)
+    payload = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    dispatched_at = models.DateTimeField(null=True, blank=True, db_index=True)
+
+    class Meta:
+        ordering = ["id"]
+
+    def __str__(self) -> str:
+        return f"{self.type} #{self.id}"
+
+
+def _webhook_secret() -> str:
+    # Standard Webhooks: "whsec_" and the base64 of the key (24-64 bytes).
+    return "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
+
+
+class WebhookEndpoint(models.Model):
+    """A receiver of signed event batches (``ingest.services.webhooks``, Standard Webhooks)."""
+
+    class State(models.TextChoices):
+        ACTIVE = "active"  # delivering
+        FAILING = "failing"  # its last attempts failed; retried with backoff
+        DISABLED = "disabled"  # kept failing, or switched off: nothing is sent until re-enabled
+
+    name = models.CharField(max_length=SOURCE_NAME_MAX, blank=True)
+    url = models.URLField(max_length=LINK_MAX)
+    secret = models.CharField(max_length=128, default=_webhook_secret,
+                              help_text="The signing key, whsec_ and base64 (Standard Webhooks).")
+    event_types = models.JSONField(default=list, blank=True,
+                                   help_text='Event types it receives, e.g. ["entry.created"]; empty means all.')
+    # Ids, not a many-to-many: deleting a source must not touch this table (the T-SQL contract's
+    # bounded deletes); an id of a deleted source simply matches nothing.
+    source_ids = models.JSONField(default=list, blank=True,
+                                  help_text="Only events of these sources (ids); empty means every source.")
+    active = models.BooleanField(default=True)
+    state = models.CharField(max_length=16, choices=State.choices, default=State.ACTIVE)
+    disabled_reason = models.TextField(blank=True)
+    consecutive_failures = models.PositiveIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    last_success_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return self.name or self.url
+
+
+class WebhookDelivery(models.Model):
+    """One event for one endpoint: pending until the endpoint acknowledged it (2xx), dead after the
+    last attempt. Sent in batches in event order; ``message_id`` is the ``webhook-id`` of the batch
+    it was last sent in, kept across retries of that batch."""
+
+    class State(models.TextChoices):
+        PENDING = "pending"
+        DELIVERED = "delivered"
+        DEAD = "dead"  # the dead letter: every attempt failed; `webhooks replay` sends it again
+
+    endpoint = models.ForeignKey(WebhookEndpoint, on_delete=models.CASCADE, related_name="deliveries")
+    event = models.ForeignKey(Event, on_delete=models.CASCADE, related_name="deliveries")
+    state = models.CharField(max_length=16, choices=State.choices, default=State.PENDING)
+    attempts = models.PositiveIntegerField(default=0)
+    message_id = models.CharField(max_length=64, blank=True)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    last_attempt_at = models.DateTimeField(null=True, blank=True)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+    last_status = models.PositiveSmallIntegerField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["endpoint", "event"], name="webhookdelivery_endpoint_event_uniq")]
+        indexes = [models.Index(fields=["endpoint", "state", "event"], name="webhookdelivery_queue_idx")]
+        verbose_name_plural = "webhook deliveries"
+
+    def __str__(self) -> str:
+        return f"{self.event_id} -> {self.endpoint_id} ({self.state})"
