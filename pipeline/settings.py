@@ -536,3 +536,22 @@ else:
 PIPELINE_HEALTH_MAX_AGE = _number("PIPELINE_HEALTH_MAX_AGE", min(_MAX_SECONDS, max(3600, 3 * INGEST_SCHEDULE_SECONDS)),
                                   kind=int, positive=True, maximum=_MAX_SECONDS)
 PIPELINE_CELERY = _bool("PIPELINE_CELERY", bool(env.get("CELERY_BROKER_URL")))
+
+# --- Heartbeats and error tracking (docs/heartbeats.md) ----------------------------------------
+# A cron monitor's ping URL (healthchecks.io and the like): POSTed a small JSON summary after each
+# ingest_feeds run that succeeded or was partial, and after an idle tick; the fail URL after a
+# failed run. Both empty (off) by default. The path is the check's key: never quoted back.
+_HEARTBEAT_URL = re.compile(r"https?://[^/?#\s@]+([/?][^#\s]*)?")
+
+
+def _heartbeat_url(name: str) -> str:
+    value = env.get(name, "").strip()
+    if value and not _HEARTBEAT_URL.fullmatch(value):
+        raise ImproperlyConfigured(f"{name} must be an http:// or https:// URL with a host (and no user or password).")
+    return value
+
+
+PIPELINE_HEARTBEAT_URL = _heartbeat_url("PIPELINE_HEARTBEAT_URL")
+PIPELINE_HEARTBEAT_FAIL_URL = _heartbeat_url("PIPELINE_HEARTBEAT_FAIL_URL")
+# Seconds each step of a ping (connect, send, wait for the answer) may take; the run waits no longer.
+PIPELINE_HEARTBEAT_TIMEOUT = _number("PIPELINE_HEARTBEAT_TIMEOUT", 3.0, positive=True, maximum=60)

@@ -100,6 +100,11 @@ CONFIGURATION_ERRORS: list[tuple[dict[str, str], tuple[str, ...], str]] = [
     ({"INGEST_WEBSUB_LEASE_SECONDS": "10"}, ("ingest_feeds",), "INGEST_WEBSUB_LEASE_SECONDS must be at least 60"),
     ({"INGEST_SCHEDULE_SECONDS": "0"}, ("pipeline_status",), "INGEST_SCHEDULE_SECONDS must be greater than 0"),
     ({"PIPELINE_HEALTH_MAX_AGE": "0"}, ("pipeline_status",), "PIPELINE_HEALTH_MAX_AGE must be greater than 0"),
+    # The ping URL's path is the check's key: the sentence does not quote it.
+    ({"PIPELINE_HEARTBEAT_URL": "hc-ping.com/0f1e"}, ("ingest_feeds",),
+     "PIPELINE_HEARTBEAT_URL must be an http:// or https:// URL with a host (and no user or password)."),
+    ({"PIPELINE_HEARTBEAT_FAIL_URL": "ftp://hc.example/x/fail"}, ("ingest_feeds",), "PIPELINE_HEARTBEAT_FAIL_URL must be"),
+    ({"PIPELINE_HEARTBEAT_TIMEOUT": "0"}, ("ingest_feeds",), "PIPELINE_HEARTBEAT_TIMEOUT must be greater than 0"),
     ({"DB_CONNECT_TIMEOUT": "0"}, ("list_entries",), "DB_CONNECT_TIMEOUT must be greater than 0"),
     ({"DB_CONNECT_TIMEOUT": "nan"}, ("list_entries",), "DB_CONNECT_TIMEOUT must be a whole number"),
     ({"DB_RETRY_ATTEMPTS": "0"}, ("recompute_counts",), "DB_RETRY_ATTEMPTS must be greater than 0"),

@@ -23,6 +23,7 @@ from django.utils import timezone
 from ingest.decide import CommentTotals, Totals, run_status, tally
 from ingest.errors import RunError, first_line
 from ingest.models import IdleTick, IngestRun, TechnicalArticle
+from ingest.services.heartbeat import heartbeat_after, heartbeat_idle
 from ingest.services.leases import sources_release
 from ingest.types import HOSTNAME_MAX, RUN_ERROR_MAX, SourceResult
 
@@ -51,15 +52,15 @@ def run_idle_tick(*, command: str, now: datetime) -> None:
     its first idle tick (a concurrent first tick that created it first is counted by the retry).
     """
     try:
-        if IdleTick.objects.filter(command=command).update(idle_ticks=F("idle_ticks") + 1, last_idle_at=now):
-            return
-        try:
-            with transaction.atomic():
-                IdleTick.objects.create(command=command, idle_ticks=1, last_idle_at=now)
-        except IntegrityError:
-            IdleTick.objects.filter(command=command).update(idle_ticks=F("idle_ticks") + 1, last_idle_at=now)
+        if not IdleTick.objects.filter(command=command).update(idle_ticks=F("idle_ticks") + 1, last_idle_at=now):
+            try:
+                with transaction.atomic():
+                    IdleTick.objects.create(command=command, idle_ticks=1, last_idle_at=now)
+            except IntegrityError:
+                IdleTick.objects.filter(command=command).update(idle_ticks=F("idle_ticks") + 1, last_idle_at=now)
     except Error as exc:
         raise RunError.database(exc, doing="the idle tick cannot be counted") from exc
+    heartbeat_idle(command)  # the pipeline is alive: it had nothing to do
 
 
 def run_finish(run: IngestRun, *, status: str, error: str = "", **counters) -> None:
@@ -69,6 +70,7 @@ def run_finish(run: IngestRun, *, status: str, error: str = "", **counters) -> N
     for name, value in counters.items():
         setattr(run, name, value)
     run.save()
+    heartbeat_after(run)  # after the commit: a monitor that hangs never holds a transaction open
 
 
 def run_failed(run: IngestRun, exc: BaseException, **counters) -> None:
@@ -140,9 +142,12 @@ def run_close_counted(run: IngestRun, *, lost: int = 0) -> None:
         error = f"{run.sources_failed} source(s) failed; see the sources' last_error"
     else:
         error = ""
-    IngestRun.objects.filter(pk=run.pk, status=IngestRun.Status.RUNNING).update(
+    if IngestRun.objects.filter(pk=run.pk, status=IngestRun.Status.RUNNING).update(
         status=status, error=error, finished_at=timezone.now()
-    )
+    ):
+        run.status, run.error = status, error
+        if not lost:  # a run closed for lost tasks is closed by a later run, whose own outcome is pinged
+            heartbeat_after(run)  # once, by the task that closed it, after its transaction commits
 
 
 def runs_close_stale(*, now: datetime) -> int:
