@@ -555,3 +555,12 @@ PIPELINE_HEARTBEAT_URL = _heartbeat_url("PIPELINE_HEARTBEAT_URL")
 PIPELINE_HEARTBEAT_FAIL_URL = _heartbeat_url("PIPELINE_HEARTBEAT_FAIL_URL")
 # Seconds each step of a ping (connect, send, wait for the answer) may take; the run waits no longer.
 PIPELINE_HEARTBEAT_TIMEOUT = _number("PIPELINE_HEARTBEAT_TIMEOUT", 3.0, positive=True, maximum=60)
+# Sentry: off (and sentry_sdk not imported) while SENTRY_DSN is empty; pipeline/sentry.py.
+SENTRY_DSN = env.get("SENTRY_DSN", "").strip()
+SENTRY_ENVIRONMENT = env.get("SENTRY_ENVIRONMENT", "").strip() or "production"
+SENTRY_TRACES_SAMPLE_RATE = _number("SENTRY_TRACES_SAMPLE_RATE", 0.0, maximum=1)
+if SENTRY_DSN:
+    from pipeline.sentry import sentry_init
+
+    sentry_init(SENTRY_DSN, environment=SENTRY_ENVIRONMENT, traces_sample_rate=SENTRY_TRACES_SAMPLE_RATE,
+                secrets=[*INGEST_FEED_SECRETS.values(), SECRET_KEY, PIPELINE_HEARTBEAT_URL, PIPELINE_HEARTBEAT_FAIL_URL])

@@ -105,6 +105,7 @@ CONFIGURATION_ERRORS: list[tuple[dict[str, str], tuple[str, ...], str]] = [
      "PIPELINE_HEARTBEAT_URL must be an http:// or https:// URL with a host (and no user or password)."),
     ({"PIPELINE_HEARTBEAT_FAIL_URL": "ftp://hc.example/x/fail"}, ("ingest_feeds",), "PIPELINE_HEARTBEAT_FAIL_URL must be"),
     ({"PIPELINE_HEARTBEAT_TIMEOUT": "0"}, ("ingest_feeds",), "PIPELINE_HEARTBEAT_TIMEOUT must be greater than 0"),
+    ({"SENTRY_TRACES_SAMPLE_RATE": "2"}, ("ingest_feeds",), "SENTRY_TRACES_SAMPLE_RATE must be at most 1"),
     ({"DB_CONNECT_TIMEOUT": "0"}, ("list_entries",), "DB_CONNECT_TIMEOUT must be greater than 0"),
     ({"DB_CONNECT_TIMEOUT": "nan"}, ("list_entries",), "DB_CONNECT_TIMEOUT must be a whole number"),
     ({"DB_RETRY_ATTEMPTS": "0"}, ("recompute_counts",), "DB_RETRY_ATTEMPTS must be greater than 0"),
