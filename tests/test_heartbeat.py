@@ -158,3 +158,16 @@ def test_an_idle_tick_pings_success(settings):
         assert ingest_dispatch() == (None, "", [])
     [ping] = receiver.received
     assert ping.json()["status"] == "idle" and ping.json()["run_id"] is None
+
+
+def test_the_azure_timer_pings_like_the_command(monitor, feed_server):
+    from types import SimpleNamespace
+
+    from functions_app.runner import command_run
+
+    feed_server.add("/blog.rss", BLOG)
+    source_add(url=feed_server.url("/blog.rss"))
+    report = command_run("ingest_feeds", SimpleNamespace(past_due=False, schedule_status={}))
+    [ping] = pings(monitor)
+    assert ping.json()["run_id"] == report["run_id"] and ping.json()["trigger"] == "azure"
+    assert ping.json()["status"] == "succeeded"
