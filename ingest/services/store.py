@@ -3,8 +3,10 @@
 Each write runs in one retry-wrapped transaction with the bookkeeping last, so a crash means "do
 it again", never "half done". ``_state_write`` is the one writer of fetch state (validators, next
 fetch, failures in a row, last error) for sources and comment feeds alike; ``ingest.decide`` says
-what the state becomes. The second half of the containment boundary: a write that fails becomes
-this item's failure (``boundary.write_failure``) unless the database itself is failing.
+what the state becomes, ``ingest.health`` the health it leaves (written in the same UPDATE, with
+one ``source.health_changed`` event when it changes). The second half of the containment boundary:
+a write that fails becomes this item's failure (``boundary.write_failure``) unless the database
+itself is failing.
 """
 
 from __future__ import annotations
