@@ -19,6 +19,7 @@ from django.utils.text import capfirst
 from django_celery_beat import admin as beat_admin  # registers its tables first, so that they can be unregistered
 from django_celery_beat.models import ClockedSchedule, CrontabSchedule, IntervalSchedule, PeriodicTask, SolarSchedule
 
+from ingest import selectors
 from ingest.errors import BlockedURL, CredentialsError
 from ingest.models import (
     Author, Comment, Enclosure, Entry, HostBudget, IdleTick, IngestRun, Pingback, TechnicalArticle, WebSubSubscription,
@@ -120,20 +121,37 @@ class SourceForm(forms.ModelForm):
         return cleaned
 
 
+class HealthFilter(admin.SimpleListFilter):
+    """Sources by effective health (docs/health.md): a healthy source gone stale is degraded here."""
+
+    title = "health"
+    parameter_name = "health"
+
+    def lookups(self, request, model_admin):
+        return [(state, state) for state in selectors.HEALTH_STATES]
+
+    def queryset(self, request, queryset):
+        if self.value() in selectors.HEALTH_STATES:
+            return selectors.sources_by_health(queryset, state=self.value(), now=timezone.now())
+        return queryset
+
+
 @admin.register(TechnicalArticle)
 class TechnicalArticleAdmin(admin.ModelAdmin):
     form = SourceForm
-    list_display = ("name", "feed_url", "active", "fetch_comments", "last_success_at", "next_fetch_at",
+    list_display = ("name", "feed_url", "active", "health_state", "fetch_comments", "last_success_at", "next_fetch_at",
                     "schedule_reason", "consecutive_failures", "last_error")
-    list_filter = ("active", "fetch_comments")
+    list_filter = (HealthFilter, "active", "fetch_comments")
     search_fields = ("name", "tagline", "feed_url", "site_url")
     readonly_fields = ("etag", "last_modified", "last_fetched_at", "last_success_at", "last_status",
                        "consecutive_failures", "last_error", "lease_owner", "lease_expires_at", "created_at",
-                       "schedule_reason", "publish_cadence", "feed_hints")
+                       "schedule_reason", "publish_cadence", "feed_hints", "health_state", "health_changed_at",
+                       "health_stale_at")
     fieldsets = (
         (None, {"fields": ("name", "tagline", "feed_url", "site_url")}),
         ("Schedule", {"fields": ("active", "fetch_comments", "fetch_interval", "honour_server_hints", "next_fetch_at",
                                  "schedule_reason", "publish_cadence", "feed_hints")}),
+        ("Health", {"fields": ("health_state", "health_changed_at", "health_stale_at")}),
         ("Last fetch", {"fields": ("last_fetched_at", "last_success_at", "last_status", "consecutive_failures",
                                    "last_error", "etag", "last_modified", "lease_owner", "lease_expires_at", "created_at")}),
         ("Credentials (references to secrets, never a value)",
@@ -141,6 +159,10 @@ class TechnicalArticleAdmin(admin.ModelAdmin):
         ("Retention", {"fields": ("retention_days", "retention_max_entries")}),
     )
     actions = ["fetch_now", "reactivate", "reset_backoff"]
+
+    @admin.display(description="health", ordering="health")
+    def health_state(self, obj) -> str:
+        return selectors.source_health(obj, now=timezone.now())
 
     @admin.action(description="Fetch at the next run (clear backoff)")
     def fetch_now(self, request, queryset):

@@ -32,6 +32,7 @@ EXIT_OK = 0  # the run completed (some sources may have failed: they are reporte
 EXIT_RUN_FAILED = 1  # the run itself could not work (database unreachable)
 EXIT_USAGE = 2  # bad arguments; manage.py also exits 2 on a configuration error
 EXIT_UNHEALTHY = 3  # pipeline_status: the pipeline needs attention
+EXIT_SOURCES_UNHEALTHY = 4  # pipeline_status: the pipeline works, too many feeds are failing or blocked
 
 
 log = logging.getLogger(__name__)

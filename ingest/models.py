@@ -220,6 +220,10 @@ class TechnicalArticle(Keyed):
                               choices=Health.choices,
                               help_text="healthy, degraded, failing, blocked or gone, as of the last fetch.")
     health_changed_at = models.DateTimeField(null=True, blank=True, editable=False)
+    health_stale_at = models.DateTimeField(
+        null=True, blank=True, editable=False,
+        help_text="When a healthy source reads as degraded (stale) unless fetched successfully before: its last "
+                  "success plus INGEST_HEALTH_STALE_FACTOR times the interval its schedule chose.")
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["feed_url_key"], name="source_feed_url_key_uniq")]

@@ -17,6 +17,7 @@ from django.db.models import Count, Exists, OuterRef, Q, QuerySet
 
 from ingest.errors import BOT_WALL_PREFIX, SourceError
 from ingest.fetch.credentials import auth_spec
+from ingest.health import BLOCKED, DEGRADED, FAILING, GONE, HEALTHY, STATES, health_effective
 from ingest.models import Comment, Entry, IdleTick, IngestRun, Pingback, TechnicalArticle, WebSubSubscription
 from ingest.types import CommentJob
 
@@ -125,6 +126,47 @@ def sources_bot_walls() -> int:
     return TechnicalArticle.objects.filter(consecutive_failures__gt=0, active=True,
                                            last_error__startswith=BOT_WALL_PREFIX).count()
 
+
+
+
+# --- Health (ingest.health, docs/health.md) --------------------------------------------------------
+
+
+def _health_q(state: str, now: datetime) -> Q:
+    """``ingest.health.health_effective`` as a condition on the stored columns: plain comparisons
+    (no date arithmetic in SQL), so that every backend counts and filters alike."""
+    live = Q(active=True)
+    stale = live & Q(health=HEALTHY, health_stale_at__lt=now)
+    if state == GONE:
+        return Q(active=False) | Q(health=GONE)
+    if state == HEALTHY:
+        return live & Q(health=HEALTHY) & (Q(health_stale_at__isnull=True) | Q(health_stale_at__gte=now))
+    if state == DEGRADED:
+        return (live & Q(health=DEGRADED)) | stale
+    if state in (FAILING, BLOCKED):
+        return live & Q(health=state)
+    raise ValueError(f"unknown health state {state!r}")
+
+
+def health_counts(*, now: datetime) -> dict[str, int]:
+    """Sources per effective health state, every state present (staleness included): one
+    aggregate query whatever the number of sources, for ``pipeline_status``, ``/healthz`` and
+    ``/metrics``."""
+    counts = TechnicalArticle.objects.aggregate(**{state: Count("pk", filter=_health_q(state, now)) for state in STATES})
+    return {state: counts[state] or 0 for state in STATES}
+
+
+def sources_by_health(query: QuerySet, *, state: str, now: datetime) -> QuerySet:
+    """The sources of ``query`` whose effective health is ``state`` (the admin's filter, ``?health=``)."""
+    return query.filter(_health_q(state, now))
+
+
+def source_health(source: TechnicalArticle, *, now: datetime) -> str:
+    """One source's effective health, from the columns already loaded."""
+    return health_effective(stored=source.health, active=source.active, stale_since=source.health_stale_at, now=now)
+
+
+HEALTH_STATES = STATES
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,9 @@ Django's own, the API is ``ingest/api/``).
 ``/healthz`` answers 200 while the web process can serve (the database answers), 503 when it
 cannot; the age of the last completed ingest run is in the body (``ingest.stale``), for monitors,
 but does not change the status code, so that an orchestrator never restarts the web process because
-a worker is down. The body names no host, user, URL or error text: it is safe to expose.
+a worker is down. Likewise ``health`` counts the sources per health state (docs/health.md) and
+leaves the status code alone: one broken feed is the publisher's problem, not the web process's.
+The body names no host, user, URL or error text: it is safe to expose.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ def healthz(request):
         selectors.database_ping()
         ingest = selectors.job_freshness(job="ingest_feeds", now=now, max_age_s=settings.PIPELINE_HEALTH_MAX_AGE)
         recount = selectors.run_last_completed(job="recompute_counts")
+        health = selectors.health_counts(now=now)
     except db.Error:  # the base: through ODBC Driver 18 a deadlock is not a DatabaseError
         body.update(status="unavailable", database="unreachable")
         return JsonResponse(body, status=503)
@@ -38,6 +41,7 @@ def healthz(request):
         "finished_at": recount.finished_at.isoformat() if recount else None,
         "age_s": round((now - recount.finished_at).total_seconds(), 1) if recount else None,
     }
+    body["health"] = health
     if ingest.stale:
         body["status"] = "stale"
     return JsonResponse(body)

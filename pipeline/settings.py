@@ -333,6 +333,12 @@ if INGEST_WEBSUB_CALLBACK_URL and not re.fullmatch(r"https?://[^/?#\s]+(/[^?#\s]
 # The lease asked of the hub (seconds); the hub decides, and the lease is renewed before it ends.
 INGEST_WEBSUB_LEASE_SECONDS = _number("INGEST_WEBSUB_LEASE_SECONDS", 10 * 86400, kind=int, minimum=60,
                                       maximum=_MAX_SECONDS)
+# --- Feed health (ingest/health.py, docs/health.md) ---------------------------------------------
+# Failures in a row from which a source is "failing" rather than "degraded".
+INGEST_HEALTH_FAILING_AFTER = _number("INGEST_HEALTH_FAILING_AFTER", 3, kind=int, positive=True, maximum=1000)
+# A healthy source not fetched successfully within this many times the interval its schedule chose
+# is "degraded" (stale); at least 1.
+INGEST_HEALTH_STALE_FACTOR = _number("INGEST_HEALTH_STALE_FACTOR", 3.0, minimum=1, maximum=1000)
 
 
 # --- Feed credentials (docs/configuration.md, "Authenticated feeds") ----------------------------
@@ -536,6 +542,9 @@ else:
 PIPELINE_HEALTH_MAX_AGE = _number("PIPELINE_HEALTH_MAX_AGE", min(_MAX_SECONDS, max(3600, 3 * INGEST_SCHEDULE_SECONDS)),
                                   kind=int, positive=True, maximum=_MAX_SECONDS)
 PIPELINE_CELERY = _bool("PIPELINE_CELERY", bool(env.get("CELERY_BROKER_URL")))
+# pipeline_status exits 4 when more than this fraction of the active sources is failing or blocked
+# (docs/health.md); 0: any one of them, 1: never.
+PIPELINE_HEALTH_TOLERANCE = _number("PIPELINE_HEALTH_TOLERANCE", 0.1, maximum=1)
 
 # --- Heartbeats and error tracking (docs/heartbeats.md) ----------------------------------------
 # A cron monitor's ping URL (healthchecks.io and the like): POSTed a small JSON summary after each

@@ -25,7 +25,7 @@ TIERS: list[set[str]] = [
     {"ingest.links"},
     {"ingest.identity"},
     {"ingest.schedule"},
-    {"ingest.decide", "ingest.fetch", "ingest.parse", "ingest.opml", "ingest.parsepool"},
+    {"ingest.decide", "ingest.health", "ingest.fetch", "ingest.parse", "ingest.opml", "ingest.parsepool"},
     {"ingest.models"},
     {"ingest.db"},
     {"ingest.retry", "ingest.counters"},
@@ -37,13 +37,14 @@ TIERS: list[set[str]] = [
     {"functions_app"},
 ]
 # The tiers that do no I/O on the database: no ORM, no models.
-NO_ORM = {"ingest.errors", "ingest.types", "ingest.links", "ingest.identity", "ingest.schedule", "ingest.decide",
+NO_ORM = {"ingest.errors", "ingest.types", "ingest.links", "ingest.identity", "ingest.schedule", "ingest.decide", "ingest.health",
           "ingest.fetch", "ingest.parse", "ingest.opml", "ingest.parsepool"}
 # Interfaces call services and selectors; the writers and the stages are the services' business.
 INTERFACES = {"ingest.management", "ingest.tasks", "ingest.views", "ingest.callbacks", "ingest.admin", "ingest.api",
               "functions_app"}
 PAST_THE_SERVICES = {"ingest.db", "ingest.upsert", "ingest.comments", "ingest.pingbacks", "ingest.counters",
-                     "ingest.fetch", "ingest.parse", "ingest.parsepool", "ingest.decide", "ingest.schedule"}
+                     "ingest.fetch", "ingest.parse", "ingest.parsepool", "ingest.decide", "ingest.health",
+                     "ingest.schedule"}
 # Only the framework imports these (Django finds commands, Celery finds tasks).
 ENTRY_POINTS = {"ingest.management.commands", "ingest.tasks"}
 

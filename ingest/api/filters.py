@@ -7,10 +7,12 @@ from datetime import UTC
 
 import django_filters
 from django import forms
+from django.utils import timezone
 from django_filters.fields import IsoDateTimeField
 from rest_framework.exceptions import ValidationError
 from rest_framework.filters import OrderingFilter, SearchFilter
 
+from ingest import selectors
 from ingest.models import TechnicalArticle
 
 
@@ -64,9 +66,16 @@ class EntryFilter(django_filters.FilterSet):
 
 
 class ArticleFilter(django_filters.FilterSet):
+    health = django_filters.ChoiceFilter(
+        choices=[(state, state) for state in selectors.HEALTH_STATES], method="health_filter",
+        help_text="Only articles whose feed is in this health state, staleness judged now (docs/health.md).")
+
     class Meta:
         model = TechnicalArticle
         fields = ("active", "fetch_comments")
+
+    def health_filter(self, queryset, name, value):
+        return selectors.sources_by_health(queryset, state=value, now=timezone.now()) if value else queryset
 
 
 class Search(SearchFilter):

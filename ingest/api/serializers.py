@@ -12,6 +12,7 @@ from django.utils import timezone
 from rest_framework import ISO_8601, serializers
 from rest_framework.settings import api_settings
 
+from ingest import selectors
 from ingest.errors import BlockedURL, CredentialsError
 from ingest.models import Author, Comment, Enclosure, Entry, Pingback, TechnicalArticle
 from ingest.services import credentials as credential_service
@@ -25,7 +26,7 @@ INTERVAL_MIN, INTERVAL_MAX = 60, 366 * 86400
 RETENTION_DAYS_MAX, RETENTION_MAX_ENTRIES_MAX = 36500, 1_000_000_000
 
 HEALTH_FIELDS = ("last_fetched_at", "last_success_at", "next_fetch_at", "consecutive_failures", "last_status",
-                 "last_error", "created_at", "schedule_reason", "publish_cadence")
+                 "last_error", "created_at", "schedule_reason", "publish_cadence", "health_changed_at")
 # A source's credentials: references to secrets (env:NAME, setting:KEY), never a value; writable by staff.
 AUTH_FIELDS = ("auth_scheme", "auth_username", "auth_secret", "extra_headers")
 AUTH_DEFAULTS = {"auth_scheme": "none", "auth_username": "", "auth_secret": "", "extra_headers": {}}
@@ -64,6 +65,9 @@ class Strict(serializers.ModelSerializer):
 
 
 class ArticleSerializer(Strict):
+    health = serializers.SerializerMethodField(
+        help_text="healthy, degraded (failures below INGEST_HEALTH_FAILING_AFTER, or stale against its own "
+                  "schedule), failing, blocked or gone: docs/health.md.")
     fetch_interval = serializers.IntegerField(
         min_value=INTERVAL_MIN, max_value=INTERVAL_MAX, required=False, allow_null=True,
         help_text="Seconds between fetches; null means INGEST_DEFAULT_INTERVAL.",
@@ -82,11 +86,14 @@ class ArticleSerializer(Strict):
     class Meta:
         model = TechnicalArticle
         fields = ("id", "name", "tagline", "feed_url", "site_url", "active", "fetch_comments", "fetch_interval",
-                  "honour_server_hints", *HEALTH_FIELDS, *AUTH_FIELDS, "retention_days", "retention_max_entries")
+                  "honour_server_hints", "health", *HEALTH_FIELDS, *AUTH_FIELDS, "retention_days", "retention_max_entries")
         read_only_fields = HEALTH_FIELDS
         extra_kwargs = {"name": {"required": False, "help_text": "Defaults to the feed URL's host."},
                         "feed_url": {"help_text": "The feed's address. Refused when it can never be fetched "
                                                   "(the fetch stage's address rules) or is already registered."}}
+
+    def get_health(self, article: TechnicalArticle) -> str:
+        return selectors.source_health(article, now=timezone.now())
 
     def validate_feed_url(self, value: str) -> str:
         value = value.strip()

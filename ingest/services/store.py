@@ -3,8 +3,10 @@
 Each write runs in one retry-wrapped transaction with the bookkeeping last, so a crash means "do
 it again", never "half done". ``_state_write`` is the one writer of fetch state (validators, next
 fetch, failures in a row, last error) for sources and comment feeds alike; ``ingest.decide`` says
-what the state becomes. The second half of the containment boundary: a write that fails becomes
-this item's failure (``boundary.write_failure``) unless the database itself is failing.
+what the state becomes, ``ingest.health`` the health it leaves (written in the same UPDATE, with
+one ``source.health_changed`` event when it changes). The second half of the containment boundary:
+a write that fails becomes this item's failure (``boundary.write_failure``) unless the database
+itself is failing.
 """
 
 from __future__ import annotations
@@ -19,13 +21,15 @@ from django.utils import timezone
 from ingest.comments import comments_upsert
 from ingest.decide import Policy, entries_decide, fetch_state
 from ingest.errors import LeaseLost, SourceError, storable
+from ingest.health import Change, HealthRule, health_after, health_change, stale_at
 from ingest.links import default_name
-from ingest.models import CommentFeed, TechnicalArticle
+from ingest.models import CommentFeed, Event, TechnicalArticle
 from ingest.pingbacks import pingbacks_record
 from ingest.retry import RetryStats, run_atomic
 from ingest.schedule import Decision, cadence_seconds, hints_from_text, hints_text, jittered, next_fetch
 from ingest.services.boundary import write_failure
 from ingest.services.duplicates import duplicates_mark
+from ingest.services.events import events_record
 from ingest.services.runs import run_add
 from ingest.services.subscriptions import subscription_live, subscription_note
 from ingest.types import (
@@ -65,8 +69,10 @@ def source_store(
         # It also proves the lease is still ours: if it expired and another run took the source
         # over, this transaction is rolled back and that run's work stands alone.
         values = _success_fields(source, fetched, now)
+        change = _health_fields(source, values, error=None, now=now)
         if not _state_write(source, owner, values):
             raise LeaseLost(f"The lease on source {source.pk} expired and another run took it over; nothing was written.")
+        _health_record(source, change, values)
         result = _result(source, value, name=values.get("name", source.name))
         if run_id:
             run_add(run_id, result=result, retries=stats.retries if stats else 0)
@@ -93,10 +99,13 @@ def source_record_failure(*, source: TechnicalArticle, error: SourceError, owner
     if error.deactivate:
         values["active"] = False
         values["last_error"] = storable(f"{error} The source was deactivated; re-activate it in the admin.", REASON_MAX)
+    change = _health_fields(source, values, error=error, now=now)
 
     def write() -> None:
-        if _state_write(source, owner, values) and run_id:
-            run_add(run_id, result=result)
+        if _state_write(source, owner, values):
+            _health_record(source, change, values)
+            if run_id:
+                run_add(run_id, result=result)
 
     run_atomic(write, label="source_record_failure")
     return result
@@ -168,6 +177,37 @@ def _state_write(source: TechnicalArticle, owner: str, values: dict) -> bool:
     """The one writer of a source's fetch state; False when ``owner`` no longer holds its lease."""
     return bool(TechnicalArticle.objects.filter(pk=source.pk, lease_owner=owner).update(
         **values, lease_owner="", lease_expires_at=None))
+
+
+def _health_fields(source: TechnicalArticle, values: dict, *, error: SourceError | None, now: datetime) -> Change | None:
+    """Add to ``values`` (the fetch state about to be written) the health columns this outcome
+    changes, so that they go in the same UPDATE; the change to record, or None.
+
+    The state is ``ingest.health``'s; ``source.health`` is the stored one, read under this lease
+    (only the lease holder writes fetch state). A success also moves ``health_stale_at``. An
+    unchanged state writes no health column and no event: a feed failing every run is one change.
+    """
+    rule = HealthRule.from_settings(settings)
+    state, reason = health_after(error=error, failures=values["consecutive_failures"],
+                                 active=values.get("active", source.active), rule=rule)
+    if error is None:
+        values["health_stale_at"] = stale_at(now=now, next_fetch_at=values["next_fetch_at"], rule=rule)
+    change = health_change(source.health, state, storable(reason, REASON_MAX))
+    if change is not None:
+        values.update(health=state, health_changed_at=now)
+    return change
+
+
+def _health_record(source: TechnicalArticle, change: Change | None, values: dict) -> None:
+    """One ``source.health_changed`` event for a changed state, in the caller's transaction."""
+    if change is None:
+        return
+    events_record([Event(
+        type=Event.Type.SOURCE_HEALTH_CHANGED, source_id=source.pk, created_at=values["health_changed_at"],
+        payload={"source_id": source.pk, "name": values.get("name", source.name),
+                 "feed_url": values.get("feed_url", source.feed_url), "from": change.before, "to": change.after,
+                 "reason": change.reason},
+    )])
 
 
 def _result(source: TechnicalArticle, value, *, name: str | None = None) -> SourceResult:

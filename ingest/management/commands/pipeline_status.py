@@ -18,6 +18,17 @@ MAX_AGE_MAX = 10 * 365 * 86400  # ten years, as for PIPELINE_HEALTH_MAX_AGE: mor
 _STATUS_MEANING = {"failed": "error", "partial": "warning", "succeeded": "success"}
 
 
+def _fraction(value) -> float:
+    """--tolerance: a fraction from 0 to 1 (finite), as PIPELINE_HEALTH_TOLERANCE."""
+    try:
+        fraction = float(str(value).strip())
+    except ValueError:
+        raise cli.usage_error(f"--tolerance must be a fraction from 0 to 1, not {value!r}.") from None
+    if not 0 <= fraction <= 1:  # also false for nan
+        raise cli.usage_error(f"--tolerance must be a fraction from 0 to 1, not {value}.")
+    return fraction
+
+
 def _duration(seconds: float | None) -> str:
     if seconds is None:
         return ""
@@ -64,7 +75,8 @@ class Command(cli.PipelineCommand):
         "their active tasks and the queue length. Exit status: 0 when healthy, 3 when unhealthy (no "
         "ingest run completed within --max-age, a source failing on an internal error, a run still running "
         "past the lease TTL, the database unreachable, or no Celery worker answering), "
-        "so that cron or a monitor can alert on it; 2 for bad arguments or configuration."
+        "so that cron or a monitor can alert on it; 4 when the pipeline works but more than --tolerance of the "
+        "active sources are failing or blocked (docs/health.md); 2 for bad arguments or configuration."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -78,6 +90,9 @@ class Command(cli.PipelineCommand):
                                  "(default: PIPELINE_CELERY, on when CELERY_BROKER_URL is set).")
         parser.add_argument("--timeout", type=float, default=1.0, metavar="SECONDS",
                             help="How long to wait for workers to answer (default 1).")
+        parser.add_argument("--tolerance", default=None, metavar="FRACTION",
+                            help="Exit 4 when more than this fraction of the active sources is failing or blocked, "
+                                 "0-1 (default: PIPELINE_HEALTH_TOLERANCE; 1: never).")
 
     def handle(self, *args, **options) -> None:
         runs_per_job = cli.int_option(options["runs"], "--runs", low=1, high=100)
@@ -86,20 +101,22 @@ class Command(cli.PipelineCommand):
             max_age = cli.int_option(options["max_age"], "--max-age", low=1, high=MAX_AGE_MAX)
         timeout = cli.seconds_option(options["timeout"], "--timeout", high=30)
         check_celery = settings.PIPELINE_CELERY if options["celery"] is None else options["celery"]
+        tolerance = settings.PIPELINE_HEALTH_TOLERANCE if options["tolerance"] is None else _fraction(options["tolerance"])
 
         report = self._collect(now=timezone.now(), runs_per_job=runs_per_job, max_age=max_age,
-                               check_celery=check_celery, timeout=timeout)
+                               check_celery=check_celery, timeout=timeout, tolerance=tolerance)
         if options["json"]:
             cli.print_json(self.stdout, report)
         elif options["verbosity"] >= 1:
             self._print(report)
         if not report["healthy"]:
             raise CommandError("The pipeline is unhealthy: " + "; ".join(report["problems"]) + ".",
-                               returncode=cli.EXIT_UNHEALTHY)
+                               returncode=report["exit_status"])
 
     # --- gathering ------------------------------------------------------------------------------
 
-    def _collect(self, *, now, runs_per_job: int, max_age: int, check_celery: bool, timeout: float) -> dict:
+    def _collect(self, *, now, runs_per_job: int, max_age: int, check_celery: bool, timeout: float,
+                 tolerance: float) -> dict:
         problems: list[str] = []
         report: dict = {"checked_at": now.isoformat(), "healthy": True, "problems": problems, "database": "ok"}
         try:
@@ -115,6 +132,7 @@ class Command(cli.PipelineCommand):
                 entries_last_24h=selectors.entries_ingested_count(now=now),
             )
             report["sources"]["bot_walls"] = selectors.sources_bot_walls()
+            report["health"] = self._health(now=now, tolerance=tolerance)
             report["websub"] = selectors.websub_states()
             internal_total, internal = selectors.sources_internal_errors()
             report["sources"].update(internal_errors=internal_total,
@@ -151,8 +169,26 @@ class Command(cli.PipelineCommand):
             elif not workers.answered:
                 problems.append(f"no Celery worker answered within {timeout:g}s")
         report["celery"] = celery
+        # The pipeline's own problems first (3); then the feeds' (4), only when the pipeline works.
+        health = report.get("health")
+        report["exit_status"] = cli.EXIT_UNHEALTHY if problems else cli.EXIT_OK
+        if health and health["over_tolerance"]:
+            problems.append(f"{health['broken']} of {health['active']} active sources are failing or blocked, more "
+                            f"than the tolerance of {health['tolerance']:.0%}")
+            if report["exit_status"] == cli.EXIT_OK:
+                report["exit_status"] = cli.EXIT_SOURCES_UNHEALTHY
         report["healthy"] = not problems
         return report
+
+    @staticmethod
+    def _health(*, now, tolerance: float) -> dict:
+        """The sources per health state, and whether the broken ones (failing, blocked) pass the
+        tolerance: more than ``tolerance`` of the active sources (docs/health.md)."""
+        counts = selectors.health_counts(now=now)
+        active = sum(n for state, n in counts.items() if state != "gone")
+        broken = counts["failing"] + counts["blocked"]
+        return {"counts": counts, "active": active, "broken": broken, "tolerance": tolerance,
+                "over_tolerance": broken > tolerance * active}
 
     # --- printing -------------------------------------------------------------------------------
 
@@ -218,6 +254,8 @@ class Command(cli.PipelineCommand):
         self.stdout.write(f"Sources: {sources['active']} active of {sources['total']}, {sources['due']} due now, "
                           f"{sources['leased']} being ingested, {sources['failing']} failing or backed off"
                           + (f" ({sources['bot_walls']} blocked by bot protection)" if sources.get("bot_walls") else ""))
+        if report.get("health"):
+            self.stdout.write("Health: " + ", ".join(f"{n} {state}" for state, n in report["health"]["counts"].items()))
         if report.get("websub"):
             self.stdout.write("WebSub subscriptions: " + ", ".join(f"{n} {state}" for state, n in report["websub"].items()))
         if not sources["failing_sources"]:
