@@ -295,3 +295,47 @@ def test_at_least_once_through_a_failure_storm_and_a_worker_sigkill(transactiona
     for entry in range(entries):
         ids = [e["id"] for e in first_seen if entry_of[e["id"]] == entry]
         assert ids == sorted(ids)
+
+
+# --- the API and the admin ------------------------------------------------------------------------
+
+@pytest.mark.django_db
+def test_the_api_is_staff_only_shows_the_secret_once_and_guards_the_url(settings):
+    from django.contrib.auth.models import User
+    from rest_framework.test import APIClient
+
+    staff, user = APIClient(), APIClient()
+    staff.force_authenticate(User.objects.create_user("op", is_staff=True))
+    user.force_authenticate(User.objects.create_user("reader"))
+    assert user.get("/api/webhooks/").status_code == 403
+    created = staff.post("/api/webhooks/", {"url": "http://127.0.0.1:9/hook", "event_types": ["entry.created"]},
+                         format="json")
+    assert created.status_code == 201 and created.json()["secret"].startswith("whsec_")
+    pk = created.json()["id"]
+    shown = staff.get(f"/api/webhooks/{pk}/").json()
+    assert "secret" not in shown and shown["state"] == "active"
+    assert staff.patch(f"/api/webhooks/{pk}/", {"secret": "whsec_" + "A" * 40}, format="json").status_code == 400
+
+    settings.INGEST_ALLOWED_NETWORKS = []
+    refused = staff.post("/api/webhooks/", {"url": "http://169.254.169.254/latest"}, format="json")
+    assert refused.status_code == 400 and "link-local" in str(refused.json())
+
+    WebhookEndpoint.objects.filter(pk=pk).update(state="disabled", disabled_reason="3 batches in a row went dead.")
+    assert staff.patch(f"/api/webhooks/{pk}/", {"active": True}, format="json").status_code == 200
+    assert WebhookEndpoint.objects.get(pk=pk).state == "active"
+
+
+@pytest.mark.django_db
+def test_the_admin_shows_state_and_backlog_and_re_enables(client):
+    from django.contrib.auth.models import User
+
+    client.force_login(User.objects.create_superuser("admin", "a@example.invalid", "pw"))
+    hook = WebhookEndpoint.objects.create(url="https://hooks.example/in", state="disabled",
+                                          disabled_reason="3 batches in a row went dead.")
+    event = Event.objects.create(type="entry.created", source_id=1, entry_id=1)
+    WebhookDelivery.objects.create(endpoint=hook, event=event, state="dead", attempts=8)
+    page = client.get("/admin/ingest/webhookendpoint/").content.decode()
+    assert "3 batches in a row went dead." in page and "disabled" in page
+    response = client.post("/admin/ingest/webhookendpoint/", {"action": "reenable", "_selected_action": [hook.pk]})
+    assert response.status_code == 302 and WebhookEndpoint.objects.get(pk=hook.pk).state == "active"
+    assert client.get(f"/admin/ingest/webhookdelivery/{WebhookDelivery.objects.get().pk}/change/").status_code == 200

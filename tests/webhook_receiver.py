@@ -81,13 +81,14 @@ class Receiver:
             record = Received(handler.headers.get("webhook-id", ""), not fail, valid, events)
             status = (self.status if self.status >= 300 else 503) if fail else 200
             payload = b"no thanks" if fail else b"ok"
+            # Recorded before the answer goes out, so that a sender that saw it finds it recorded; an
+            # ack the sender then missed (killed meanwhile) still counts as an ack.
+            self.received.append(record)
             handler.send_response(status)
             handler.send_header("Content-Length", str(len(payload)))
             handler.end_headers()
             handler.wfile.write(payload)
             handler.wfile.flush()
-            # Recorded once the answer is on the wire: an ack the sender may have missed is still an ack.
-            self.received.append(record)
 
     @property
     def url(self) -> str:

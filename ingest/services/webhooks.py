@@ -328,9 +328,14 @@ def _by_endpoint(pairs) -> dict[int, list[int]]:
 
 def endpoint_enable(pk: int) -> bool:
     """Re-enable a disabled (or failing) endpoint: it receives and is sent to again, at once."""
-    return run_atomic(lambda: WebhookEndpoint.objects.filter(pk=pk).update(
+    return run_atomic(lambda: endpoint_reset(pk), label="endpoint_enable")
+
+
+def endpoint_reset(pk: int) -> bool:
+    """``endpoint_enable`` inside the caller's transaction (the API's update)."""
+    return WebhookEndpoint.objects.filter(pk=pk).update(
         active=True, state=Endpoint.ACTIVE, disabled_reason="", dead_batches=0, consecutive_failures=0,
-        failing_since=None, next_attempt_at=None), label="endpoint_enable") == 1
+        failing_since=None, next_attempt_at=None) == 1
 
 
 def endpoint_check_url(url: str) -> None:
