@@ -307,23 +307,17 @@ def _replay_chunk(ids: list[int], endpoints: list[dict]) -> int:
               for endpoint in endpoints if _wants(endpoint, event)}
     if not wanted:
         return 0
-    have = set(WebhookDelivery.objects.filter(event_id__in=ids, endpoint_id__in={e for e, _ in wanted})
-               .values_list("endpoint_id", "event_id"))
-    again = [pair for pair in wanted if pair in have]
-    for endpoint, chunk_events in _by_endpoint(again).items():
-        WebhookDelivery.objects.filter(endpoint_id=endpoint, event_id__in=chunk_events).update(
+    found = {(endpoint, event): pk for pk, endpoint, event in WebhookDelivery.objects.filter(
+        event_id__in=ids, endpoint_id__in={e for e, _ in wanted}).values_list("pk", "endpoint_id", "event_id")}
+    have = set(found)
+    again = sorted(pk for pair, pk in found.items() if pair in wanted)
+    if again:  # by primary key, at most a chunk of them
+        WebhookDelivery.objects.filter(pk__in=again).update(
             state=Delivery.PENDING, attempts=0, message_id="", next_attempt_at=None, last_error="")
     rows = [WebhookDelivery(endpoint_id=endpoint, event_id=event, created_at=now) for endpoint, event in sorted(wanted - have)]
     if rows:
         WebhookDelivery.objects.bulk_create(rows, batch_size=write_batch_size(["endpoint", "event", "created_at"], rows))
     return len(wanted)
-
-
-def _by_endpoint(pairs) -> dict[int, list[int]]:
-    out: dict[int, list[int]] = {}
-    for endpoint, event in pairs:
-        out.setdefault(endpoint, []).append(event)
-    return out
 
 
 def endpoint_enable(pk: int) -> bool:
