@@ -12,6 +12,7 @@ from django.apps import apps
 from django.conf import settings
 from django.contrib import admin
 from django.contrib.admin.options import csrf_protect_m
+from django.db.models import Count, Q
 from django.urls import NoReverseMatch, reverse, reverse_lazy
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
@@ -20,15 +21,17 @@ from django_celery_beat import admin as beat_admin  # registers its tables first
 from django_celery_beat.models import ClockedSchedule, CrontabSchedule, IntervalSchedule, PeriodicTask, SolarSchedule
 
 from ingest import selectors
-from ingest.errors import BlockedURL, CredentialsError
+from ingest.errors import BlockedURL, CredentialsError, UsageError
 from ingest.models import (
-    Author, Comment, Enclosure, Entry, HostBudget, IdleTick, IngestRun, Pingback, TechnicalArticle, WebSubSubscription,
+    Author, Comment, Enclosure, Entry, HostBudget, IdleTick, IngestRun, Pingback, TechnicalArticle, WebhookDelivery,
+    WebhookEndpoint, WebSubSubscription,
 )
 from ingest.services.credentials import auth_check
 from ingest.services.delete import source_delete, source_delete_preview
 from ingest.services.duplicates import promote_duplicates
 from ingest.services.hosts import hosts_unblock
 from ingest.services.recount import entries_counts_refresh
+from ingest.services.webhooks import endpoint_check_url, endpoint_enable
 from ingest.services.sources import source_url_check, sources_activate, sources_backoff_reset, sources_schedule_now
 
 # "View site": the health endpoint, the one page of this product outside the admin (no public site).
@@ -484,3 +487,62 @@ def _recount_details(stats: dict) -> str:
     if stats.get("dry_run"):
         summary += " (dry run: nothing written)"
     return format_html('<p class="run-totals">{}</p>', summary)
+
+
+# --- webhooks (docs/webhooks.md) ------------------------------------------------------------------
+
+class WebhookEndpointForm(forms.ModelForm):
+    class Meta:
+        model = WebhookEndpoint
+        fields = ("name", "url", "secret", "event_types", "source_ids", "active")
+
+    def clean_url(self):
+        """The fetch stage's address guard, as at delivery: a URL it would refuse is refused here."""
+        url = self.cleaned_data["url"]
+        try:
+            endpoint_check_url(url)
+        except UsageError as exc:
+            raise forms.ValidationError(str(exc)) from None
+        return url
+
+
+@admin.register(WebhookEndpoint)
+class WebhookEndpointAdmin(admin.ModelAdmin):
+    """Receivers of signed event batches: their state, why one was disabled, and their backlog. The
+    secret is shown to staff (the receiver needs it); the API never shows it after creation."""
+
+    form = WebhookEndpointForm
+    list_display = ("__str__", "state", "active", "pending", "dead", "last_success_at", "disabled_reason")
+    list_filter = ("state", "active")
+    search_fields = ("name", "url")
+    readonly_fields = ("state", "disabled_reason", "consecutive_failures", "dead_batches", "failing_since",
+                       "next_attempt_at", "last_success_at", "last_error", "created_at")
+    actions = ("reenable",)
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).annotate(
+            pending_count=Count("deliveries", filter=Q(deliveries__state=WebhookDelivery.State.PENDING)),
+            dead_count=Count("deliveries", filter=Q(deliveries__state=WebhookDelivery.State.DEAD)))
+
+    @admin.display(description="pending", ordering="pending_count")
+    def pending(self, obj):
+        return obj.pending_count
+
+    @admin.display(description="dead", ordering="dead_count")
+    def dead(self, obj):
+        return obj.dead_count
+
+    @admin.action(description="Re-enable (send again from the next pass)")
+    def reenable(self, request, queryset):
+        done = sum(endpoint_enable(pk) for pk in queryset.values_list("pk", flat=True))
+        self.message_user(request, f"{done} endpoint(s) re-enabled; 'webhooks replay --since' sends what they missed.")
+
+
+@admin.register(WebhookDelivery)
+class WebhookDeliveryAdmin(ReadOnlyAdmin):
+    """One event for one endpoint, read-only: pending, delivered, or dead (a dead letter)."""
+
+    list_display = ("event", "endpoint", "state", "attempts", "last_status", "last_attempt_at", "delivered_at")
+    list_filter = ("state", "endpoint")
+    fields = readonly_fields = ("event", "endpoint", "state", "attempts", "message_id", "next_attempt_at",
+                                "last_attempt_at", "delivered_at", "last_status", "last_error", "created_at")

@@ -5,7 +5,8 @@
 more feeds at once. Every run is an ``IngestRun`` with trigger ``celery``; a tick that finds
 nothing due is counted on ``IdleTick`` instead. ``prune_runs`` (periodic, daily by default)
 deletes the finished runs older than INGEST_RUNS_KEEP_DAYS; ``prune_entries`` (daily) the entries
-past their source's retention.
+past their source's retention. ``ingest.events.deliver`` (after each write that recorded events,
+and every WEBHOOK_SCHEDULE_SECONDS) sends the outbox's events to the webhooks.
 
 Delivery is at least once (``acks_late``): a task may run again after a worker died. That is safe
 because ``source_ingest`` does nothing once its lease is gone (an earlier delivery stored the
@@ -31,6 +32,7 @@ from ingest.services.fanout import ingest_dispatch, source_abandon, source_inges
 from ingest.services.prune import runs_prune
 from ingest.services.recount import counts_recompute
 from ingest.services.retention import entries_prune
+from ingest.services.webhooks import webhooks_deliver
 from ingest.services.websub import subscriptions_maintain
 
 
@@ -121,3 +123,11 @@ def websub_maintain() -> dict:
     """Send, renew and cancel WebSub subscriptions (the pass ``ingest_feeds`` makes after a run)."""
     with database_busy_retried():
         return subscriptions_maintain()
+
+
+@shared_task(name="ingest.events.deliver", **RETRY)
+def deliver_events() -> dict:
+    """Fan the new outbox events out to the webhook endpoints and send the due batches (as
+    ``manage.py webhooks deliver``); queued after each write that recorded events, and by beat."""
+    with database_busy_retried():
+        return webhooks_deliver().as_dict()

@@ -476,6 +476,22 @@ CELERY_TASK_SEND_SENT_EVENT = True
 # A running task reports STARTED instead of PENDING.
 CELERY_TASK_TRACK_STARTED = True
 
+# Webhooks (ingest.services.webhooks, docs/webhooks.md): events per signed POST, attempts of a batch
+# before it is dead, the backoff between them (base * 2^n with equal jitter, capped), when an
+# endpoint that keeps failing is disabled (dead batches in a row, or failing this many seconds),
+# how long a worker holds an endpoint while it sends, and how often beat catches up.
+WEBHOOK_BATCH_SIZE = _number("WEBHOOK_BATCH_SIZE", 100, kind=int, positive=True, maximum=1000)
+WEBHOOK_MAX_ATTEMPTS = _number("WEBHOOK_MAX_ATTEMPTS", 8, kind=int, positive=True, maximum=100)
+WEBHOOK_BACKOFF_BASE = _number("WEBHOOK_BACKOFF_BASE", 10.0, positive=True, maximum=_MAX_SECONDS)
+WEBHOOK_BACKOFF_MAX = _number("WEBHOOK_BACKOFF_MAX", 3600.0, positive=True, maximum=_MAX_SECONDS)
+WEBHOOK_DISABLE_DEAD_BATCHES = _number("WEBHOOK_DISABLE_DEAD_BATCHES", 3, kind=int, positive=True, maximum=1000)
+WEBHOOK_DISABLE_AFTER = _number("WEBHOOK_DISABLE_AFTER", 3 * 86400, kind=int, positive=True, maximum=_MAX_SECONDS)
+WEBHOOK_LEASE_SECONDS = _number("WEBHOOK_LEASE_SECONDS", 300, kind=int, positive=True, maximum=_MAX_SECONDS)
+WEBHOOK_SCHEDULE_SECONDS = _number("WEBHOOK_SCHEDULE_SECONDS", 30, kind=int, positive=True, maximum=_MAX_SECONDS)
+if WEBHOOK_BACKOFF_MAX < WEBHOOK_BACKOFF_BASE:
+    raise ImproperlyConfigured(f"WEBHOOK_BACKOFF_MAX ({WEBHOOK_BACKOFF_MAX:g}) must be at least "
+                               f"WEBHOOK_BACKOFF_BASE ({WEBHOOK_BACKOFF_BASE:g}).")
+
 # Beat. Exactly one beat process may run: two would enqueue every entry twice (the source lease
 # still keeps a source from being processed twice, but the work and the IngestRun rows double).
 INGEST_SCHEDULE_SECONDS = _number("INGEST_SCHEDULE_SECONDS", 300, kind=int, positive=True, maximum=_MAX_SECONDS)
@@ -515,6 +531,14 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": float(PRUNE_ENTRIES_SCHEDULE_SECONDS),
         "options": {"expires": PRUNE_ENTRIES_SCHEDULE_SECONDS},
     },
+}
+# Fans new events out to the webhook endpoints and sends the due batches (ingest.events.deliver);
+# a write that records events also queues it, so this catches up what a crash between commit and
+# queueing left behind.
+CELERY_BEAT_SCHEDULE["webhooks-deliver"] = {
+    "task": "ingest.events.deliver",
+    "schedule": float(WEBHOOK_SCHEDULE_SECONDS),
+    "options": {"expires": WEBHOOK_SCHEDULE_SECONDS},
 }
 if INGEST_WEBSUB_CALLBACK_URL:
     # WebSub subscriptions to send, renew before their lease ends, or cancel (ingest.services.websub);

@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parent.parent
 # Left to right, as drawn in docs/architecture.md. A name covers a module and, for a package, its
 # submodules.
 TIERS: list[set[str]] = [
-    {"ingest.errors"},
+    {"ingest.errors", "ingest.signals"},
     {"ingest.types"},
     {"ingest.links"},
     {"ingest.identity"},
@@ -37,7 +37,7 @@ TIERS: list[set[str]] = [
     {"functions_app"},
 ]
 # The tiers that do no I/O on the database: no ORM, no models.
-NO_ORM = {"ingest.errors", "ingest.types", "ingest.links", "ingest.identity", "ingest.schedule", "ingest.decide", "ingest.health",
+NO_ORM = {"ingest.errors", "ingest.signals", "ingest.types", "ingest.links", "ingest.identity", "ingest.schedule", "ingest.decide", "ingest.health",
           "ingest.fetch", "ingest.parse", "ingest.opml", "ingest.parsepool"}
 # Interfaces call services and selectors; the writers and the stages are the services' business.
 INTERFACES = {"ingest.management", "ingest.tasks", "ingest.views", "ingest.callbacks", "ingest.admin", "ingest.api",

@@ -89,7 +89,8 @@ def test_beat_schedule_entries_resolve_to_tasks_and_expire():
     app.loader.import_default_modules()  # what a worker does at start: autodiscovery included
     schedule = settings.CELERY_BEAT_SCHEDULE
     assert {entry["task"] for entry in schedule.values()} == {"ingest.tasks.ingest_feeds", "ingest.tasks.recompute_counts",
-                                                              "ingest.tasks.prune_runs", "ingest.tasks.prune_entries"}
+                                                              "ingest.tasks.prune_runs", "ingest.tasks.prune_entries",
+                                                              "ingest.events.deliver"}
     for name, entry in schedule.items():
         assert entry["task"] in app.tasks, f"{name}: {entry['task']} is not a registered task"
         assert 0 < entry["options"]["expires"] <= entry["schedule"], f"{name}: a queued run must expire"
@@ -97,6 +98,7 @@ def test_beat_schedule_entries_resolve_to_tasks_and_expire():
     assert schedule["recompute-counts"]["schedule"] == settings.RECOUNT_SCHEDULE_SECONDS
     assert schedule["prune-runs"]["schedule"] == settings.PRUNE_SCHEDULE_SECONDS
     assert schedule["prune-entries"]["schedule"] == settings.PRUNE_ENTRIES_SCHEDULE_SECONDS
+    assert schedule["webhooks-deliver"]["schedule"] == settings.WEBHOOK_SCHEDULE_SECONDS
     assert settings.CELERY_BEAT_SCHEDULER == "pipeline.beat:PersistentScheduler"
 
 

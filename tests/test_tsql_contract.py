@@ -553,3 +553,14 @@ def test_bundled_driver_and_driver_override(forms):
     parts = _parts(bundled["connection_string"])
     assert "DRIVER" not in parts and parts["SERVER"] == "sql.example.com,1433"  # mssql-python brings its own driver
     assert _parts(forms["driver-17"]["connection_string"])["DRIVER"] == "ODBC Driver 17 for SQL Server"
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_the_webhook_outbox_ran_on_the_mssql_backend(capture, target):
+    """Every event fanned out into deliveries, one batch sent and refused (its failure written),
+    every event replayed: the statements of these phases passed the contract above."""
+    webhooks = capture["targets"][target]["webhooks"]
+    assert webhooks["deliver"]["dispatched"] > 100 and webhooks["deliver"]["batches"] == 1
+    assert webhooks["deliver"]["failed"] == 1 and webhooks["replay"] == webhooks["deliver"]["dispatched"]
+    phases = {statement["phase"] for statement, _, _ in batches(capture, target)}
+    assert {"webhooks-deliver", "webhooks-replay"} <= phases

@@ -7,17 +7,20 @@ through the API. An article's fetch state (``last_*``, ``next_fetch_at``, failur
 
 from __future__ import annotations
 
+import base64
+
 from django.conf import settings
 from django.utils import timezone
 from rest_framework import ISO_8601, serializers
 from rest_framework.settings import api_settings
 
 from ingest import selectors
-from ingest.errors import BlockedURL, CredentialsError
-from ingest.models import Author, Comment, Enclosure, Entry, Pingback, TechnicalArticle
+from ingest.errors import BlockedURL, CredentialsError, UsageError
+from ingest.models import Author, Comment, Enclosure, Entry, Event, Pingback, TechnicalArticle, WebhookEndpoint
 from ingest.services import credentials as credential_service
 from ingest.services import entries as entry_service
 from ingest.services import sources as source_service
+from ingest.services import webhooks as webhook_service
 
 RATING_MIN, RATING_MAX = 0, 10
 # fetch_interval: at least a minute, at most about a year (datetime arithmetic stays in range).
@@ -210,3 +213,51 @@ class PingbackSerializer(serializers.ModelSerializer):
         model = Pingback
         fields = ("id", "source_url", "source_entry", "created_at")
         read_only_fields = fields
+
+
+class WebhookEndpointSerializer(Strict):
+    """A webhook endpoint (docs/webhooks.md). The secret is write-once: generated (or given) at
+    creation and shown in that response only; afterwards only the admin shows it to staff. The URL
+    passes the fetch stage's address guard, as every delivery does."""
+
+    secret = serializers.CharField(write_only=True, required=False, max_length=128,
+                                   help_text="whsec_ and the base64 of 24-64 bytes; generated when omitted. Write-once.")
+    event_types = serializers.ListField(child=serializers.ChoiceField(choices=Event.Type.values), required=False,
+                                        help_text="Event types it receives; empty: all.")
+    source_ids = serializers.ListField(child=serializers.IntegerField(min_value=1), required=False,
+                                       help_text="Only events of these sources; empty: every source.")
+
+    class Meta:
+        model = WebhookEndpoint
+        fields = ("id", "name", "url", "secret", "event_types", "source_ids", "active", "state", "disabled_reason",
+                  "last_success_at", "last_error", "created_at")
+        read_only_fields = ("state", "disabled_reason", "last_success_at", "last_error", "created_at")
+
+    def validate_url(self, value: str) -> str:
+        try:
+            webhook_service.endpoint_check_url(value)
+        except UsageError as exc:
+            raise serializers.ValidationError(str(exc)) from None
+        return value
+
+    def validate_secret(self, value: str) -> str:
+        if self.instance is not None:
+            raise serializers.ValidationError("Write-once: set at creation; create a new endpoint to change it.")
+        try:
+            key = base64.b64decode(value.removeprefix("whsec_"), validate=True)
+        except ValueError:
+            key = b""
+        if not 24 <= len(key) <= 64:
+            raise serializers.ValidationError("Must be whsec_ and the base64 of 24 to 64 bytes.")
+        return value
+
+    def create(self, validated_data):
+        endpoint = super().create(validated_data)
+        self.created_secret = endpoint.secret
+        return endpoint
+
+    def to_representation(self, instance):
+        data = super().to_representation(instance)
+        if getattr(self, "created_secret", None):
+            data["secret"] = self.created_secret
+        return data

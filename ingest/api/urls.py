@@ -7,12 +7,13 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import DefaultRouter
 
-from ingest.api.views import ArticleViewSet, AuthorViewSet, EntryViewSet
+from ingest.api.views import ArticleViewSet, AuthorViewSet, EntryViewSet, WebhookEndpointViewSet
 
 router = DefaultRouter()
 router.register("articles", ArticleViewSet, basename="article")
 router.register("authors", AuthorViewSet, basename="author")
 router.register("entries", EntryViewSet, basename="entry")
+router.register("webhooks", WebhookEndpointViewSet, basename="webhook")
 
 urlpatterns = [
     path("schema/", SpectacularAPIView.as_view(), name="api-schema"),

@@ -18,16 +18,18 @@ from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import NotFound
+from rest_framework.permissions import IsAdminUser
 from rest_framework.renderers import BaseRenderer
 from rest_framework.response import Response
 
 from ingest.api import serializers as s
 from ingest.api.filters import ArticleFilter, EntryFilter
 from ingest.errors import BlockedURL, NoFeedChosen
-from ingest.models import Author, Comment, Enclosure, Entry, Pingback, TechnicalArticle
+from ingest.models import Author, Comment, Enclosure, Entry, Pingback, TechnicalArticle, WebhookEndpoint
 from ingest.retry import run_atomic
 from ingest.services import sources as source_service
 from ingest.services.delete import source_delete
+from ingest.services.webhooks import endpoint_reset
 
 
 
@@ -203,3 +205,36 @@ class EntryViewSet(VaryByCredentials, RetryingWrites, mixins.ListModelMixin, mix
             filterset_class=None, search_fields=(), ordering=("id",))
     def pingbacks(self, request, pk=None):
         return self._nested(Pingback.objects.filter(target_id=self._entry_id()), s.PingbackSerializer)
+
+
+@extend_schema_view(
+    list=extend_schema(summary="List webhook endpoints (staff)"),
+    retrieve=extend_schema(summary="One webhook endpoint, its state and why it was disabled (staff)"),
+    create=extend_schema(summary="Add a webhook endpoint (staff); the response is the only one with its secret"),
+    update=extend_schema(summary="Change a webhook endpoint (staff)"),
+    partial_update=extend_schema(summary="Change some of a webhook endpoint's fields (staff)"),
+    destroy=extend_schema(summary="Delete a webhook endpoint and its deliveries (staff)"),
+)
+class WebhookEndpointViewSet(VaryByCredentials, RetryingWrites, viewsets.ModelViewSet):
+    """Receivers of signed event batches (docs/webhooks.md); staff only: a URL and its secret are
+    the operator's. ``active`` is the switch; setting it true on a disabled endpoint re-enables it."""
+
+    queryset = WebhookEndpoint.objects.all()
+    serializer_class = s.WebhookEndpointSerializer
+    permission_classes = [IsAdminUser]
+    ordering = ("id",)
+
+    def create(self, request, *args, **kwargs):
+        return run_atomic(lambda: super(WebhookEndpointViewSet, self).create(request, *args, **kwargs),
+                          label=f"api.{self.basename}.create")
+
+    def perform_update(self, serializer):
+        was_active = serializer.instance.active
+        endpoint = serializer.save()
+        if endpoint.active and (not was_active or endpoint.state == WebhookEndpoint.State.DISABLED):
+            endpoint_reset(endpoint.pk)  # inside the update's run_atomic
+
+    def destroy(self, request, *args, **kwargs):
+        endpoint = self.get_object()
+        run_atomic(endpoint.delete, label=f"api.{self.basename}.destroy")
+        return Response(status=status.HTTP_204_NO_CONTENT)

@@ -16,6 +16,7 @@ Owns everything about talking to a publisher's server. This package's names are 
 * ``failures``: httpx's transport exceptions as a sentence a user can act on;
 * ``hub``: a WebSub subscription request, a form POST to a hub through the same guard (a source's
   credentials are never sent to a hub);
+* ``webhook``: a signed webhook batch (Standard Webhooks), a JSON POST through the same guard;
 * ``credentials``: a source's extra headers and basic / bearer credentials, checked, resolved
   from their references, and bound to the feed's origin.
 
@@ -34,6 +35,7 @@ from ingest.fetch.guard import check_url
 from ingest.fetch.hub import hub_request
 from ingest.fetch.response import RETRY_AFTER_CAP, parse_retry_after
 from ingest.fetch.transport import ACCEPT, DEFAULT_CONNECTIONS, fetch_feed, make_client
+from ingest.fetch.webhook import signed_headers, webhook_post
 
 __all__ = [
     "ACCEPT",
@@ -50,5 +52,7 @@ __all__ = [
     "parse_retry_after",
     "references",
     "resolve",
+    "signed_headers",
     "validator",
+    "webhook_post",
 ]

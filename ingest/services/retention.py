@@ -38,6 +38,7 @@ from ingest.errors import RunError
 from ingest.models import Comment, Entry, EntryTombstone, IngestRun, Pingback, TechnicalArticle
 from ingest.retry import RetryStats, run_atomic
 from ingest.services.delete import MAX_CHUNK, entries_delete
+from ingest.services.events import pruned_events
 from ingest.services.runs import run_failed, run_finish, run_start
 
 log = logging.getLogger("ingest.services")
@@ -135,12 +136,15 @@ def _add(counts: dict[str, int], label: str, n: int) -> None:
 
 def _prune_chunk(selected: QuerySet, *, source_id: int, size: int, now: datetime):
     """One transaction: the next ``size`` selected entries, everything that points at them, and their tombstones."""
-    rows = list(selected.order_by("pk").values_list("pk", "guid_key")[:size])
+    rows = list(selected.order_by("pk").values_list("pk", "guid_key", "guid", "link", "headline", "published_at")[:size])
     if not rows:
         return None
-    ids = [pk for pk, _ in rows]
-    keys = sorted({key for _, key in rows})
+    ids = [row[0] for row in rows]
+    keys = sorted({row[1] for row in rows})
     deleted, unlinked = entries_delete(ids=ids)
+    # The outbox: an entry.pruned event each, in the chunk's transaction.
+    pruned_events(source_id=source_id, entries=[(pk, guid, link, headline, published) for pk, _, guid, link, headline,
+                                                published in rows], now=now)
     have: set[str] = set()
     for batch in chunked(keys, min(MAX_CHUNK, in_batch_size())):
         have.update(EntryTombstone.objects.filter(source_id=source_id, guid_key__in=batch).values_list("guid_key", flat=True))

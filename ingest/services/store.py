@@ -29,7 +29,7 @@ from ingest.retry import RetryStats, run_atomic
 from ingest.schedule import Decision, cadence_seconds, hints_from_text, hints_text, jittered, next_fetch
 from ingest.services.boundary import write_failure
 from ingest.services.duplicates import duplicates_mark
-from ingest.services.events import events_record
+from ingest.services.events import entry_events, events_record
 from ingest.services.runs import run_add
 from ingest.services.subscriptions import subscription_live, subscription_note
 from ingest.types import (
@@ -65,6 +65,8 @@ def source_store(
             value = Counts(counts.created, counts.updated, counts.unchanged,
                            pingbacks_record(touched=counts.touched, canonical_of=canonical_of))
             subscription_note(source_id=source.pk, feed=fetched.feed, now=now)
+            # The outbox: entry.created / entry.updated commit (or roll back) with the entries.
+            entry_events(source_id=source.pk, touched=counts.touched, created=counts.created, now=now)
         # Bookkeeping last: if anything above fails, the source stays due and the next run redoes it.
         # It also proves the lease is still ours: if it expired and another run took the source
         # over, this transaction is rolled back and that run's work stands alone.

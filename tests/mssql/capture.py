@@ -312,6 +312,7 @@ def capture(name: str, *, version: int, azure: bool, shadow_path: str, feeds: Fe
     result["dedup"] = dedup_phases(shadow, feeds, command=command)
     result["deletes"] = delete_sources(shadow, feeds, big=big, command=command)
     result["retention"] = prune_entries(shadow, feeds, command=command)
+    result["webhooks"] = webhooks_phases(shadow, feeds)
     result.update(
         version=version, azure=azure, big_source=big.pk,
         sql_server_version=connection.sql_server_version, to_azure_sql_db=connection.to_azure_sql_db,
@@ -320,6 +321,25 @@ def capture(name: str, *, version: int, azure: bool, shadow_path: str, feeds: Fe
     )
     connection.close()
     return result
+
+
+def webhooks_phases(shadow, feeds: FeedServerFixture) -> dict:
+    """The outbox fanned out to an endpoint, one batch sent (the feed server refuses a POST: the
+    failure's writes), and a replay of every event."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from ingest.models import WebhookEndpoint
+    from ingest.services import webhooks
+
+    shadow.phase = "setup-webhooks"
+    WebhookEndpoint.objects.create(url=feeds.server.url("/hook"))
+    shadow.phase = "webhooks-deliver"
+    delivered = webhooks.webhooks_deliver(budget=30).as_dict()
+    shadow.phase = "webhooks-replay"
+    replayed = webhooks.webhooks_replay(since=timezone.now() - timedelta(days=1))
+    return {"deliver": delivered, "replay": replayed}
 
 
 def dedup_phases(shadow, feeds: FeedServerFixture, *, command) -> dict:
