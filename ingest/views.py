@@ -1,4 +1,4 @@
-"""Web endpoints of the pipeline: ``/healthz``, and the error pages of ``/api/`` paths (the admin is
+"""Web endpoints of the pipeline: ``/healthz``, ``/metrics`` (Prometheus, docs/metrics.md), and the error pages of ``/api/`` paths (the admin is
 Django's own, the API is ``ingest/api/``).
 
 ``/healthz`` answers 200 while the web process can serve (the database answers), 503 when it
@@ -11,15 +11,19 @@ The body names no host, user, URL or error text: it is safe to expose.
 
 from __future__ import annotations
 
+import hmac
+import ipaddress
+
 from django import db
 from django.conf import settings
-from django.http import JsonResponse
+from django.http import HttpResponse, JsonResponse
 from django.utils import timezone
 from django.views import defaults
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_safe
 
 from ingest import selectors
+from ingest.services.metrics import metrics_registry
 
 
 @never_cache
@@ -45,6 +49,43 @@ def healthz(request):
     if ingest.stale:
         body["status"] = "stale"
     return JsonResponse(body)
+
+
+def _metrics_allowed(request) -> bool:
+    """The bearer token, when one is configured and sent; else the client's address in
+    METRICS_ALLOWED_NETWORKS (REMOTE_ADDR: behind a proxy, the proxy's address)."""
+    token = settings.METRICS_TOKEN
+    scheme, _, sent = request.headers.get("Authorization", "").partition(" ")
+    if token and scheme.lower() == "bearer" and hmac.compare_digest(sent.strip().encode(), token.encode()):
+        return True
+    try:
+        address = ipaddress.ip_address(request.META.get("REMOTE_ADDR", ""))
+    except ValueError:
+        return False
+    return any(address in network for network in settings.METRICS_ALLOWED_NETWORKS)
+
+
+@never_cache
+@require_safe
+def metrics(request):
+    """The Prometheus text exposition of ``ingest.services.metrics``, computed from the database now."""
+    from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+    if not _metrics_allowed(request):
+        response = HttpResponse("Forbidden: send the METRICS_TOKEN as a bearer token, or scrape from "
+                                "METRICS_ALLOWED_NETWORKS.\n", status=401 if settings.METRICS_TOKEN else 403,
+                                content_type="text/plain; charset=utf-8")
+        if settings.METRICS_TOKEN:
+            response["WWW-Authenticate"] = 'Bearer realm="metrics"'
+        return response
+    app = None
+    if settings.PIPELINE_CELERY:
+        from pipeline.celery import app
+    try:
+        body = generate_latest(metrics_registry(celery_app=app, broker_timeout=settings.METRICS_BROKER_TIMEOUT))
+    except db.Error:
+        return HttpResponse("The database is unreachable.\n", status=503, content_type="text/plain; charset=utf-8")
+    return HttpResponse(body, content_type=CONTENT_TYPE_LATEST)
 
 
 def _api(request) -> bool:

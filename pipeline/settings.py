@@ -566,6 +566,21 @@ else:
 PIPELINE_HEALTH_MAX_AGE = _number("PIPELINE_HEALTH_MAX_AGE", min(_MAX_SECONDS, max(3600, 3 * INGEST_SCHEDULE_SECONDS)),
                                   kind=int, positive=True, maximum=_MAX_SECONDS)
 PIPELINE_CELERY = _bool("PIPELINE_CELERY", bool(env.get("CELERY_BROKER_URL")))
+
+# Prometheus metrics at /metrics (ingest/views.py, docs/metrics.md): served to a request that carries
+# "Authorization: Bearer <METRICS_TOKEN>" or comes from METRICS_ALLOWED_NETWORKS (loopback unless set;
+# set to an empty value, the token alone opens it). Empty token: networks only.
+METRICS_TOKEN = env.get("METRICS_TOKEN", "").strip()
+if METRICS_TOKEN and (len(METRICS_TOKEN) < 16 or not re.fullmatch(r"[\x21-\x7e]+", METRICS_TOKEN)):
+    raise ImproperlyConfigured("METRICS_TOKEN must be at least 16 printable characters without spaces "
+                               "(python -c 'import secrets; print(secrets.token_urlsafe(32))').")
+METRICS_ALLOWED_NETWORKS = (_networks("METRICS_ALLOWED_NETWORKS") if "METRICS_ALLOWED_NETWORKS" in env
+                            else parse_networks(["127.0.0.0/8", "::1/128"], name="METRICS_ALLOWED_NETWORKS"))
+# Seconds the scrape waits for the broker's queue lengths before it reports the broker unreadable.
+METRICS_BROKER_TIMEOUT = _number("METRICS_BROKER_TIMEOUT", 0.5, positive=True, maximum=30)
+if _HTTPS:
+    # Scraped over plain HTTP inside the network, like /healthz.
+    SECURE_REDIRECT_EXEMPT.append(r"^metrics$")
 # pipeline_status exits 4 when more than this fraction of the active sources is failing or blocked
 # (docs/health.md); 0: any one of them, 1: never.
 PIPELINE_HEALTH_TOLERANCE = _number("PIPELINE_HEALTH_TOLERANCE", 0.1, maximum=1)

@@ -2,12 +2,14 @@ from django.contrib import admin
 from django.urls import include, path
 
 from ingest.callbacks import websub_callback
-from ingest.views import healthz
+from ingest.views import healthz, metrics
 
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/", include("ingest.api.urls")),
     path("healthz", healthz, name="healthz"),
+    # Prometheus metrics, token or network restricted (docs/metrics.md).
+    path("metrics", metrics, name="metrics"),
     # WebSub hubs verify subscriptions and push new content here (ingest/callbacks.py).
     path("websub/<str:callback_id>", websub_callback, name="websub-callback"),
 ]

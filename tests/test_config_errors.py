@@ -124,6 +124,10 @@ CONFIGURATION_ERRORS: list[tuple[dict[str, str], tuple[str, ...], str]] = [
     ({"DJANGO_DEBUG": "maybe"}, ("ingest_feeds",), "DJANGO_DEBUG must be true or false, not 'maybe'."),
     ({"CELERY_TASK_SOFT_TIME_LIMIT": "400"}, ("ingest_feeds",), "CELERY_TASK_SOFT_TIME_LIMIT (400) must be below"),
     ({"DJANGO_SETTINGS_MODULE": "pipeline.setings"}, ("ingest_feeds",), "DJANGO_SETTINGS_MODULE is 'pipeline.setings'"),
+    ({"METRICS_TOKEN": "short"}, ("pipeline_status",), "METRICS_TOKEN must be at least 16 printable characters"),
+    ({"METRICS_ALLOWED_NETWORKS": "10.0.0.0/8, prometheus"}, ("pipeline_status",),
+     "METRICS_ALLOWED_NETWORKS contains 'prometheus'"),
+    ({"METRICS_BROKER_TIMEOUT": "0"}, ("pipeline_status",), "METRICS_BROKER_TIMEOUT must be greater than 0"),
 ]
 PIPELINE_COMMANDS = [("ingest_feeds",), ("recompute_counts",), ("add_source", "http://127.0.0.2/feed.xml"),
                      ("import_opml", "-"), ("list_entries",), ("pipeline_status",)]

@@ -25,6 +25,7 @@ listed in docs/sqlserver.md.
 
 import json
 import os
+import re
 import subprocess
 import sys
 from functools import cache
@@ -135,6 +136,18 @@ def test_the_capture_has_every_statement_the_pipeline_depends_on(capture, target
     recount = list(batches(capture, target, phases=tuple(p for p in capture["targets"][target]["reports"] if p.startswith("recount"))))
     assert sum(1 for b in recount if where(b, kind="Update", table="ingest_entry", text="[number_of_comments]")) >= 3, \
         "counter updates"
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_a_metrics_scrape_is_six_selects_and_counts_what_the_runs_did(capture, target):
+    found = list(batches(capture, target, phases=("metrics-scrape",)))
+    kinds = [analysis["statements"][-1]["type"] for _, _, analysis in found]
+    assert kinds == ["Select"] * 6, kinds  # whatever the number of sources: GROUP BYs and one aggregate
+    assert any("DATEDIFF_BIG(microsecond" in sql for _, sql, _ in found), "run durations in T-SQL's own arithmetic"
+    scrape = capture["targets"][target]["reports"]["metrics-scrape"]
+    created = re.search(r'pipeline_entries_total\{change="created",command="ingest_feeds"\} (\S+)', scrape)
+    assert created and float(created.group(1)) == ENTRIES + 3  # first ingest; the changed and fan-out runs add none
+    assert 'pipeline_run_duration_seconds_bucket{command="ingest_feeds",le="+Inf"} 3.0' in scrape
 
 
 @pytest.mark.parametrize("target", TARGETS)

@@ -16,6 +16,7 @@ database with the migrated schema answers (``tests.mssql.recorder``). Phases:
                       pingbacks, counters) and a small one with comment feeds;
 ``ingest-changed``    the same feeds with every eighth entry edited, half of those with new authors;
 ``ingest-fanout``     the Celery path: ``ingest_dispatch`` then ``source_ingest`` (small source);
+``metrics-scrape``    the series of ``/metrics`` (``ingest.services.metrics``), read from the ledger so far;
 ``recount``           ``recompute_counts`` (default strategy) after counters were made wrong;
 ``recount-<name>``    each other reconciliation strategy (``bench/recount_strategies.py``), passed as
                       ``counts_recompute(reconcile=...)``, chunks of 2,000;
@@ -280,6 +281,13 @@ def capture(name: str, *, version: int, azure: bool, shadow_path: str, feeds: Fe
     results = [fanout.source_ingest(source_id=pk, owner=owner, run_id=run_id) for pk in claimed]
     result["reports"]["ingest-fanout"] = {"run_id": run_id, "claimed": claimed,
                                           "sources": [r.as_dict() for r in results if r is not None]}
+
+    shadow.phase = "metrics-scrape"
+    from prometheus_client import generate_latest
+
+    from ingest.services.metrics import metrics_registry
+
+    result["reports"]["metrics-scrape"] = generate_latest(metrics_registry()).decode()
 
     def drift() -> int:
         """Make counters wrong behind the pipeline's back (straight into the answering database)."""
