@@ -22,7 +22,7 @@ from ingest.errors import BOT_WALL_PREFIX, SourceError
 from ingest.fetch.credentials import auth_spec
 from ingest.health import BLOCKED, DEGRADED, FAILING, GONE, HEALTHY, STATES, health_effective
 from ingest.models import Comment, Entry, IdleTick, IngestRun, Pingback, TechnicalArticle, WebSubSubscription
-from ingest.models import Health, WebhookDelivery
+from ingest.models import WebhookDelivery
 from ingest.types import CommentJob
 
 JOBS = ("ingest_feeds", "recompute_counts")
@@ -510,19 +510,6 @@ def metrics_runs_by_status() -> dict[tuple[str, str], int]:
 def metrics_idle_ticks() -> list[tuple[str, int, datetime | None]]:
     """(command, idle ticks, last idle tick) of every command that had one."""
     return list(IdleTick.objects.order_by("command").values_list("command", "idle_ticks", "last_idle_at"))
-
-
-def source_health_counts(*, now: datetime) -> dict[str, int]:
-    """Sources per health state, every state present (0 when none is in it).
-
-    The stored state of the last fetch, as one GROUP BY. ``now`` is for judging staleness against
-    a source's cadence, which this reading does not do yet: the one place to switch to the
-    product's own health rule once it judges it.
-    """
-    counts = {state.value: 0 for state in Health}
-    for row in TechnicalArticle.objects.values("health").order_by("health").annotate(n=Count("pk")):
-        counts[row["health"]] = row["n"]
-    return counts
 
 
 @dataclass(frozen=True)

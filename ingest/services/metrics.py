@@ -85,7 +85,7 @@ class PipelineCollector(Collector):
 
     def _sources(self, now: datetime) -> Iterator[Metric]:
         health = GaugeMetricFamily(f"{PREFIX}sources", "Sources by health state.", labels=["health"])
-        for state, count in selectors.source_health_counts(now=now).items():
+        for state, count in selectors.health_counts(now=now).items():
             health.add_metric([state], count)
         due = selectors.metrics_due_sources(now=now)
         lag = (now - due.oldest_due_at).total_seconds() if due.oldest_due_at is not None else 0.0
