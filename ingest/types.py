@@ -134,6 +134,8 @@ class ParsedFeed:
     # RSS atom:link too): absolute http(s) URLs or "". Followed only on a source's first fetch.
     next_url: str = ""
     prev_archive_url: str = ""
+    # Not well-formed XML, read only once repaired (ingest.parse.recover); the warning says what was wrong.
+    repaired: bool = False
 
 
 # --- The plan of one feed's write (ingest.decide.entries_decide) ------------------------------
@@ -251,6 +253,7 @@ class SourceResult(_Result):
     id: int
     url: str
     name: str = ""
+    repaired: bool = False  # its document was not well-formed XML and was read once repaired
 
     def as_dict(self) -> dict:
         return {
@@ -266,6 +269,7 @@ class SourceResult(_Result):
             "internal_error": self.internal_error,
             "deferred_reason": self.deferred_reason,
             "bot_wall": self.bot_wall,
+            "repaired": self.repaired,
         }
 
 

@@ -62,7 +62,7 @@ def test_the_outcome_is_derived_from_the_value():
     assert failed.as_dict() == {"id": 1, "url": "https://example.com/1", "name": "", "outcome": "failed", "created": 0,
                                 "updated": 0, "unchanged": 0, "pingbacks": 0,
                                 "error": "internal error: KeyError: 'x'", "internal_error": True, "deferred_reason": "",
-                                "bot_wall": False}
+                                "bot_wall": False, "repaired": False}
 
 
 def test_tally_adds_up_sources():

@@ -2,7 +2,8 @@
 
 Owns the call to feedparser (no base URI given, no sanitizing, no URL resolution: ``ingest.parse``
 does those), the refusal of a body that is not a feed (``ParseError`` with a one-sentence reason:
-empty, an HTML page, JSON, XML of another kind, not well-formed with no entries), the wording of
+empty, an HTML page, JSON, XML of another kind, not well-formed with no entries, even once
+repaired by ``ingest.parse.recover``, which is tried only there), the wording of
 feedparser's "bozo" problems, which bodies are JSON (``is_json``: ``ingest.parse.jsonfeed`` reads
 them), and the guid of an entry (``unique_entries``: NFC, cut to
 ``GUID_MAX`` by digest, later duplicates skipped).
@@ -25,12 +26,15 @@ import feedparser
 from feedparser import FeedParserDict
 
 from ingest.errors import ParseError
+from ingest.parse.recover import xml_repair
 from ingest.types import GUID_MAX
 
 _HASH_PREFIX = "sha256:"
 _FORWARDED_HEADERS = ("content-type", "content-location", "content-language")
 _JSON_TYPES = frozenset({"application/feed+json", "application/json"})
 _SNIFF = 4096  # leading whitespace beyond this is not a feed's
+# The key of a repaired document's result (``_repaired``): what feedparser found wrong the first time.
+REPAIRED = "ingest_repaired"
 _HTML_PAGE = re.compile(rb"<(?:!doctype\s+html|html)[\s>]", re.IGNORECASE)
 
 
@@ -53,17 +57,9 @@ def feedparser_parse(content: bytes, headers: Mapping[str, str] | None, url: str
     response_headers.setdefault("content-type", "application/xml")
     base = base_uri(response_headers, url)
     response_headers.pop("content-location", None)
-    try:
-        # A stream, because feedparser opens a bytes argument as a local file path if one exists.
-        parsed = feedparser.parse(
-            io.BytesIO(content),
-            response_headers=response_headers,
-            sanitize_html=False,
-            resolve_relative_uris=False,
-        )
-    except UnicodeError as exc:
-        # feedparser 6.0.14's lenient parser crashes on a character reference to a lone surrogate.
-        raise ParseError("The document contains a character reference that is not valid Unicode.") from exc
+    parsed = _feedparser(content, response_headers)
+    if _unreadable(parsed) and _repairable(content):
+        parsed = _repaired(parsed, content, response_headers)
     if not parsed["entries"] and not parsed.get("version") and not dict.get(parsed["feed"], "title"):
         if _HTML_PAGE.search(content, 0, 2048):
             raise ParseError("The response is an HTML page, not a feed.")
@@ -74,12 +70,58 @@ def feedparser_parse(content: bytes, headers: Mapping[str, str] | None, url: str
         if parsed.get("bozo") and not isinstance(parsed.get("bozo_exception"), feedparser.ThingsNobodyCaresAboutButMe):
             raise ParseError(f"The document is not a readable feed: {bozo_reason(parsed)}.")
         raise ParseError("The document is XML but not an RSS or Atom feed.")
-    if not parsed["entries"] and parsed.get("bozo") and not isinstance(
-        parsed.get("bozo_exception"), feedparser.ThingsNobodyCaresAboutButMe
-    ):
+    if _unreadable(parsed):
         # Recorded as "unchanged", a feed broken before its first item would look healthy forever.
         raise ParseError(f"The document is not well-formed and yields no entries: {bozo_reason(parsed)}.")
     return parsed, base
+
+
+def _feedparser(content: bytes, response_headers: dict[str, str]) -> FeedParserDict:
+    try:
+        # A stream, because feedparser opens a bytes argument as a local file path if one exists.
+        return feedparser.parse(
+            io.BytesIO(content),
+            response_headers=response_headers,
+            sanitize_html=False,
+            resolve_relative_uris=False,
+        )
+    except UnicodeError as exc:
+        # feedparser 6.0.14's lenient parser crashes on a character reference to a lone surrogate.
+        raise ParseError("The document contains a character reference that is not valid Unicode.") from exc
+
+
+def _unreadable(parsed: FeedParserDict) -> bool:
+    """No entries, and a problem that is not one of feedparser's harmless warnings (a wrong
+    Content-Type or charset)."""
+    return not parsed["entries"] and bool(parsed.get("bozo")) and not isinstance(
+        parsed.get("bozo_exception"), feedparser.ThingsNobodyCaresAboutButMe)
+
+
+def _repairable(content: bytes) -> bool:
+    """Markup, and not an HTML page: only such a body is worth the recovering path."""
+    head = content[:_SNIFF].lstrip().removeprefix(b"\xef\xbb\xbf").lstrip()
+    return head[:1] == b"<" and not _HTML_PAGE.search(content, 0, 2048)
+
+
+def _repaired(parsed: FeedParserDict, content: bytes, response_headers: dict[str, str]) -> FeedParserDict:
+    """The recovering path (``ingest.parse.recover``): feedparser read nothing from a document
+    that is not well-formed, so it reads the repaired document instead, by the same rules. Kept
+    only when that yields entries, with ``REPAIRED`` holding what was wrong; else ``parsed``
+    stands, and so does its refusal."""
+    fixed = xml_repair(content, parsed.get("encoding"))
+    if fixed is None:
+        return parsed
+    # The repaired bytes are UTF-8, whatever the response declared.
+    again = _feedparser(fixed, {**response_headers, "content-type": "application/xml; charset=utf-8"})
+    if not again["entries"]:
+        return parsed
+    again[REPAIRED] = bozo_reason(parsed)
+    return again
+
+
+def repaired_reason(parsed: FeedParserDict) -> str:
+    """Why the document was repaired ("" when it was read as it is)."""
+    return dict.get(parsed, REPAIRED) or ""
 
 
 def untyped_titles(parsed: FeedParserDict) -> bool:

@@ -7,7 +7,8 @@ column), its enclosures (``ingest.parse.enclosures``; a JSON Feed's attachments)
 over every stored field, and its link keys for cross-references; the feed's freshness hints
 (``ingest.parse.hints``); its WebSub links (``rel="hub"``, ``rel="self"``) and RFC 5005 history
 links (``rel="next"``, ``rel="prev-archive"``);
-and the feed's warning (feedparser's problem, dates that cannot exist, bodies cut by the HTML limits).
+and the feed's warning (feedparser's problem, a document repaired by ``ingest.parse.recover``, dates
+that cannot exist, bodies cut by the HTML limits).
 
 Must not touch the network or the ORM; reads no clock unless the caller leaves out ``now``.
 """
@@ -24,7 +25,14 @@ from feedparser import FeedParserDict
 
 from ingest.links import absolute, http_url, link_key, outbound_link_keys
 from ingest.parse.dates import PUBLISHED_KEYS, first_date, latest_plausible
-from ingest.parse.document import bozo_reason, feedparser_parse, is_json, unique_entries, untyped_titles
+from ingest.parse.document import (
+    bozo_reason,
+    feedparser_parse,
+    is_json,
+    repaired_reason,
+    unique_entries,
+    untyped_titles,
+)
 from ingest.parse.enclosures import entry_enclosures
 from ingest.parse.hints import feed_hints
 from ingest.parse.html import BodyGuard, body as entry_body
@@ -62,6 +70,8 @@ def parse_feed(
     for entry, guid in unique_entries(parsed["entries"]):
         entries.append(_entry(entry, guid, latest, base, untyped, impossible, guard))
     warnings = [bozo_reason(parsed)] if parsed.get("bozo") else []
+    if repaired := repaired_reason(parsed):
+        warnings.insert(0, f"the document is not well-formed XML and was repaired to be read ({repaired})")
     if impossible:
         warnings.append(f"{len(impossible)} date(s) that cannot exist (e.g. {impossible[0][:60]!r}) were replaced "
                         f"by the fetch time")
@@ -78,6 +88,7 @@ def parse_feed(
         self_url=_link(feed, "self", base),
         next_url=_link(feed, "next", base),
         prev_archive_url=_link(feed, "prev-archive", base),
+        repaired=bool(repaired),
     )
 
 

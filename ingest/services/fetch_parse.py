@@ -64,6 +64,7 @@ def source_fetch_parse(
         # limits; in the pool it also has INGEST_PARSE_TIMEOUT, past which ParseError fails the source.
         pool = parse_pool or ParsePool(0, timeout=settings.INGEST_PARSE_TIMEOUT)
         feed = pool.parse(parse_feed, result.content, headers=result.headers, url=result.url)
+        _note_repaired(feed, source.pk, result.url)
         pages = settings.INGEST_BACKFILL_PAGES
         if pages and source.last_success_at is None:
             feed = _backfill(feed, (source.feed_url, result.url), pages=pages, client=client,
@@ -115,6 +116,14 @@ def _backfill(
     )
 
 
+def _note_repaired(feed: ParsedFeed, source_id: int, url: str) -> None:
+    """A feed read only once repaired (ingest.parse.recover) is stored as usual, and said so here:
+    its publisher's document is broken, and a reader may have missed something."""
+    if feed.repaired:
+        log.warning("feed repaired: not well-formed XML", extra={"source_id": source_id, "url": url,
+                                                                   "warning": feed.warning})
+
+
 def _history_link(feed: ParsedFeed) -> str:
     """The next page of the history: a paged feed's ``next``, else an archived feed's ``prev-archive``."""
     return feed.next_url or feed.prev_archive_url
@@ -132,6 +141,7 @@ def source_parse_pushed(source: TechnicalArticle, *, content: bytes, headers: di
     try:
         pool = ParsePool(0, timeout=settings.INGEST_PARSE_TIMEOUT)
         feed = pool.parse(parse_feed, content, headers=headers, url=source.feed_url)
+        _note_repaired(feed, source.pk, source.feed_url)
         return Fetched(source.pk, fetched_at, result=replace(result, content=b""), feed=feed, pushed=True)
     except SourceError as exc:
         return Fetched(source.pk, fetched_at, error=exc)

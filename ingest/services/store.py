@@ -75,7 +75,8 @@ def source_store(
         if not _state_write(source, owner, values):
             raise LeaseLost(f"The lease on source {source.pk} expired and another run took it over; nothing was written.")
         _health_record(source, change, values)
-        result = _result(source, value, name=values.get("name", source.name))
+        result = _result(source, value, name=values.get("name", source.name),
+                         repaired=fetched.feed is not None and fetched.feed.repaired)
         if run_id:
             run_add(run_id, result=result, retries=stats.retries if stats else 0)
         return result
@@ -134,7 +135,7 @@ def source_preview(*, source: TechnicalArticle, fetched: Fetched) -> SourceResul
         return _result(source, NotModified())
     entries = tombstones_sieve(article_id=source.pk, entries=fetched.feed.entries, whole_document=False)
     plan = entries_decide(entries, existing_load(article_id=source.pk, guids=[e.guid for e in entries]))
-    return _result(source, Counts(len(plan.new), len(plan.changed), plan.unchanged))
+    return _result(source, Counts(len(plan.new), len(plan.changed), plan.unchanged), repaired=fetched.feed.repaired)
 
 
 def comments_store(*, fetched: CommentsFetched, stats: RetryStats | None = None) -> CommentsResult:
@@ -212,8 +213,9 @@ def _health_record(source: TechnicalArticle, change: Change | None, values: dict
     )])
 
 
-def _result(source: TechnicalArticle, value, *, name: str | None = None) -> SourceResult:
-    return SourceResult(id=source.pk, url=source.feed_url, name=source.name if name is None else name, value=value)
+def _result(source: TechnicalArticle, value, *, name: str | None = None, repaired: bool = False) -> SourceResult:
+    return SourceResult(id=source.pk, url=source.feed_url, name=source.name if name is None else name, value=value,
+                        repaired=repaired)
 
 
 def _success_fields(source: TechnicalArticle, fetched: Fetched, now: datetime) -> dict:
