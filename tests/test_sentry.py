@@ -19,7 +19,7 @@ from celery.beat import PersistentScheduler
 
 from tests.helpers import ROOT
 from tests.receiver import Receiver
-from tests.test_config_errors import assert_configuration_error, explain, manage
+from tests.config_process import assert_configuration_error, explain, manage
 
 pytestmark = pytest.mark.nodb
 needs_sentry = pytest.mark.skipif(importlib.util.find_spec("sentry_sdk") is None,
