@@ -30,8 +30,10 @@ COMMANDS = {"add_source", "delete_source", "import_opml", "ingest_feeds", "list_
             "list_sources", "prune_runs", "api_token",
             # in tests/test_prune_entries.py
             "prune_entries",
-            # and this one in tests/test_export_opml.py
-            "export_opml"}
+            # in tests/test_export_opml.py
+            "export_opml",
+            # and this one in tests/test_webhooks.py
+            "webhooks"}
 
 
 def run(command: str, *args) -> tuple[str, str]:

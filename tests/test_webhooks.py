@@ -339,3 +339,22 @@ def test_the_admin_shows_state_and_backlog_and_re_enables(client):
     response = client.post("/admin/ingest/webhookendpoint/", {"action": "reenable", "_selected_action": [hook.pk]})
     assert response.status_code == 302 and WebhookEndpoint.objects.get(pk=hook.pk).state == "active"
     assert client.get(f"/admin/ingest/webhookdelivery/{WebhookDelivery.objects.get().pk}/change/").status_code == 200
+
+
+def test_verbosity_0_prints_nothing_1_the_summary_and_json_one_object(db):
+    import json
+    from io import StringIO
+
+    WebhookEndpoint.objects.create(url="http://127.0.0.1:9/hook", name="in-house")
+    for verbosity in (0, 1, 2):
+        out, err = StringIO(), StringIO()
+        call_command("webhooks", "list", verbosity=verbosity, stdout=out, stderr=err)
+        assert err.getvalue() == ""
+        if verbosity == 0:
+            assert out.getvalue() == ""
+        else:
+            assert "http://127.0.0.1:9/hook" in out.getvalue() and "pending 0" in out.getvalue()
+    out = StringIO()
+    call_command("webhooks", "deliver", "--json", stdout=out)
+    got = json.loads(out.getvalue())
+    assert got["action"] == "deliver" and got["dispatched"] == 0 and got["delivered"] == 0
