@@ -252,14 +252,13 @@ def test_at_least_once_through_a_failure_storm_and_a_worker_sigkill(transactiona
             app.send_task("ingest.events.deliver", expires=3)
 
         worker = WorkerProcess(log_dir=tmp_path, env=env).start()
-        spare = None
         try:
             wait_until(lambda: (kick(), len(receiver.acked()) >= 12)[1], timeout=60, interval=0.3,
                        message="a third of the batches to be acknowledged")
             killed_at = time.monotonic()
             worker.kill()
             acked_before = len(receiver.acked())
-            spare = worker = WorkerProcess(log_dir=tmp_path, env=env).start()
+            worker = WorkerProcess(log_dir=tmp_path, env=env).start()
             wait_until(lambda: (kick(), not WebhookDelivery.objects.exclude(state="delivered").exists())[1],
                        timeout=120, interval=0.3, message="every delivery to be acknowledged")
         except BaseException:
