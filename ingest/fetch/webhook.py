@@ -18,14 +18,9 @@ import time
 
 import httpx
 
-from ingest.errors import HTTPStatusError
-from ingest.fetch.body import read_head
 from ingest.fetch.config import FetchSettings
-from ingest.fetch.deadline import BUDGET, Budget
-from ingest.fetch.failures import transport_errors
-from ingest.fetch.guard import parse_target
+from ingest.fetch.post import guarded_post
 
-REASON_BYTES = 300  # of a refusing receiver's body, quoted in the error
 SECRET_PREFIX = "whsec_"
 
 
@@ -56,28 +51,7 @@ def webhook_post(url: str, body: bytes, *, message_id: str, secret: str, client:
     Raises ``BlockedURL`` for a URL the guard refuses, ``FetchError`` for the network or the
     deadline, and ``HTTPStatusError`` when the receiver answers anything but 2xx.
     """
-    budget = Budget(deadline=time.monotonic() + settings.deadline)
-    token = BUDGET.set(budget)
-    try:
-        target = parse_target(url)
-        headers = {"Content-Type": "application/json", "Accept": "*/*",
-                   **signed_headers(secret, message_id, body)}
-        request = client.build_request(
-            "POST", target, content=body, headers=headers,
-            timeout=httpx.Timeout(connect=settings.connect_timeout, read=settings.read_timeout,
-                                  write=settings.read_timeout, pool=settings.deadline))
-        with transport_errors(target.host, settings, budget):
-            response = client.send(request, stream=True)
-            try:
-                status = response.status_code
-                if 200 <= status < 300:
-                    return status
-                reason = read_head(response, target.host, REASON_BYTES).decode("utf-8", "replace").strip()
-            finally:
-                response.close()
-        phrase = httpx.codes.get_reason_phrase(status)
-        said = f": {' '.join(reason.split())[:200]}" if reason else ""
-        raise HTTPStatusError(f"The webhook receiver {target.host} answered HTTP {status}"
-                              f"{f' {phrase}' if phrase else ''}{said}", status=status)
-    finally:
-        BUDGET.reset(token)
+    return guarded_post(url, client=client, settings=settings, content=body,
+                        headers={"Content-Type": "application/json", "Accept": "*/*",
+                                 **signed_headers(secret, message_id, body)},
+                        refused=lambda host, status: f"The webhook receiver {host} answered {status}")
