@@ -314,6 +314,12 @@ def test_the_api_is_staff_only_shows_the_secret_once_and_guards_the_url(settings
     shown = staff.get(f"/api/webhooks/{pk}/").json()
     assert "secret" not in shown and shown["state"] == "active"
     assert staff.patch(f"/api/webhooks/{pk}/", {"secret": "whsec_" + "A" * 40}, format="json").status_code == 400
+    # An item's error is one sentence under its field, like every other 400 of the API.
+    bad = staff.post("/api/webhooks/", {"url": "http://127.0.0.1:9/hook", "source_ids": [3, 0],
+                                        "event_types": ["entry.created", "nope"]}, format="json")
+    assert bad.status_code == 400
+    assert bad.json()["source_ids"] == ["Item 1: Ensure this value is greater than or equal to 1."]
+    assert bad.json()["event_types"][0].startswith("Item 1: ")
 
     settings.INGEST_ALLOWED_NETWORKS = []
     refused = staff.post("/api/webhooks/", {"url": "http://169.254.169.254/latest"}, format="json")

@@ -215,6 +215,21 @@ class PingbackSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
+class FlatListField(serializers.ListField):
+    """A list whose item errors are one sentence naming the item, not an object keyed by index: a
+    400's body is field -> [sentences] everywhere in this API (docs/api.md, the schema's errors)."""
+
+    def to_internal_value(self, data):
+        try:
+            return super().to_internal_value(data)
+        except serializers.ValidationError as exc:
+            if not isinstance(exc.detail, dict):
+                raise
+            index, messages = next(iter(exc.detail.items()))
+            said = " ".join(str(m) for m in (messages if isinstance(messages, list) else [messages]))
+            raise serializers.ValidationError(f"Item {index}: {said}") from None
+
+
 class WebhookEndpointSerializer(Strict):
     """A webhook endpoint (docs/webhooks.md). The secret is write-once: generated (or given) at
     creation and shown in that response only; afterwards only the admin shows it to staff. The URL
@@ -222,9 +237,9 @@ class WebhookEndpointSerializer(Strict):
 
     secret = serializers.CharField(write_only=True, required=False, max_length=128,
                                    help_text="whsec_ and the base64 of 24-64 bytes; generated when omitted. Write-once.")
-    event_types = serializers.ListField(child=serializers.ChoiceField(choices=Event.Type.values), required=False,
+    event_types = FlatListField(child=serializers.ChoiceField(choices=Event.Type.values), required=False,
                                         help_text="Event types it receives; empty: all.")
-    source_ids = serializers.ListField(child=serializers.IntegerField(min_value=1), required=False,
+    source_ids = FlatListField(child=serializers.IntegerField(min_value=1), required=False,
                                        help_text="Only events of these sources; empty: every source.")
 
     class Meta:
