@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import time
-from datetime import UTC, datetime
-from email.utils import format_datetime
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime, parsedate_to_datetime
 from io import StringIO
 from pathlib import Path
 from urllib.parse import quote
@@ -88,11 +89,23 @@ def serve_wordpress(server, *, fetch_comments=True):
     from ingest.models import TechnicalArticle
 
     comments = DATA / "comments"
-    body = (comments / "wordpress.rss").read_text().replace("__BASE__", server.base_url)
+    body = _recent((comments / "wordpress.rss").read_text().replace("__BASE__", server.base_url))
     server.add("/wp.rss", body)
     for name in ("covering", "filtered"):
-        server.add(f"/comments/{name}.rss", (comments / f"{name}.rss").read_bytes(), etag=f'"{name}"')
+        server.add(f"/comments/{name}.rss", _recent((comments / f"{name}.rss").read_text()).encode(), etag=f'"{name}"')
     return TechnicalArticle.objects.create(name="wp", feed_url=server.url("/wp.rss"), fetch_comments=fetch_comments)
+
+
+_SAMPLE_DAY = datetime(2026, 11, 20, tzinfo=UTC)  # the latest day the WordPress sample's dates name
+_PUB_DATE = re.compile(r"<pubDate>([^<]+)</pubDate>")
+
+
+def _recent(body: str) -> str:
+    """The sample's dates moved by whole days so that its latest day is yesterday: comment feeds are
+    polled only for posts of the last INGEST_COMMENTS_DAYS days, whatever day the tests run."""
+    shift = timedelta(days=(datetime.now(UTC) - _SAMPLE_DAY).days - 1)
+    return _PUB_DATE.sub(
+        lambda match: f"<pubDate>{format_datetime(parsedate_to_datetime(match.group(1)) + shift)}</pubDate>", body)
 
 
 # --- Database state -------------------------------------------------------------------------------
