@@ -151,6 +151,9 @@ def _prune_chunk(selected: QuerySet, *, source_id: int, size: int, now: datetime
     tombstones = [EntryTombstone(source_id=source_id, guid_key=key, pruned_at=now) for key in keys if key not in have]
     if tombstones:
         EntryTombstone.objects.bulk_create(tombstones, batch_size=write_batch_size(["source", "guid_key", "pruned_at"], tombstones))
+        # New tombstones change what the feed's next parse stores (ingest.parse.digest): its next
+        # 200 is parsed even when the body is the one stored last time.
+        TechnicalArticle.objects.filter(pk=source_id).exclude(body_digest="").update(body_digest="")
     return len(ids), deleted, unlinked, len(tombstones)
 
 
