@@ -75,7 +75,8 @@ def ingest_feeds(source_ids: list[int] | None = None, force: bool = False) -> di
     for source_id in claimed:
         # A task not started within the lease is pointless: another run may own the source by then.
         ingest_source.apply_async(
-            kwargs={"source_id": source_id, "owner": owner, "run_id": run_id, "force": bool(force)},
+            # ``force`` only when set: a forced run parses even bodies stored last time.
+            kwargs={"source_id": source_id, "owner": owner, "run_id": run_id, **({"force": True} if force else {})},
             expires=settings.INGEST_LEASE_SECONDS
         )
     # run_id is None when nothing was due: the tick is counted (IdleTick), not recorded as a run.

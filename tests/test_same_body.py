@@ -250,3 +250,16 @@ def test_a_pruned_source_is_parsed_again(blog, feed_server):
     due_again()
     report = ingest()
     assert report["totals"]["same_body"] == 0 and report["totals"]["created"] == 0
+
+
+def test_the_celery_fan_out_skips_a_same_body_and_a_forced_run_parses_it(blog):
+    from ingest.services.fanout import ingest_dispatch, source_ingest
+
+    ingest()
+    due_again()
+    run_id, owner, claimed = ingest_dispatch()
+    result = source_ingest(source_id=claimed[0], owner=owner, run_id=run_id)
+    assert (result.outcome, result.same_body) == ("not_modified", True)
+    run_id, owner, claimed = ingest_dispatch(force=True)
+    forced = source_ingest(source_id=claimed[0], owner=owner, run_id=run_id, force=True)
+    assert (forced.outcome, forced.same_body, forced.unchanged) == ("unchanged", False, 5)
