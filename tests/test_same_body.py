@@ -263,3 +263,21 @@ def test_the_celery_fan_out_skips_a_same_body_and_a_forced_run_parses_it(blog):
     run_id, owner, claimed = ingest_dispatch(force=True)
     forced = source_ingest(source_id=claimed[0], owner=owner, run_id=run_id, force=True)
     assert (forced.outcome, forced.same_body, forced.unchanged) == ("unchanged", False, 5)
+
+
+def test_a_pushed_body_makes_the_next_poll_parse(blog):
+    """A WebSub push (maybe only the new entries) is stored as a push is, and the polled document's
+    digest is forgotten: what parsing it would store has changed."""
+    from ingest.services.fetch_parse import source_parse_pushed
+
+    ingest()
+    owner = "push-owner"
+    (source,) = sources_claim(ids=[blog.pk], owner=owner, now=timezone.now())
+    fetched = source_parse_pushed(source, content=BLOG_CHANGED, headers={"content-type": "application/rss+xml"})
+    assert source_store(source=source, fetched=fetched, owner=owner).created == 1
+    assert TechnicalArticle.objects.get(pk=blog.pk).body_digest == ""
+    due_again()
+    report = ingest()
+    assert report["totals"]["same_body"] == 0 and report["totals"]["updated"] == 1  # the polled document, parsed
+    due_again()
+    assert ingest()["totals"]["same_body"] == 1
