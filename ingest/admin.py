@@ -149,14 +149,15 @@ class TechnicalArticleAdmin(admin.ModelAdmin):
     readonly_fields = ("etag", "last_modified", "last_fetched_at", "last_success_at", "last_status",
                        "consecutive_failures", "last_error", "lease_owner", "lease_expires_at", "created_at",
                        "schedule_reason", "publish_cadence", "feed_hints", "health_state", "health_changed_at",
-                       "health_stale_at")
+                       "health_stale_at", "body_digest")
     fieldsets = (
         (None, {"fields": ("name", "tagline", "feed_url", "site_url")}),
         ("Schedule", {"fields": ("active", "fetch_comments", "fetch_interval", "honour_server_hints", "next_fetch_at",
                                  "schedule_reason", "publish_cadence", "feed_hints")}),
         ("Health", {"fields": ("health_state", "health_changed_at", "health_stale_at")}),
         ("Last fetch", {"fields": ("last_fetched_at", "last_success_at", "last_status", "consecutive_failures",
-                                   "last_error", "etag", "last_modified", "lease_owner", "lease_expires_at", "created_at")}),
+                                   "last_error", "etag", "last_modified", "lease_owner", "lease_expires_at", "created_at",
+                                   "body_digest")}),
         ("Credentials (references to secrets, never a value)",
          {"fields": ("auth_scheme", "auth_username", "auth_secret", "extra_headers")}),
         ("Retention", {"fields": ("retention_days", "retention_max_entries")}),

@@ -172,6 +172,7 @@ class Totals(_Sum):
     pingbacks: int = 0
     deferred: int = 0  # waited past the bound for their host's budget: not fetched, not failed
     bot_walls: int = 0  # of the failed: blocked by the publisher's bot protection
+    same_body: int = 0  # of the not modified: a 200 with the body stored last time, not parsed
 
 
 @dataclass(frozen=True)
@@ -184,6 +185,7 @@ class CommentTotals(_Sum):
     not_modified: int = 0
     failed: int = 0
     deferred: int = 0
+    same_body: int = 0  # of the not modified: a 200 with the body stored last time, not parsed
 
 
 def tally(results: Iterable[SourceResult]) -> Totals:
@@ -192,7 +194,7 @@ def tally(results: Iterable[SourceResult]) -> Totals:
         totals += Totals(sources=1, created=r.created, updated=r.updated, unchanged=r.unchanged,
                          not_modified=int(r.outcome == "not_modified"), failed=int(r.failed),
                          internal_errors=int(r.internal_error), pingbacks=r.pingbacks, deferred=int(r.deferred),
-                         bot_walls=int(r.bot_wall))
+                         bot_walls=int(r.bot_wall), same_body=int(r.same_body))
     return totals
 
 
@@ -201,7 +203,7 @@ def tally_comments(results: Iterable[CommentsResult]) -> CommentTotals:
     for r in results:
         totals += CommentTotals(feeds=1, created=r.created, updated=r.updated,
                                 not_modified=int(r.outcome == "not_modified"), failed=int(r.failed),
-                                deferred=int(r.deferred))
+                                deferred=int(r.deferred), same_body=int(r.same_body))
     return totals
 
 

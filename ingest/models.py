@@ -194,6 +194,11 @@ class TechnicalArticle(Keyed):
                                   help_text="The feed document's ttl, sy:* and skipHours / skipDays, as last read.")
     schedule_reason = models.CharField(max_length=SCHEDULE_REASON_MAX, blank=True, editable=False,
                                        help_text="Why the next fetch is when it is.")
+    # ingest.parse.digest of the body the last successful store parsed: an equal 200 is not parsed again.
+    body_digest = models.CharField(
+        max_length=KEY_LENGTH, blank=True, default="", editable=False,
+        help_text="SHA-256 of the last body stored (salted with what changes its parse): a 200 with the same "
+                  "digest is not parsed again (not modified, same body) unless the run is forced (--all).")
     # Credentials (ingest.fetch.credentials): references to secrets, never a secret's value.
     auth_scheme = models.CharField(
         max_length=10, choices=[("none", "none"), ("basic", "basic"), ("bearer", "bearer")], default="none",
@@ -373,6 +378,9 @@ class CommentFeed(models.Model):
     next_fetch_at = models.DateTimeField(null=True, blank=True, db_index=True)
     consecutive_failures = models.PositiveIntegerField(default=0)
     last_error = models.TextField(blank=True)
+    # As TechnicalArticle.body_digest, for this comment feed.
+    body_digest = models.CharField(max_length=KEY_LENGTH, blank=True, default="", editable=False,
+                                   help_text="SHA-256 of the last comment-feed body stored (salted).")
 
     def __str__(self) -> str:
         return f"comments of {self.entry_id}"

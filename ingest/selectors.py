@@ -367,9 +367,10 @@ def comment_feeds_due(*, source: TechnicalArticle, now: datetime, force: bool = 
     rows = Entry.objects.filter(technical_article_id=source.pk, published_at__gte=recent).exclude(comments_feed_url="")
     if not force:
         rows = rows.filter(_COMMENT_FEED_DUE | Q(comment_feed__next_fetch_at__lte=now))
-    rows = rows.order_by("pk").values_list(*_COMMENT_JOB_FIELDS, *_COMMENT_AUTH_FIELDS)
-    return [CommentJob(pk, url, etag or "", modified or "", failures or 0, interval, **_comment_auth(*auth))
-            for pk, url, etag, modified, failures, *auth in rows]
+    rows = rows.order_by("pk").values_list(*_COMMENT_JOB_FIELDS, *_COMMENT_AUTH_FIELDS, "comment_feed__body_digest")
+    return [CommentJob(pk, url, etag or "", modified or "", failures or 0, interval, **_comment_auth(*auth),
+                       body_digest=digest or "")
+            for pk, url, etag, modified, failures, *auth, digest in rows]
 
 
 def comment_feeds_unclaimed(*, now: datetime) -> list[CommentJob]:
@@ -387,11 +388,12 @@ def comment_feeds_unclaimed(*, now: datetime) -> list[CommentJob]:
         .filter(Q(technical_article__lease_expires_at__isnull=True) | Q(technical_article__lease_expires_at__lt=now))
         .filter(_COMMENT_FEED_DUE | Q(comment_feed__next_fetch_at__lte=now))
         .order_by("pk")
-        .values_list(*_COMMENT_JOB_FIELDS, "technical_article__fetch_interval", *_COMMENT_AUTH_FIELDS)
+        .values_list(*_COMMENT_JOB_FIELDS, "technical_article__fetch_interval", *_COMMENT_AUTH_FIELDS,
+                     "comment_feed__body_digest")
     )
     return [CommentJob(pk, url, etag or "", modified or "", failures or 0, interval or settings.INGEST_DEFAULT_INTERVAL,
-                       **_comment_auth(*auth))
-            for pk, url, etag, modified, failures, interval, *auth in rows]
+                       **_comment_auth(*auth), body_digest=digest or "")
+            for pk, url, etag, modified, failures, interval, *auth, digest in rows]
 
 
 def counts_scope(*, source_ids: Sequence[int] = (), entry_ids: Sequence[int] = (), since: datetime | None = None) -> QuerySet:

@@ -75,19 +75,22 @@ def ingest_feeds(source_ids: list[int] | None = None, force: bool = False) -> di
     for source_id in claimed:
         # A task not started within the lease is pointless: another run may own the source by then.
         ingest_source.apply_async(
-            kwargs={"source_id": source_id, "owner": owner, "run_id": run_id}, expires=settings.INGEST_LEASE_SECONDS
+            # ``force`` only when set: a forced run parses even bodies stored last time.
+            kwargs={"source_id": source_id, "owner": owner, "run_id": run_id, **({"force": True} if force else {})},
+            expires=settings.INGEST_LEASE_SECONDS
         )
     # run_id is None when nothing was due: the tick is counted (IdleTick), not recorded as a run.
     return {"run_id": run_id, "sources": len(claimed), "idle": run_id is None}
 
 
 @shared_task(name="ingest.tasks.ingest_source", **RETRY)
-def ingest_source(source_id: int, owner: str, run_id: int | None = None) -> dict:
-    """Fetch and store one source leased by ``owner``; counts it on run ``run_id``."""
+def ingest_source(source_id: int, owner: str, run_id: int | None = None, force: bool = False) -> dict:
+    """Fetch and store one source leased by ``owner``; counts it on run ``run_id`` (``force``: a
+    forced run, which parses even a body stored last time)."""
     source_id, owner, run_id = int(source_id), str(owner), int(run_id) if run_id else None
     with database_busy_retried():
         try:
-            result = source_ingest(source_id=source_id, owner=owner, run_id=run_id)
+            result = source_ingest(source_id=source_id, owner=owner, run_id=run_id, force=bool(force))
         except SoftTimeLimitExceeded:
             # The transaction in flight was rolled back; record why and free the source now.
             result = source_abandon(source_id=source_id, owner=owner, run_id=run_id,

@@ -175,8 +175,9 @@ class ParsedComment:
 
 # --- What happened to one source or comment feed ---------------------------------------------
 # A result's value is one of three: counts (it was fetched and stored, or previewed), not
-# modified (a 304), or a failure with its reason. ``ingest.decide`` turns results into totals and
-# a run status; every path (the command, --json, the ledger, Celery, Azure) goes through it.
+# modified (a 304, or a 200 with the body stored last time), or a failure with its reason.
+# ``ingest.decide`` turns results into totals and a run status; every path (the command, --json,
+# the ledger, Celery, Azure) goes through it.
 
 
 @dataclass(frozen=True)
@@ -187,9 +188,13 @@ class Counts:
     pingbacks: int = 0  # cross-references recorded from or to this source's entries
 
 
+# NotModified.reason of a 200 whose body is the one stored last time (``ingest.parse.digest``): not parsed.
+SAME_BODY = "same body"
+
+
 @dataclass(frozen=True)
 class NotModified:
-    pass
+    reason: str = ""  # "" for a 304; SAME_BODY for a 200 with the body of the last successful store
 
 
 @dataclass(frozen=True)
@@ -244,6 +249,8 @@ class _Result:
     deferred_reason = property(lambda self: self.value.reason if isinstance(self.value, Deferred) else "")
     # Blocked by the publisher's bot protection (ingest.errors.BotWall): a failure told apart.
     bot_wall = property(lambda self: isinstance(self.value, Failure) and self.value.error.startswith(BOT_WALL_PREFIX))
+    # Not modified because its 200's body was the one stored last time (not parsed): told apart from a 304.
+    same_body = property(lambda self: isinstance(self.value, NotModified) and self.value.reason == SAME_BODY)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -270,6 +277,7 @@ class SourceResult(_Result):
             "deferred_reason": self.deferred_reason,
             "bot_wall": self.bot_wall,
             "repaired": self.repaired,
+            "same_body": self.same_body,
         }
 
 
@@ -297,6 +305,7 @@ class CommentJob:
     # The source's credentials (references) and feed URL: sent only to that URL's origin.
     auth: AuthSpec | None = None
     source_url: str = ""
+    body_digest: str = ""  # CommentFeed.body_digest: of the body its last successful store parsed ("" to parse)
 
 
 @dataclass(frozen=True)
@@ -310,6 +319,9 @@ class Fetched:
     error: SourceError | None = None
     # A body a WebSub hub pushed (maybe only the new entries), not the feed document as polled.
     pushed: bool = False
+    # ingest.parse.digest of a 200's body, stored with a successful write; "" for a 304 or a push.
+    digest: str = ""
+    same_body: bool = False  # the digest equals the stored one: not parsed, stored as not modified
 
 
 @dataclass(frozen=True)
@@ -319,6 +331,8 @@ class CommentsFetched:
     result: FetchResult | None = None
     comments: tuple[ParsedComment, ...] = ()
     error: SourceError | None = None
+    digest: str = ""  # as Fetched.digest
+    same_body: bool = False  # as Fetched.same_body
 
 
 # --- A source's credentials (ingest.fetch.credentials) -------------------------------------------

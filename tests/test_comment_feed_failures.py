@@ -43,7 +43,7 @@ def test_the_run_completes_keeps_the_entries_and_counts_the_failures(wordpress):
     report = json.loads(out)
     assert report["status"] == "succeeded"  # the source itself worked: comment feeds do not fail it
     assert [(s["outcome"], s["created"], s["error"]) for s in report["sources"]] == [("created", 2, "")]
-    assert report["comments"] == {"feeds": 2, "created": 0, "updated": 0, "not_modified": 0, "failed": 2, "deferred": 0}
+    assert report["comments"] == {"feeds": 2, "created": 0, "updated": 0, "not_modified": 0, "failed": 2, "deferred": 0, "same_body": 0}
     assert set(Entry.objects.values_list("guid", flat=True)) == {COVERING, FILTERED}
     assert Entry.objects.get(guid=COVERING).reported_comments == 2  # the entry's own data is kept
     assert Comment.objects.count() == 0

@@ -62,7 +62,7 @@ def test_the_outcome_is_derived_from_the_value():
     assert failed.as_dict() == {"id": 1, "url": "https://example.com/1", "name": "", "outcome": "failed", "created": 0,
                                 "updated": 0, "unchanged": 0, "pingbacks": 0,
                                 "error": "internal error: KeyError: 'x'", "internal_error": True, "deferred_reason": "",
-                                "bot_wall": False, "repaired": False}
+                                "bot_wall": False, "repaired": False, "same_body": False}
 
 
 def test_tally_adds_up_sources():
@@ -77,7 +77,7 @@ def test_tally_comments_adds_up_comment_feeds():
     results = [CommentsResult(entry_id=1, value=Counts(3, 1)), CommentsResult(entry_id=2, value=NotModified()),
                CommentsResult(entry_id=3, value=Failure("404"))]
     assert tally_comments(results) == CommentTotals(feeds=3, created=3, updated=1, not_modified=1, failed=1)
-    assert tally_comments(results).as_dict() == {"feeds": 3, "created": 3, "updated": 1, "not_modified": 1, "failed": 1, "deferred": 0}
+    assert tally_comments(results).as_dict() == {"feeds": 3, "created": 3, "updated": 1, "not_modified": 1, "failed": 1, "deferred": 0, "same_body": 0}
 
 
 @pytest.mark.parametrize(("total", "failed", "lost", "status"), [

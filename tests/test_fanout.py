@@ -29,7 +29,7 @@ def test_a_fanned_out_run_counts_its_comment_feeds_and_records_the_same_stats_as
 
     run = IngestRun.objects.get(pk=run_id)
     assert (run.status, run.sources_total, run.sources_fetched, run.sources_failed) == ("partial", 2, 1, 1)
-    assert run.stats["comments"] == {"feeds": 2, "created": 3, "updated": 0, "not_modified": 0, "failed": 0, "deferred": 0}
+    assert run.stats["comments"] == {"feeds": 2, "created": 3, "updated": 0, "not_modified": 0, "failed": 0, "deferred": 0, "same_body": 0}
     assert Comment.objects.count() == 3
     assert sorted(s["id"] for s in run.stats["sources"]) == sorted([wp.pk, broken.pk])
     assert [s["outcome"] for s in run.stats["sources"] if s["id"] == broken.pk] == ["failed"]
@@ -56,5 +56,5 @@ def test_a_dispatch_whose_due_sources_are_all_leased_is_a_succeeded_run_with_the
     run = IngestRun.objects.get(pk=run_id)
     assert claimed == [] and run.status == "succeeded"
     assert run.stats == {"retries": 0, "skipped_leased": 1, "sources": [],
-                         "comments": {"feeds": 0, "created": 0, "updated": 0, "not_modified": 0, "failed": 0, "deferred": 0}}
+                         "comments": {"feeds": 0, "created": 0, "updated": 0, "not_modified": 0, "failed": 0, "deferred": 0, "same_body": 0}}
     assert not IdleTick.objects.exists()

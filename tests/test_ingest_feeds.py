@@ -44,7 +44,7 @@ def test_first_run_creates_entries_and_records_the_run(two_sources):
     report = ingest()
     assert report["status"] == "succeeded"
     assert report["totals"] == {"sources": 2, "created": 8, "updated": 0, "unchanged": 0, "not_modified": 0, "failed": 0,
-                                "internal_errors": 0, "pingbacks": 0, "deferred": 0, "bot_walls": 0}
+                                "internal_errors": 0, "pingbacks": 0, "deferred": 0, "bot_walls": 0, "same_body": 0}
     assert {s["url"]: s["outcome"] for s in report["sources"]} == {blog.feed_url: "created", news.feed_url: "created"}
     run = IngestRun.objects.get(pk=report["run_id"])
     assert (run.command, run.trigger, run.status, run.entries_created) == ("ingest_feeds", "manual", "succeeded", 8)
@@ -81,7 +81,7 @@ def test_changed_feed_updates_only_changed_entries(db, feed_server):
     ingest()
     report = ingest("--all")
     assert report["totals"] == {"sources": 1, "created": 1, "updated": 1, "unchanged": 4, "not_modified": 0, "failed": 0,
-                                "internal_errors": 0, "pingbacks": 0, "deferred": 0, "bot_walls": 0}
+                                "internal_errors": 0, "pingbacks": 0, "deferred": 0, "bot_walls": 0, "same_body": 0}
     assert "revised" in Entry.objects.get(guid="blog-example-2").body_text
     assert list(Entry.objects.get(guid="blog-example-6").authors.values_list("name", flat=True)) == ["Edsger Dijkstra"]
 

@@ -66,9 +66,9 @@ def ingest_dispatch(*, trigger: str = IngestRun.Trigger.CELERY, source_ids: Sequ
     return run.pk, owner, claimed
 
 
-def source_ingest(*, source_id: int, owner: str, run_id: int | None = None) -> SourceResult | None:
+def source_ingest(*, source_id: int, owner: str, run_id: int | None = None, force: bool = False) -> SourceResult | None:
     """Fetch, parse and store one leased source (a fanned-out task), then its due comment feeds.
-    Idempotent.
+    Idempotent. ``force`` (a forced run): parse even a body whose digest matches the stored one.
 
     Returns None without doing anything when ``owner`` no longer holds the lease: the source was
     already stored by an earlier delivery of the same task, or its lease expired and another run
@@ -90,7 +90,8 @@ def source_ingest(*, source_id: int, owner: str, run_id: int | None = None) -> S
         log_result(result, run_id=run_id)
         return result
     with fetching.make_client(fetch_settings) as client:
-        fetched = _fetched_in_turn(turn, rules, lambda: source_fetch_parse(source, client=client, fetch_settings=fetch_settings))
+        fetched = _fetched_in_turn(
+            turn, rules, lambda: source_fetch_parse(source, client=client, fetch_settings=fetch_settings, force=force))
         result = source_store(source=source, fetched=fetched, owner=owner, run_id=run_id, stats=stats)
         log_result(result, run_id=run_id)
         if source.fetch_comments and not result.failed:
@@ -100,7 +101,8 @@ def source_ingest(*, source_id: int, owner: str, run_id: int | None = None) -> S
                 if isinstance(turn, Deferred):  # still due: the next run polls it
                     comments.append(CommentsResult(entry_id=job.entry_id, url=job.url, value=turn))
                     continue
-                fetched_comments = _fetched_in_turn(turn, rules, lambda: comments_fetch_parse(job, client=client, fetch_settings=fetch_settings))
+                fetched_comments = _fetched_in_turn(
+                    turn, rules, lambda: comments_fetch_parse(job, client=client, fetch_settings=fetch_settings, force=force))
                 comments.append(comments_store(fetched=fetched_comments))
             if comments and run_id:
                 run_atomic(lambda: run_add(run_id, comments=tally_comments(comments)), label=f"run {run_id} comments")

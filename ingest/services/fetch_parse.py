@@ -10,6 +10,13 @@ history: up to ``INGEST_BACKFILL_PAGES`` pages, following ``rel="next"`` (a page
 within the source's one deadline. Their entries join the first page's (the first page wins a guid);
 everything else (validators, schedule) is the first page's. A page seen before ends the walk; a page
 that fails ends it with a warning on the feed, the entries read so far kept.
+
+A 200 is digested before it is parsed (``ingest.parse.digest``, salted with what changes its parse):
+when the digest equals the one the last successful store wrote, the body is not parsed and the
+item is not modified, "same body" (stored like a 304: the new validators kept, the schedule as
+unchanged). A ``force``d run (``ingest_feeds --all``) parses anyway, to apply changed rules; so does
+a source's first fetch. An entry deleted by hand (no tombstone) therefore comes back only with a
+changed body or a forced run.
 """
 
 from __future__ import annotations
@@ -28,9 +35,10 @@ from ingest.errors import SourceError, first_line
 from ingest.identity import first_by_guid
 from ingest.models import TechnicalArticle
 from ingest.parse import parse_comments, parse_feed
+from ingest.parse.digest import body_digest
 from ingest.parsepool import ParsePool
 from ingest.services.boundary import internal
-from ingest.services.credentials import job_credentials, source_credentials
+from ingest.services.credentials import job_credentials, source_auth, source_credentials
 from ingest.types import CommentJob, CommentsFetched, Credentials, Fetched, FetchRequest, FetchResult, ParsedFeed
 
 # Starting a parse process costs about as much as parsing this many typical feeds.
@@ -40,12 +48,14 @@ log = logging.getLogger("ingest.services")
 
 
 def source_fetch_parse(
-    source: TechnicalArticle, *, client, fetch_settings: fetching.FetchSettings, parse_pool: ParsePool | None = None
+    source: TechnicalArticle, *, client, fetch_settings: fetching.FetchSettings, parse_pool: ParsePool | None = None,
+    force: bool = False,
 ) -> Fetched:
     """Fetch and parse one source. I/O + CPU only: touches no database, safe in a thread.
 
     With ``parse_pool`` (a process pool) the CPU-bound parse runs there, so parsing uses every core
-    and does not hold the GIL that the writing thread needs.
+    and does not hold the GIL that the writing thread needs. A 200 with the body stored last time
+    is not parsed (``same_body``) unless ``force``.
     """
     fetched_at = timezone.now()
     started = time.monotonic()
@@ -60,6 +70,10 @@ def source_fetch_parse(
         )
         if result.not_modified:
             return Fetched(source.pk, fetched_at, result=result)
+        digest = body_digest(result.content, url=result.url, headers=result.headers, kind="feed",
+                             source_url=source.feed_url, auth=source_auth(source), options=digest_options())
+        if not force and source.last_success_at is not None and source.body_digest == digest:
+            return Fetched(source.pk, fetched_at, result=replace(result, content=b""), digest=digest, same_body=True)
         # Without a pool (a Celery task, a small run) the parse runs here, behind parse's HTML
         # limits; in the pool it also has INGEST_PARSE_TIMEOUT, past which ParseError fails the source.
         pool = parse_pool or ParsePool(0, timeout=settings.INGEST_PARSE_TIMEOUT)
@@ -71,7 +85,7 @@ def source_fetch_parse(
                              fetch_settings=fetch_settings, pool=pool, deadline=started + fetch_settings.deadline,
                              source_id=source.pk, credentials=credentials)
         # The body is parsed: do not keep it in memory while the writer catches up.
-        return Fetched(source.pk, fetched_at, result=replace(result, content=b""), feed=feed)
+        return Fetched(source.pk, fetched_at, result=replace(result, content=b""), feed=feed, digest=digest)
     except SourceError as exc:
         return Fetched(source.pk, fetched_at, error=exc)
     except Exception as exc:  # the containment boundary: anything else fails this source alone
@@ -149,8 +163,10 @@ def source_parse_pushed(source: TechnicalArticle, *, content: bytes, headers: di
         return Fetched(source.pk, fetched_at, error=internal(exc, what="a pushed body", source_id=source.pk))
 
 
-def comments_fetch_parse(job: CommentJob, *, client, fetch_settings: fetching.FetchSettings) -> CommentsFetched:
-    """Fetch and parse one entry's comment feed. No database: safe in a thread."""
+def comments_fetch_parse(job: CommentJob, *, client, fetch_settings: fetching.FetchSettings,
+                         force: bool = False) -> CommentsFetched:
+    """Fetch and parse one entry's comment feed. No database: safe in a thread. A 200 with the body
+    stored last time is not parsed (``same_body``) unless ``force``."""
     fetched_at = timezone.now()
     try:
         result = fetching.fetch_feed(FetchRequest(url=job.url, etag=job.etag, last_modified=job.last_modified,
@@ -158,11 +174,21 @@ def comments_fetch_parse(job: CommentJob, *, client, fetch_settings: fetching.Fe
                                      client=client, settings=fetch_settings)
         if result.not_modified:
             return CommentsFetched(job, fetched_at, result=result)
-        return CommentsFetched(job, fetched_at, result=result, comments=parse_comments(result.content, headers=result.headers, url=result.url))
+        digest = body_digest(result.content, url=result.url, headers=result.headers, kind="comments",
+                             source_url=job.source_url, auth=job.auth, options=digest_options())
+        if not force and job.body_digest == digest:
+            return CommentsFetched(job, fetched_at, result=replace(result, content=b""), digest=digest, same_body=True)
+        comments = parse_comments(result.content, headers=result.headers, url=result.url)
+        return CommentsFetched(job, fetched_at, result=replace(result, content=b""), comments=comments, digest=digest)
     except SourceError as exc:
         return CommentsFetched(job, fetched_at, error=exc)
     except Exception as exc:  # the containment boundary, as for sources
         return CommentsFetched(job, fetched_at, error=internal(exc, what="a comment feed", entry_id=job.entry_id))
+
+
+def digest_options() -> dict[str, object]:
+    """The settings that change what a parsed body becomes once stored: part of every body digest."""
+    return {"INGEST_CROSS_FEED_DEDUP": bool(settings.INGEST_CROSS_FEED_DEDUP)}
 
 
 def parse_processes(sources: int) -> int:

@@ -81,7 +81,8 @@ def feeds_ingest(
     on_progress: Callable[[SourceResult, int, int], None] | None = None,
     on_start: Callable[[int], None] | None = None,
 ) -> IngestReport:
-    """Ingest the due sources (or ``source_ids``; ``force`` ignores the schedule).
+    """Ingest the due sources (or ``source_ids``; ``force`` ignores the schedule and the stored body
+    digests: every 200 is parsed again).
 
     Fetch and parse run in ``workers`` threads; each source's writes run in the calling thread,
     one retry-wrapped transaction per source, so the database sees one writer per run.
@@ -233,7 +234,8 @@ def _ingest_sources(sources, *, run_id, owner, workers, dry_run, force, stats, o
                         if isinstance(verdict, Turn):
                             queue.popleft()
                             waiting_since.pop(host, None)
-                            in_flight[_submit(pool, kind, item, client, fetch_settings, pool_of_parsers)] = (kind, verdict)
+                            in_flight[_submit(pool, kind, item, client, fetch_settings, pool_of_parsers,
+                                              force)] = (kind, verdict)
                             continue
                         now = time.monotonic()
                         waited = now - waiting_since.setdefault(host, now)
@@ -283,10 +285,12 @@ def _url(kind: str, item) -> str:
     return item.url if kind == "comments" else item.feed_url
 
 
-def _submit(pool: ThreadPoolExecutor, kind: str, item, client, fetch_settings, pool_of_parsers) -> Future:
+def _submit(pool: ThreadPoolExecutor, kind: str, item, client, fetch_settings, pool_of_parsers, force: bool) -> Future:
+    """Start one fetch; ``force`` (``--all``): parse even a body whose digest matches the stored one."""
     if kind == "source":
-        return pool.submit(source_fetch_parse, item, client=client, fetch_settings=fetch_settings, parse_pool=pool_of_parsers)
-    return pool.submit(comments_fetch_parse, item, client=client, fetch_settings=fetch_settings)
+        return pool.submit(source_fetch_parse, item, client=client, fetch_settings=fetch_settings, parse_pool=pool_of_parsers,
+                           force=force)
+    return pool.submit(comments_fetch_parse, item, client=client, fetch_settings=fetch_settings, force=force)
 
 
 def _release_all(turns: list[Turn], rules: HostRules) -> None:

@@ -2,11 +2,15 @@
 
 Each write runs in one retry-wrapped transaction with the bookkeeping last, so a crash means "do
 it again", never "half done". ``_state_write`` is the one writer of fetch state (validators, next
-fetch, failures in a row, last error) for sources and comment feeds alike; ``ingest.decide`` says
+fetch, failures in a row, last error, body digest) for sources and comment feeds alike; ``ingest.decide`` says
 what the state becomes, ``ingest.health`` the health it leaves (written in the same UPDATE, with
 one ``source.health_changed`` event when it changes). The second half of the containment boundary:
 a write that fails becomes this item's failure (``boundary.write_failure``) unless the database
 itself is failing.
+
+A 200 whose body is the one stored last time (``Fetched.same_body``) is stored as not modified,
+"same body": like a 304, its validators and schedule only, no entry read or written. The body
+digest is written only by the successful write transaction, so a failed one leaves the old digest.
 """
 
 from __future__ import annotations
@@ -33,8 +37,8 @@ from ingest.services.events import entry_events, events_record
 from ingest.services.runs import run_add
 from ingest.services.subscriptions import subscription_live, subscription_note
 from ingest.types import (
-    FEED_URL_MAX, LINK_MAX, REASON_MAX, SOURCE_NAME_MAX, CommentsFetched, CommentsResult, Counts, Deferred, Failure, Fetched,
-    NotModified, SourceResult,
+    FEED_URL_MAX, LINK_MAX, REASON_MAX, SAME_BODY, SOURCE_NAME_MAX, CommentsFetched, CommentsResult, Counts, Deferred,
+    Failure, Fetched, NotModified, SourceResult,
 )
 from ingest.db import commit_asynchronously
 from ingest.upsert import existing_load, feed_upsert, tombstones_sieve
@@ -55,7 +59,7 @@ def source_store(
         return source_record_failure(source=source, error=fetched.error, owner=owner, now=now, run_id=run_id)
 
     def write():
-        value = NotModified()
+        value = NotModified(SAME_BODY if fetched.same_body else "")
         if fetched.feed is not None:
             counts = feed_upsert(article_id=source.pk, feed=fetched.feed, fetched_at=fetched.fetched_at,
                                  whole_document=not fetched.pushed)
@@ -71,6 +75,13 @@ def source_store(
         # It also proves the lease is still ours: if it expired and another run took the source
         # over, this transaction is rolled back and that run's work stands alone.
         values = _success_fields(source, fetched, now)
+        if fetched.digest:
+            # Only here, with the write that succeeded: a failed store keeps the old digest, so the
+            # next run parses the body again.
+            values["body_digest"] = fetched.digest
+        elif fetched.pushed:
+            # A push changes what parsing the polled document would store: the next poll parses.
+            values["body_digest"] = ""
         change = _health_fields(source, values, error=None, now=now)
         if not _state_write(source, owner, values):
             raise LeaseLost(f"The lease on source {source.pk} expired and another run took it over; nothing was written.")
@@ -132,7 +143,7 @@ def source_preview(*, source: TechnicalArticle, fetched: Fetched) -> SourceResul
     if fetched.error is not None:
         return _result(source, Failure(str(fetched.error)))
     if fetched.feed is None:
-        return _result(source, NotModified())
+        return _result(source, NotModified(SAME_BODY if fetched.same_body else ""))
     entries = tombstones_sieve(article_id=source.pk, entries=fetched.feed.entries, whole_document=False)
     plan = entries_decide(entries, existing_load(article_id=source.pk, guids=[e.guid for e in entries]))
     return _result(source, Counts(len(plan.new), len(plan.changed), plan.unchanged), repaired=fetched.feed.repaired)
@@ -148,11 +159,13 @@ def comments_store(*, fetched: CommentsFetched, stats: RetryStats | None = None)
                             rand=_rand)
 
         def write() -> Counts | NotModified:
-            value = NotModified()
+            value = NotModified(SAME_BODY if fetched.same_body else "")
             commit_asynchronously()
-            if not result.not_modified:
+            if not result.not_modified and not fetched.same_body:
                 value = Counts(*comments_upsert(entry_id=job.entry_id, comments=fetched.comments, fetched_at=fetched.fetched_at))
-            CommentFeed.objects.update_or_create(entry_id=job.entry_id, defaults=state)
+            # The digest only with a successful write, as for sources.
+            digest = {"body_digest": fetched.digest} if fetched.digest else {}
+            CommentFeed.objects.update_or_create(entry_id=job.entry_id, defaults={**state, **digest})
             return value
 
         try:
