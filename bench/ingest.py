@@ -414,7 +414,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--no-parser-variant", action="store_true", help="skip the INGEST_PARSER=feedparser variant")
     parser.add_argument("--no-one-core", action="store_true", help="skip the product and reader pinned to one core")
     parser.add_argument("--scale-feeds", default="200,2000,10000", help="comma-separated corpus sizes (feeds) of the scale part")
-    parser.add_argument("--scale-entries", type=int, default=10, help="entries per generated feed in the scale part")
+    parser.add_argument("--scale-entries", type=int, default=3, help="entries per generated feed in the scale part")
     parser.add_argument("--scale-reader-max", type=int, default=2000, help="largest size reader runs at in the scale part")
     parser.add_argument("--profile", action="store_true", help="also profile one product run (SQLite) with py-spy")
     parser.add_argument("--child", choices=sorted(CHILDREN))

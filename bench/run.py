@@ -23,10 +23,11 @@ Parts (``--only``, comma-separated; each is also its own module, runnable alone)
 ``../shared/corpus/real-feeds`` when present, and otherwise (and ``--scale tiny`` always) a corpus
 written by ``bench.generate``. Without ``--postgres-url`` every part runs on SQLite only and the
 recount part is skipped. PostgreSQL databases are created and dropped as ``bench_*`` (``--db-prefix``
-renames them, e.g. ``h_bench_``: the children get it as ``BENCH_DB_PREFIX``).
+renames them, e.g. ``ci_bench_``: the children get it as ``BENCH_DB_PREFIX``).
 
 At full scale with ``--repeat 1`` on the real corpus and PostgreSQL, the whole run takes about 20
-minutes on a 2-core machine (scale ~6, upsert ~4, recount ~4, ingest ~3, parse ~1 min).
+minutes on an otherwise idle 2-core machine (scale ~7, upsert ~4, recount ~4, ingest ~3, parse ~1 min);
+under load it takes longer: every part waits for the cores.
 
 ``--experiments`` (on by default) adds contenders that run the proposed changes of
 bench/experiments.py beside the product (the upsert with some of its steps replaced, one more
@@ -58,7 +59,7 @@ EXPERIMENTS = {"upsert": "lean_existing,executemany_writes"}
 SCALES = {
     "full": {"repeat": {"parse": 2, "ingest": 3, "scale": 1, "upsert": 1, "recount": 1, "memory": 2},
              "generate": {"feeds": 200, "entries_per_feed": 30},
-             "scale": {"feeds": "200,2000,10000", "entries_per_feed": 10, "reader_max": 2000},
+             "scale": {"feeds": "200,2000,10000", "entries_per_feed": 3, "reader_max": 2000},
              "upsert": {"sources": 1000, "entries_per_source": 100, "naive_sample": 0.03},
              "recount": {"entries": 1_000_000, "comments": 3_000_000},
              "memory": {"big_mb": 9, "over_mb": 50, "max_bytes": None}},
@@ -173,7 +174,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--profile", action=argparse.BooleanOptionalAction, default=None,
                         help="profile the product's ingest and upsert with py-spy (default: on at full scale)")
     parser.add_argument("--scale-feeds", help="sizes (feeds, comma-separated) of the scale part (default: 200,2000,10000)")
-    parser.add_argument("--scale-entries", type=int, help="entries per generated feed in the scale part (default: 10)")
+    parser.add_argument("--scale-entries", type=int, help="entries per generated feed in the scale part (default: 3)")
     parser.add_argument("--scale-reader-max", type=int, help="largest scale size reader runs at (default: 2000)")
     parser.add_argument("--db-prefix", help="name prefix of the PostgreSQL databases created and dropped (default: bench_)")
     args = parser.parse_args(argv)
