@@ -110,9 +110,9 @@ def child_product(args) -> dict:
     failed = [f"{r.url.rsplit('/', 1)[-1]}: {r.error}" for r in report.results if r.outcome == "failed"]
     reasons: dict[str, int] = {}
     for r in report.results:
-        if r.outcome == "not_modified":  # why: a 304, or the same body as last time (when the product tells)
-            reason = str(getattr(r.value, "reason", "") or "unstated")
-            reasons[reason] = reasons.get(reason, 0) + 1
+        reason = getattr(r.value, "reason", "") if r.outcome == "not_modified" else ""
+        if reason:  # why, when the product says: a 304, or the same body as last time
+            reasons[str(reason)] = reasons.get(str(reason), 0) + 1
     return {
         "wall_s": round(wall, 4),
         **cpu.report,
