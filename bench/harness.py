@@ -1,5 +1,6 @@
-"""Plumbing the benchmark parts share beside ``bench.common``: child processes, fresh databases,
-peak memory of a process tree, counting database writes, ratios.
+"""Plumbing the benchmark parts share beside ``bench.common``: child processes (optionally pinned
+to some cores), fresh databases, peak memory and CPU seconds of a process tree, counting database
+statements and writes, ratios. Measures nothing itself.
 
 Every measurement that needs isolation runs in a fresh child (``child_run``): its own interpreter,
 its own peak RSS, its own database connection. A child prints one JSON object as its last line of
@@ -29,26 +30,50 @@ from bench.common import ROOT
 WORK = Path(os.environ.get("BENCH_WORK_DIR") or ROOT / "var" / "bench")
 LOGS = WORK / "logs"
 DEFAULT_POSTGRES = "postgres://postgres@127.0.0.1:5432/bench"
+# Every PostgreSQL database the benchmarks create (and so may drop) is named with this prefix; the
+# parts ask for ``bench_<what>`` and ``db_name`` swaps the prefix (``bench.run --db-prefix``).
+DB_PREFIX = os.environ.get("BENCH_DB_PREFIX") or "bench_"
+
+
+def db_name(name: str) -> str:
+    """``bench_<what>`` under the configured prefix; refuses any other name (the only databases we drop)."""
+    if name.startswith(DB_PREFIX):
+        return name
+    if not name.startswith("bench_"):
+        raise ValueError(f"benchmark databases are named bench_*, not {name!r}")
+    return DB_PREFIX + name[len("bench_"):]
 
 
 # --- child processes ----------------------------------------------------------------------------
 
 
-def child_run(module: str, args: list[str], *, env: dict[str, str] | None = None, log: str = "child", timeout: float = 3600) -> dict:
-    """Run ``python -m module args`` in a fresh interpreter; return the JSON object it printed last."""
+def child_run(module: str, args: list[str], *, env: dict[str, str] | None = None, log: str = "child", timeout: float = 3600,
+              cores: set[int] | None = None) -> dict:
+    """Run ``python -m module args`` in a fresh interpreter; return the JSON object it printed last.
+
+    ``cores``: the CPUs the child may run on (``taskset -c``), inherited by every process it starts.
+    The returned object gains ``process_cpu_s``: user+sys of the child and its waited descendants,
+    start-up included (``RUSAGE_CHILDREN`` around the wait).
+    """
     LOGS.mkdir(parents=True, exist_ok=True)
     log_path = LOGS / f"{log}.log"
     environment = {**os.environ, "INGEST_ALLOWED_NETWORKS": "127.0.0.0/8", "LOG_LEVEL": "WARNING", **(env or {})}
+    pin = (lambda: os.sched_setaffinity(0, cores)) if cores else None
+    before = _cpu(resource.RUSAGE_CHILDREN)
     with log_path.open("ab") as stderr:
-        stderr.write(f"\n=== {time.strftime('%H:%M:%S')} {module} {' '.join(args)}\n".encode())
+        stderr.write((f"\n=== {time.strftime('%H:%M:%S')} {module} {' '.join(args)}" + (f" (cores {sorted(cores)})" if cores else "") + "\n").encode())
         stderr.flush()
         proc = subprocess.run([sys.executable, "-m", module, *args], check=False, cwd=ROOT, env=environment, stdout=subprocess.PIPE,
-                              stderr=stderr, timeout=timeout)
+                              stderr=stderr, timeout=timeout, preexec_fn=pin)
+    process_cpu = _cpu(resource.RUSAGE_CHILDREN) - before
     lines = [line for line in proc.stdout.decode("utf-8", "replace").splitlines() if line.startswith("{")]
     if proc.returncode != 0 or not lines:
         tail = log_path.read_text("utf-8", "replace")[-3000:]
         raise RuntimeError(f"{module} {' '.join(args)} exited {proc.returncode}; end of {log_path}:\n{tail}")
-    return json.loads(lines[-1])
+    result = json.loads(lines[-1])
+    if isinstance(result, dict):
+        result.setdefault("process_cpu_s", round(process_cpu, 3))
+    return result
 
 
 def emit(result: dict) -> dict:
@@ -87,11 +112,9 @@ def sqlite_copy(src_url: str, name: str) -> str:
 
 
 def postgres_url(base: str, name: str) -> str:
-    """``base`` with its database renamed ``name`` (always ``bench_*``: the only databases we drop)."""
-    if not name.startswith("bench_"):
-        raise ValueError(f"benchmark databases are named bench_*, not {name!r}")
+    """``base`` with its database renamed ``name`` (``bench_<what>``, under ``DB_PREFIX``: see ``db_name``)."""
     parts = urlsplit(base)
-    return urlunsplit((parts.scheme, parts.netloc, "/" + name, parts.query, ""))
+    return urlunsplit((parts.scheme, parts.netloc, "/" + db_name(name), parts.query, ""))
 
 
 def postgres_admin(url: str) -> str:
@@ -104,7 +127,7 @@ def postgres_drop(url: str) -> None:
     import psycopg
 
     name = urlsplit(url).path.lstrip("/")
-    assert name.startswith("bench_"), name
+    assert name.startswith(DB_PREFIX), name
     with psycopg.connect(postgres_admin(url), autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
@@ -114,7 +137,7 @@ def postgres_clone(template_url: str, url: str) -> str:
     import psycopg
 
     name, template = urlsplit(url).path.lstrip("/"), urlsplit(template_url).path.lstrip("/")
-    assert name.startswith("bench_") and template.startswith("bench_"), (name, template)
+    assert name.startswith(DB_PREFIX) and template.startswith(DB_PREFIX), (name, template)
     with psycopg.connect(postgres_admin(url), autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
@@ -241,6 +264,50 @@ def current_rss_mb() -> float:
     return round(_rss_kb(os.getpid()) / 1024, 1)
 
 
+# --- CPU time -----------------------------------------------------------------------------------
+
+
+def _cpu(who: int) -> float:
+    usage = resource.getrusage(who)
+    return usage.ru_utime + usage.ru_stime
+
+
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def _proc_cpu_s(pid: int) -> float:
+    """user+sys of a live process from /proc (0 when it is gone)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            fields = handle.read().rsplit(b")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / _TICK  # utime, stime (fields 14 and 15)
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
+class TreeCPU:
+    """CPU seconds (user+sys) spent by this process and its descendants inside the ``with`` block.
+
+    This process's own time (every thread) plus ``RUSAGE_CHILDREN``, which covers the children it
+    waited for (the parse pool's workers are joined when the pool closes) and their own waited
+    children; a descendant still alive at the end (not yet waited) is read from /proc and counted
+    too, as ``unreaped_s``, so that no process of the tree escapes the count.
+    """
+
+    def __enter__(self) -> TreeCPU:
+        me = os.getpid()
+        self._live_before = {pid: _proc_cpu_s(pid) for pid in _descendants(me)}
+        self._self, self._children = _cpu(resource.RUSAGE_SELF), _cpu(resource.RUSAGE_CHILDREN)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        own, children = _cpu(resource.RUSAGE_SELF) - self._self, _cpu(resource.RUSAGE_CHILDREN) - self._children
+        live = _descendants(os.getpid())
+        unreaped = sum(_proc_cpu_s(pid) - self._live_before.get(pid, 0.0) for pid in live)
+        self.report = {"cpu_s": round(own + children + unreaped, 3), "cpu_self_s": round(own, 3),
+                       "cpu_children_s": round(children, 3), "cpu_unreaped_s": round(unreaped, 3)}
+
+
 # --- counting database writes -------------------------------------------------------------------
 
 _WRITE = re.compile(r'^\s*(?:WITH\b.*?\)\s*)?(INSERT\s+(?:OR\s+\w+\s+)?INTO|UPDATE|DELETE\s+FROM)\s+[`"\[]?(\w+)', re.IGNORECASE | re.DOTALL)
@@ -251,15 +318,21 @@ ENTRY_TABLES = frozenset({"ingest_entry", "ingest_author", "ingest_entry_authors
 
 
 class WriteCounter:
-    """``connection.execute_wrapper`` that counts INSERT/UPDATE/DELETE statements per table.
+    """``connection.execute_wrapper`` that counts INSERT/UPDATE/DELETE statements per table, and
+    every statement Django sends (reads and writes; BEGIN/COMMIT are the driver's, not seen here).
 
-    Statements, not rows: drivers disagree on ``rowcount`` for multi-row and RETURNING statements.
+    Statements, not rows: drivers disagree on ``rowcount`` for multi-row and RETURNING statements;
+    an ``executemany`` is one statement.
     """
 
     def __init__(self) -> None:
         self.statements: Counter[str] = Counter()
+        self.total = 0
+        self.by_kind: Counter[str] = Counter()
 
     def __call__(self, execute, sql, params, many, context):
+        self.total += 1
+        self.by_kind[(sql.lstrip().split(None, 1) or ["?"])[0].upper()] += 1
         match = _WRITE.match(sql)
         if match:
             self.statements[match.group(2).lower()] += 1
@@ -271,6 +344,8 @@ class WriteCounter:
             "entry_writes": sum(entry.values()),
             "bookkeeping_writes": sum(n for t, n in self.statements.items() if t not in ENTRY_TABLES),
             "writes_by_table": dict(sorted(self.statements.items())),
+            "statements": self.total,
+            "statements_by_kind": dict(sorted(self.by_kind.items())),
         }
 
 

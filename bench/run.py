@@ -9,8 +9,12 @@
 Parts (``--only``, comma-separated; each is also its own module, runnable alone):
 
 * ``parse``    (bench.parse)   where parsing time goes: feedparser's sanitizer, nh3, the process pool;
-* ``ingest``   (bench.ingest)  first ingest of the corpus, SQLite and PostgreSQL, beside ``reader``;
-* ``reingest`` (bench.ingest)  the same feeds again: 304, then the content-hash path; writes counted;
+* ``ingest``   (bench.ingest)  first ingest of the corpus, SQLite and PostgreSQL, beside ``reader``: wall time
+  and CPU seconds of the whole process tree; the parser variant; product and reader on one core;
+* ``reingest`` (bench.ingest)  the same feeds again: 304, then the same bodies (200); statements counted;
+  reader re-ingesting the same two ways;
+* ``scale``    (bench.ingest)  generated corpora of ``--scale-feeds`` feeds (200, 2,000, 10,000): time, CPU
+  seconds and statements per feed, first ingest and re-ingest (reader up to ``--scale-reader-max``);
 * ``upsert``   (bench.upsert)  feed_upsert beside the naive ORM loop and the raw DB-API floor;
 * ``recount``  (bench.recount) recompute_counts beside one hand-written UPDATE (PostgreSQL only);
 * ``memory``   (bench.memory)  peak RSS of a big feed, and of refusing one over the cap.
@@ -18,7 +22,12 @@ Parts (``--only``, comma-separated; each is also its own module, runnable alone)
 ``--corpus`` is the folder of feed files the ingest parts serve; without it, ``--scale full`` uses
 ``../shared/corpus/real-feeds`` when present, and otherwise (and ``--scale tiny`` always) a corpus
 written by ``bench.generate``. Without ``--postgres-url`` every part runs on SQLite only and the
-recount part is skipped. PostgreSQL databases are created and dropped as ``bench_*``.
+recount part is skipped. PostgreSQL databases are created and dropped as ``bench_*`` (``--db-prefix``
+renames them, e.g. ``ci_bench_``: the children get it as ``BENCH_DB_PREFIX``).
+
+At full scale with ``--repeat 1`` on the real corpus and PostgreSQL, the whole run takes about 20
+minutes on an otherwise idle 2-core machine (scale ~7, upsert ~4, recount ~4, ingest ~3, parse ~1 min);
+under load it takes longer: every part waits for the cores.
 
 ``--experiments`` (on by default) adds contenders that run the proposed changes of
 bench/experiments.py beside the product (the upsert with some of its steps replaced, one more
@@ -44,17 +53,19 @@ from pathlib import Path
 from bench.common import ROOT
 from bench.harness import LOGS, WORK, child_run, database_versions, postgres_reachable, postgres_url
 
-PARTS = ("parse", "ingest", "reingest", "upsert", "recount", "memory")
+PARTS = ("parse", "ingest", "reingest", "scale", "upsert", "recount", "memory")
 # Proposed product changes measured beside the product (bench/experiments.py); "" to skip them.
 EXPERIMENTS = {"upsert": "lean_existing,executemany_writes"}
 SCALES = {
-    "full": {"repeat": {"parse": 3, "ingest": 4, "upsert": 2, "recount": 1, "memory": 3},
+    "full": {"repeat": {"parse": 2, "ingest": 3, "scale": 1, "upsert": 1, "recount": 1, "memory": 2},
              "generate": {"feeds": 200, "entries_per_feed": 30},
+             "scale": {"feeds": "200,2000,10000", "entries_per_feed": 3, "reader_max": 2000},
              "upsert": {"sources": 1000, "entries_per_source": 100, "naive_sample": 0.03},
              "recount": {"entries": 1_000_000, "comments": 3_000_000},
              "memory": {"big_mb": 9, "over_mb": 50, "max_bytes": None}},
-    "tiny": {"repeat": {"parse": 1, "ingest": 1, "upsert": 1, "recount": 1, "memory": 1},
+    "tiny": {"repeat": {"parse": 1, "ingest": 1, "scale": 1, "upsert": 1, "recount": 1, "memory": 1},
              "generate": {"feeds": 6, "entries_per_feed": 5},
+             "scale": {"feeds": "4,8", "entries_per_feed": 3, "reader_max": 4},
              "upsert": {"sources": 10, "entries_per_source": 10, "naive_sample": 0.5},
              "recount": {"entries": 2000, "comments": 6000},
              "memory": {"big_mb": 0.3, "over_mb": 16, "max_bytes": 1_000_000}},
@@ -120,6 +131,13 @@ def part_commands(args, corpus: Path, postgres: str | None) -> dict[str, tuple[s
         extra = (["--profile"] if args.profile else []) + (["--no-reader"] if _version("reader") is None else [])
         commands["ingest"] = ("bench.ingest", ["--corpus", str(corpus), "--repeat", str(repeat["ingest"]), "--parts", ingest_parts,
                                                "--workers", str(args.workers), *pg, *extra])
+    if "scale" in wanted:
+        sc = scale["scale"]
+        commands["scale"] = ("bench.ingest", ["--parts", "scale", "--repeat", str(repeat["scale"]), "--workers", str(args.workers),
+                                              "--scale-feeds", args.scale_feeds or sc["feeds"],
+                                              "--scale-entries", str(args.scale_entries or sc["entries_per_feed"]),
+                                              "--scale-reader-max", str(sc["reader_max"] if args.scale_reader_max is None else args.scale_reader_max),
+                                              *(["--no-reader"] if _version("reader") is None else [])])
     if "upsert" in wanted:
         u = scale["upsert"]
         commands["upsert"] = ("bench.upsert", ["--sources", str(u["sources"]), "--entries-per-source", str(u["entries_per_source"]),
@@ -155,6 +173,10 @@ def main(argv=None) -> dict:
                         help="also measure the proposed product changes of bench/experiments.py (default: on)")
     parser.add_argument("--profile", action=argparse.BooleanOptionalAction, default=None,
                         help="profile the product's ingest and upsert with py-spy (default: on at full scale)")
+    parser.add_argument("--scale-feeds", help="sizes (feeds, comma-separated) of the scale part (default: 200,2000,10000)")
+    parser.add_argument("--scale-entries", type=int, help="entries per generated feed in the scale part (default: 3)")
+    parser.add_argument("--scale-reader-max", type=int, help="largest scale size reader runs at (default: 2000)")
+    parser.add_argument("--db-prefix", help="name prefix of the PostgreSQL databases created and dropped (default: bench_)")
     args = parser.parse_args(argv)
     args.only = [part.strip() for part in args.only.split(",") if part.strip()]
     unknown = set(args.only) - set(PARTS)
@@ -162,6 +184,13 @@ def main(argv=None) -> dict:
         parser.error(f"unknown part(s) {', '.join(sorted(unknown))}; choose among {', '.join(PARTS)}")
     if args.profile is None:
         args.profile = args.scale == "full"
+    if args.db_prefix:
+        if not args.db_prefix.replace("_", "").isalnum():
+            parser.error("--db-prefix takes letters, digits and underscores only")
+        os.environ["BENCH_DB_PREFIX"] = args.db_prefix  # read by bench.harness in every child
+        import bench.harness
+
+        bench.harness.DB_PREFIX = args.db_prefix
     postgres = args.postgres_url
     if postgres and not postgres_reachable(postgres):
         parser.error(f"PostgreSQL does not answer at {postgres}")
