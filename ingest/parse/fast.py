@@ -20,11 +20,12 @@ has a feedparser handler this module does not replay (georss, psc, cc, ...): a r
 speed, a difference would be stored data.
 
 Must not build stored values (``ingest.parse.feed`` does), sanitize, touch the network or the ORM.
-Reads only the keys ``ingest.parse`` reads with feedparser's meaning; ``language`` is tracked too.
+Reads only the keys ``ingest.parse`` reads with feedparser's meaning (and ``language``).
 """
 
 from __future__ import annotations
 
+import copy
 import re
 import xml.parsers.expat
 from collections.abc import Mapping
@@ -40,8 +41,10 @@ from lxml import etree
 __all__ = ["fast_parse", "fast_document"]
 
 _ATOM = "http://www.w3.org/2005/Atom"
+_XML_NS = "http://www.w3.org/XML/1998/namespace"
 _RDF = "http://www.w3.org/1999/02/22-rdf-syntax-ns#"
 _MATCH = StrictFeedParser._matchnamespaces or {k.lower(): v for k, v in StrictFeedParser.namespaces.items()}
+_CANONICAL = frozenset(prefix for prefix in _MATCH.values() if prefix)
 _KEYMAP = FeedParserDict.keymap
 _FP_STARTS = frozenset(name[7:] for name in dir(StrictFeedParser) if name.startswith("_start_"))
 _FP_ENDS = frozenset(name[5:] for name in dir(StrictFeedParser) if name.startswith("_end_"))
@@ -51,7 +54,6 @@ _HTML_TYPES = StrictFeedParser.html_types
 _AMP_REF = re.compile("&([A-Za-z0-9_]+);")
 _EMAIL = re.compile(r'''(([a-zA-Z0-9\_\-\.\+]+)@((\[[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}\.)|(([a-zA-Z0-9\-]+\.)+))([a-zA-Z]{2,4}|[0-9]{1,3})(\]?))(\?subject=\S+)?''')  # noqa: E501  feedparser's
 _HEAD_DECL = re.compile(rb"<!\s*(?:doctype|entity)", re.IGNORECASE)
-_XLINK = b"http://www.w3.org/1999/xlink"
 _XML_DECLARATION = re.compile(rb"<\?xml[^>]*?>")
 _ROOT_START = re.compile(rb"<[A-Za-z_][^>]*>", re.DOTALL)
 _XMLNS = re.compile(rb"""xmlns(?::([A-Za-z_][\w.-]*))?\s*=\s*(?:"([^"]*)"|'([^']*)')""")
@@ -64,8 +66,7 @@ _ASCII = frozenset({"us-ascii", "ascii"})
 _READ_KEYS = frozenset({
     "id", "link", "links", "title", "title_detail", "content", "summary", "summary_detail", "subtitle",
     "subtitle_detail", "published", "updated", "created", "published_parsed", "updated_parsed",
-    "created_parsed", "authors", "media_content", "media_thumbnail", "entries", "feed", "bozo", "version",
-    "ingest_repaired", "encoding",
+    "created_parsed", "authors", "media_content", "media_thumbnail",
 })
 _LXML_OPTIONS = dict(resolve_entities=False, no_network=True, recover=False, huge_tree=False, load_dtd=False,
                      remove_comments=False, remove_pis=False, strip_cdata=True)
@@ -94,14 +95,14 @@ def fast_document(content: bytes, headers: Mapping[str, str]) -> FeedParserDict 
         return None
     data = content[3:] if content[:3] == b"\xef\xbb\xbf" else content
     first = re.search(rb"<\w", data)
-    if first is None or _HEAD_DECL.search(data, 0, first.start()) or _XLINK in data:
+    if first is None or _HEAD_DECL.search(data, 0, first.start()):
         return None
     if (declaration := _XML_DECLARATION.match(data)) and b"1.0" not in declaration.group(0):
         return None  # feedparser rewrites the declaration to XML 1.0
     try:
         _expat_check(data)
         root = etree.fromstring(data, etree.XMLParser(**_LXML_OPTIONS))
-    except (xml.parsers.expat.ExpatError, etree.XMLSyntaxError, ValueError):
+    except (xml.parsers.expat.ExpatError, etree.XMLSyntaxError, ValueError, _Refuse):
         return None
     version = _declared_version(data, first.start())
     tag = root.tag
@@ -116,7 +117,7 @@ def fast_document(content: bytes, headers: Mapping[str, str]) -> FeedParserDict 
             return None
     else:
         return None
-    state = _State(version or "", encoding)
+    state = _State(version or "", encoding, headers.get("content-language"))
     try:
         state.walk(root)
     except (_Refuse, RecursionError, KeyError, IndexError, TypeError, AttributeError, ValueError):
@@ -135,8 +136,34 @@ def fast_document(content: bytes, headers: Mapping[str, str]) -> FeedParserDict 
 
 def _expat_check(data: bytes) -> None:
     """feedparser's strict parser is expat with namespaces: a document expat rejects is read by
-    feedparser's loose parser instead, which this module does not replay."""
+    feedparser's loose parser instead, which this module does not replay. Its namespace
+    declarations are checked on the way: an xlink one adds attributes in feedparser, and a prefix
+    bound to a known namespace and to another one (or to two known ones, or a known one under
+    another known one's prefix) is remapped by feedparser's ``namespacemap``."""
+    known: dict[str, str] = {}
+    unknown: set[str] = set()
+
+    def declaration(prefix, uri):
+        if not prefix or not uri:
+            return
+        lowered = uri.lower()
+        if "backend.userland.com/rss" in lowered:
+            lowered = "http://backend.userland.com/rss"
+        canonical = _MATCH.get(lowered)
+        if uri == "http://www.w3.org/1999/xlink":
+            raise _Refuse()
+        if canonical is None:
+            if prefix in known:
+                raise _Refuse()
+            unknown.add(prefix)
+        else:
+            if prefix in unknown or known.setdefault(prefix, canonical) != canonical:
+                raise _Refuse()
+            if canonical != prefix and prefix in _CANONICAL:
+                raise _Refuse()
+
     parser = xml.parsers.expat.ParserCreate(namespace_separator=" ")
+    parser.StartNamespaceDeclHandler = declaration
     parser.Parse(data, True)
 
 
@@ -225,9 +252,16 @@ def _attributes(element) -> dict:
             prefix = _MATCH.get(namespace.lower(), "")
             name = prefix + ":" + local if prefix else local
         out[name.lower()] = value
-    for name, value in items:
+    for name, value in items:  # and by qualified name, as expat reports it (namespace_prefixes)
         if name[0] == "{":
-            name = name.split("}", 1)[1]
+            namespace, local = name[1:].split("}", 1)
+            if namespace == _XML_NS:
+                name = "xml:" + local
+            else:
+                prefixes = [prefix for prefix, uri in element.nsmap.items() if uri == namespace and prefix]
+                if len(prefixes) != 1:
+                    raise _Refuse()
+                name = prefixes[0] + ":" + local
         out[name.lower()] = value
     return {k: (v.lower() if k in ("rel", "type") else v) for k, v in out.items()}
 
@@ -249,21 +283,24 @@ def _name(element) -> str:
 class _State:
     """feedparser's ``_FeedParserMixin`` state, for the elements this module replays."""
 
-    def __init__(self, version: str, encoding: str) -> None:
+    def __init__(self, version: str, encoding: str, lang: str | None) -> None:
         self.version = version
         self.encoding = encoding
         self.feeddata: dict = {}
         self.entries: list[dict] = []
         self.depths: list[dict] = []  # property_depth_map, one per entry
         self.infeed = self.inentry = self.incontent = self.intextinput = self.inimage = 0
-        self.inauthor = self.incontributor = self.inpublisher = 0
+        self.inauthor = self.incontributor = self.inpublisher = self.insource = 0
+        self.sourcedata: dict = {}
         self.contentparams: dict = {}
         self.summary_key = None
         self.stack: list[list] = []
         self.basestack: list[str] = []
         self.langstack: list = []
         self.baseuri = ""
-        self.lang = None
+        self.lang = lang
+        if lang:
+            self.feeddata["language"] = lang.replace("_", "-")
         self.title_depth = -1
         self.depth = 0
         self.has_content = 0
@@ -385,7 +422,7 @@ class _State:
             return output
         if element == "title" and -1 < self.title_depth <= self.depth:
             return output
-        if self.inentry:
+        if self.inentry and not self.insource:
             entry = self.entries[-1]
             if element == "content":
                 entry.setdefault("content", []).append({**params, "value": output})
@@ -405,7 +442,7 @@ class _State:
                     _set(entry, element, output)
                 if self.incontent:
                     _set(entry, element + "_detail", {**params, "value": output})
-        elif self.infeed:
+        elif self.infeed or self.insource:
             context = self.context()
             if element == "description":
                 element = "subtitle"
@@ -439,6 +476,8 @@ class _State:
         return value
 
     def context(self) -> dict:
+        if self.insource:
+            return self.sourcedata
         if self.inimage and "image" in self.feeddata:
             return self.feeddata["image"]
         if self.intextinput:
@@ -757,7 +796,7 @@ def _start_link(s: _State, attrs: dict) -> None:
     attrs = _enforce_href(attrs)
     if "href" in attrs:
         attrs["href"] = _urljoin(s.baseuri or "", attrs["href"])
-    expecting_text = s.infeed or s.inentry
+    expecting_text = s.infeed or s.inentry or s.insource
     context.setdefault("links", [])
     if not (s.inentry and s.inimage):
         context["links"].append(dict(attrs))
@@ -785,7 +824,7 @@ def _end_guid(s: _State) -> None:
 
 
 def _start_title(s: _State, attrs: dict) -> None:
-    s.push_content("title", attrs, "text/plain", s.infeed or s.inentry)
+    s.push_content("title", attrs, "text/plain", s.infeed or s.inentry or s.insource)
 
 
 def _end_title(s: _State) -> None:
@@ -807,11 +846,11 @@ def _start_description(s: _State, attrs: dict) -> None:
         s.summary_key = "content"
         _start_content(s, attrs)
     else:
-        s.push_content("description", attrs, "text/html", s.infeed or s.inentry)
+        s.push_content("description", attrs, "text/html", s.infeed or s.inentry or s.insource)
 
 
 def _start_abstract(s: _State, attrs: dict) -> None:
-    s.push_content("description", attrs, "text/plain", s.infeed or s.inentry)
+    s.push_content("description", attrs, "text/plain", s.infeed or s.inentry or s.insource)
 
 
 def _end_description(s: _State) -> None:
@@ -864,6 +903,23 @@ def _start_enclosure(s: _State, attrs: dict) -> None:
 
 def _refuse(s: _State, attrs: dict | None = None) -> None:
     raise _Refuse()
+
+
+def _start_source(s: _State, attrs: dict) -> None:
+    if "url" in attrs:
+        s.sourcedata["href"] = attrs["url"]
+    s.push("source", 1)
+    s.insource = 1
+    s.title_depth = -1
+
+
+def _end_source(s: _State) -> None:
+    s.insource = 0
+    value = s.pop("source")
+    if value:
+        s.sourcedata["title"] = value
+    s.context()["source"] = copy.deepcopy(s.sourcedata)
+    s.sourcedata.clear()
 
 
 def _start_content(s: _State, attrs: dict) -> None:
@@ -1032,7 +1088,7 @@ _STARTS = {
     "description": _start_description, "dc_description": _start_description,
     "media_description": _start_description, "abstract": _start_abstract,
     "generator": _start_generator, "summary": _start_summary, "itunes_summary": _start_summary,
-    "enclosure": _start_enclosure, "source": _refuse, "body": _refuse, "xhtml_body": _refuse,
+    "enclosure": _start_enclosure, "source": _start_source, "body": _refuse, "xhtml_body": _refuse,
     "content": _start_content, "content_encoded": _start_content_encoded, "fullitem": _start_content_encoded,
     "newlocation": _start_newlocation,
     "itunes_owner": _start_itunes_owner, "itunes_image": _start_itunes_image, "itunes_link": _start_itunes_image,
@@ -1070,7 +1126,7 @@ _ENDS = {
     "description": _end_description, "dc_description": _end_description, "media_description": _end_description,
     "abstract": _end_description, "generator": _end_generator, "summary": _end_summary,
     "itunes_summary": _end_summary, "content": _end_content, "content_encoded": _end_content,
-    "fullitem": _end_content, "newlocation": _end_newlocation, "itunes_owner": _end_itunes_owner,
+    "fullitem": _end_content, "source": _end_source, "newlocation": _end_newlocation, "itunes_owner": _end_itunes_owner,
     "itunes_keywords": _keywords_end("itunes_keywords", "http://www.itunes.com/"),
     "media_keywords": _keywords_end("media_keywords", None),
     "itunes_block": _end_itunes_block, "itunes_explicit": _end_itunes_explicit,
