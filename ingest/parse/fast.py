@@ -29,6 +29,7 @@ import copy
 import re
 import xml.parsers.expat
 from collections.abc import Mapping
+from functools import lru_cache
 
 from feedparser import FeedParserDict
 from feedparser.api import StrictFeedParser
@@ -49,8 +50,10 @@ _KEYMAP = FeedParserDict.keymap
 _FP_STARTS = frozenset(name[7:] for name in dir(StrictFeedParser) if name.startswith("_start_"))
 _FP_ENDS = frozenset(name[5:] for name in dir(StrictFeedParser) if name.startswith("_end_"))
 _looks_like_html = StrictFeedParser.looks_like_html
+_join = lru_cache(maxsize=4096)(_urljoin)  # pure: the same base and URI always join alike
 _CAN_BE_RELATIVE = StrictFeedParser.can_be_relative_uri
 _HTML_TYPES = StrictFeedParser.html_types
+_C1 = re.compile("[%s-%s]" % (chr(min(_cp1252)), chr(max(_cp1252))))
 _AMP_REF = re.compile("&([A-Za-z0-9_]+);")
 _EMAIL = re.compile(r'''(([a-zA-Z0-9\_\-\.\+]+)@((\[[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}\.)|(([a-zA-Z0-9\-]+\.)+))([a-zA-Z]{2,4}|[0-9]{1,3})(\]?))(\?subject=\S+)?''')  # noqa: E501  feedparser's
 _HEAD_DECL = re.compile(rb"<!\s*(?:doctype|entity)", re.IGNORECASE)
@@ -332,7 +335,7 @@ class _State:
         if self.baseuri:
             self.baseuri = make_safe_absolute_uri(self.baseuri, baseuri) or self.baseuri
         else:
-            self.baseuri = _urljoin(self.baseuri, baseuri)
+            self.baseuri = _join(self.baseuri, baseuri)
         lang = attrs.get("xml:lang", attrs.get("lang"))
         if lang == "":
             lang = None
@@ -408,7 +411,7 @@ class _State:
             return output
         if element in _CAN_BE_RELATIVE and output:
             if element != "id" or self.guidislink:
-                output = _urljoin(self.baseuri or "", output)
+                output = _join(self.baseuri or "", output)
         params = self.contentparams
         if not self.version.startswith("atom") and params.get("type") == "text/plain":
             if _looks_like_html(output):
@@ -417,7 +420,8 @@ class _State:
             output = output.encode("iso-8859-1").decode("utf-8")
         except (UnicodeEncodeError, UnicodeDecodeError):
             pass
-        output = output.translate(_cp1252)
+        if _C1.search(output):  # str.translate with a dict costs per character: only when it can apply
+            output = output.translate(_cp1252)
         if element in ("category", "tags", "itunes_keywords"):
             return output
         if element == "title" and -1 < self.title_depth <= self.depth:
@@ -428,7 +432,8 @@ class _State:
                 entry.setdefault("content", []).append({**params, "value": output})
             elif element == "link":
                 if not self.inimage:
-                    output = _AMP_REF.sub(r"&\g<1>", output.replace("&amp;", "&"))
+                    if "&" in output:
+                        output = _AMP_REF.sub(r"&\g<1>", output.replace("&amp;", "&"))
                     entry["link"] = output
                     if output:
                         entry["links"][-1]["href"] = output
@@ -448,7 +453,8 @@ class _State:
                 element = "subtitle"
             _set(context, element, output)
             if element == "link":
-                output = _AMP_REF.sub(r"&\g<1>", output)
+                if "&" in output:
+                    output = _AMP_REF.sub(r"&\g<1>", output)
                 context[element] = output
                 context["links"][-1]["href"] = output
             elif self.incontent:
@@ -795,7 +801,7 @@ def _start_link(s: _State, attrs: dict) -> None:
     context = s.context()
     attrs = _enforce_href(attrs)
     if "href" in attrs:
-        attrs["href"] = _urljoin(s.baseuri or "", attrs["href"])
+        attrs["href"] = _join(s.baseuri or "", attrs["href"])
     expecting_text = s.infeed or s.inentry or s.insource
     context.setdefault("links", [])
     if not (s.inentry and s.inimage):
@@ -865,7 +871,7 @@ def _start_generator(s: _State, attrs: dict) -> None:
     if attrs:
         attrs = _enforce_href(attrs)
         if "href" in attrs:
-            attrs["href"] = _urljoin(s.baseuri or "", attrs["href"])
+            attrs["href"] = _join(s.baseuri or "", attrs["href"])
     s.context()["generator_detail"] = dict(attrs)
     s.push("generator", 1)
 
