@@ -1,7 +1,8 @@
 """The document: feedparser's reading of the bytes, the base URI, and each entry's identity.
 
 Owns the call to feedparser (no base URI given, no sanitizing, no URL resolution: ``ingest.parse``
-does those), the refusal of a body that is not a feed (``ParseError`` with a one-sentence reason:
+does those; ``ingest.parse.fast`` is tried first and gives the same result for the documents it is
+sure of, unless the caller asks for ``parser="feedparser"``), the refusal of a body that is not a feed (``ParseError`` with a one-sentence reason:
 empty, an HTML page, JSON, XML of another kind, not well-formed with no entries, even once
 repaired by ``ingest.parse.recover``, which is tried only there), the wording of
 feedparser's "bozo" problems, which bodies are JSON (``is_json``: ``ingest.parse.jsonfeed`` reads
