@@ -15,9 +15,11 @@ declaration and feedparser's RFC 3023 rules all agree on, with an XML media type
 both lxml (``resolve_entities=False, no_network=True, load_dtd=False``) and expat read as well-formed;
 an ``<rss>``, 2005 Atom ``<feed>`` or RSS 1.0/0.90 ``<rdf:RDF>`` root. Refuses (None) any element
 inside a text construct (xhtml content, markup a publisher forgot to escape), base64 or xhtml
-content, ``<source>``, a generic element whose key the parse package reads, and every element that
-has a feedparser handler this module does not replay (georss, psc, cc, ...): a refusal costs only
-speed, a difference would be stored data.
+content, a generic element whose key the parse package reads (``<date>`` is feedparser's
+``updated``), namespace prefixes feedparser would remap, and every element that has a feedparser
+handler this module does not replay (georss, psc, cc, ...): a refusal costs only speed, a
+difference would be stored data. ``tests/test_parse_equivalence.py`` holds both paths to the same
+``ParsedFeed`` over the shared corpus.
 
 Must not build stored values (``ingest.parse.feed`` does), sanitize, touch the network or the ORM.
 Reads only the keys ``ingest.parse`` reads with feedparser's meaning (and ``language``).
@@ -341,7 +343,7 @@ class _State:
             lang = None
         elif lang is None:
             lang = self.lang
-        if lang and tag in ("feed", "rss", "rdf:rdf"):
+        if lang and tag in ("feed", "rss", "rdf:RDF"):  # sic: feedparser's tag is lower-case, so never an RDF
             self.feeddata["language"] = lang.replace("_", "-")
         self.lang = lang
         self.basestack.append(self.baseuri)
