@@ -129,6 +129,14 @@ def test_feedvalidator_testcases_read_alike():
     assert accepted > 1000
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("folder", ["encoding", "entities", "illformed"])
+def test_feedparser_encoding_entity_and_illformed_tests_read_alike(folder):
+    # Mostly refused (other encodings, DTDs, broken XML); whatever is accepted reads alike.
+    accepted, total = _check(_served(_folder(f"feedparser-tests/{folder}")))
+    print(f"fast path: {accepted} of {total} feedparser {folder} tests")
+
+
 # --- What the fast path refuses: feedparser reads it, exactly as before -------------------------
 
 RSS = (b'<?xml version="1.0" encoding="utf-8"?>\n<rss version="2.0"><channel><title>T</title>'
