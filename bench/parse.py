@@ -8,7 +8,7 @@ child process:
 * ``feedparser_sanitizing``: ``feedparser.parse`` with its sanitizer and relative-URI resolver on
   (feedparser's defaults, and what ``reader`` runs);
 * ``feedparser_bare``: the same with both off: feedparser's own cost;
-* ``product``: ``ingest.parse.parse_feed`` (feedparser bare + nh3 sanitizing + entry values and
+* ``product``: ``ingest.parse.parse_feed`` (the fast path, else feedparser bare; + nh3 sanitizing + entry values and
   content hashes), in one process;
 * ``product_pool``: the same in a ``ProcessPoolExecutor`` of one process per core (spawn start,
   as the product does), pool start-up and pickling the results back included;
