@@ -21,8 +21,14 @@ handler this module does not replay (georss, psc, cc, ...): a refusal costs only
 difference would be stored data. ``tests/test_parse_equivalence.py`` holds both paths to the same
 ``ParsedFeed`` over the shared corpus.
 
+``fast_document`` is the same for headers already as feedparser is given them (``feedparser_parse``
+calls it). Every step is linear (two C parsers, one walk of the tree; libxml2's default depth and
+text-size limits refuse what is beyond them), so a document refused late costs this attempt and
+then feedparser's reading.
+
 Must not build stored values (``ingest.parse.feed`` does), sanitize, touch the network or the ORM.
-Reads only the keys ``ingest.parse`` reads with feedparser's meaning (and ``language``).
+Produces the keys ``ingest.parse`` reads, with feedparser's meaning (and ``language``, ``tags``,
+``image`` and the like as feedparser keeps them); keys nothing reads may be missing.
 """
 
 from __future__ import annotations
