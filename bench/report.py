@@ -169,16 +169,23 @@ def _machine(results: dict) -> list[str]:
 def _parse(p: dict) -> list[str]:
     names = {"feedparser_sanitizing": "feedparser, sanitizer and URI resolver on (its default; what reader runs)",
              "feedparser_bare": "feedparser, sanitizer and resolver off",
-             "product": "`parse_feed`: feedparser bare + nh3 + entry values and hashes, 1 process",
-             "product_pool": f"`parse_feed` in a process pool ({p.get('cpus')} processes, spawn start-up included)"}
-    rows = [[label, _s(p[key]["wall_s"]), p[key]["entries"]] for key, label in names.items() if key in p]
+             "product": "`parse_feed`: the fast path (else feedparser bare) + nh3 + entry values and hashes, 1 process",
+             "product_pool": f"`parse_feed` in a process pool ({p.get('cpus')} processes, spawn start-up included)",
+             "product_feedparser": "`parse_feed(parser=\"feedparser\")`: without the fast path",
+             "document_feedparser": "the document alone, feedparser",
+             "document_fast": "the document alone, the fast path first (`ingest/parse/fast.py`)",
+             "fastfeedparser": "fastfeedparser `parse` (lxml; not feedparser's results)"}
+    rows = [[label, _s(p[key]["wall_s"]), p[key]["entries"]] for key, label in names.items() if "wall_s" in p.get(key, {})]
+    fast = (f"The fast path reads the documents {_x(p['fast_path_document_speedup_cpu'])} faster in CPU time "
+            f"({_x(p.get('fast_path_product_speedup_cpu'))} for the whole `parse_feed`).") if p.get(
+        "fast_path_document_speedup_cpu") else ""
     return [
         "## Parse levers (no HTTP, no database)", "",
         f"Every feed of the corpus parsed in one child process per variant, {p['repeat']} repetitions.", "",
         *_table(["variant", "wall (median, min–max)", "entries"], rows),
         f"feedparser's sanitizer and URI resolver are **{p['sanitizer_share_of_feedparser'] * 100:.0f} %** of feedparser's time. "
         f"The product's parse is {_x(p['product_vs_feedparser_sanitizing'])} faster than sanitizing feedparser in one process, "
-        f"{_x(p['pool_vs_feedparser_sanitizing'])} with the pool (the pool alone: {_x(p['pool_speedup'])}).", "",
+        f"{_x(p['pool_vs_feedparser_sanitizing'])} with the pool (the pool alone: {_x(p['pool_speedup'])}). {fast}", "",
     ]
 
 

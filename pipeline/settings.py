@@ -293,6 +293,11 @@ INGEST_WORKERS = _number("INGEST_WORKERS", 4, kind=int, positive=True, maximum=6
 INGEST_PARSE_PROCESSES = (_number("INGEST_PARSE_PROCESSES", 0, kind=int, maximum=256)
                           if env.get("INGEST_PARSE_PROCESSES", "").strip() else None)
 INGEST_PARSE_TIMEOUT = _number("INGEST_PARSE_TIMEOUT", 60.0, positive=True, maximum=_MAX_SECONDS)  # s per feed
+# Which parser reads RSS/Atom: "auto" (lxml for the documents ingest.parse.fast is sure of, to
+# feedparser's result; feedparser for the rest) or "feedparser" (the reference alone).
+INGEST_PARSER = env.get("INGEST_PARSER", "").strip().lower() or "auto"
+if INGEST_PARSER not in ("auto", "feedparser"):
+    raise ImproperlyConfigured(f"INGEST_PARSER must be auto or feedparser, not {INGEST_PARSER!r}.")
 INGEST_COMMENTS_DAYS = _number("INGEST_COMMENTS_DAYS", 14, kind=int, maximum=36500)
 # PostgreSQL: per-source transactions commit without waiting for the WAL flush (see ingest/db.py).
 INGEST_ASYNC_COMMIT = _bool("INGEST_ASYNC_COMMIT", True)

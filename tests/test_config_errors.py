@@ -52,6 +52,7 @@ CONFIGURATION_ERRORS: list[tuple[dict[str, str], tuple[str, ...], str]] = [
     ({"INGEST_HOST_SPACING": "-1"}, ("ingest_feeds",), "INGEST_HOST_SPACING must be at least 0"),
     ({"INGEST_RETRY_AFTER_SCOPE": "site"}, ("ingest_feeds",), "INGEST_RETRY_AFTER_SCOPE must be source or host, not 'site'."),
     ({"INGEST_LEASE_SECONDS": "0"}, ("ingest_feeds",), "INGEST_LEASE_SECONDS must be greater than 0"),
+    ({"INGEST_PARSER": "lxml"}, ("ingest_feeds",), "INGEST_PARSER must be auto or feedparser, not 'lxml'."),
     ({"INGEST_LEASE_SECONDS": "9" * 30}, ("ingest_feeds",), "INGEST_LEASE_SECONDS must be at most"),
     ({"INGEST_DEFAULT_INTERVAL": "-60"}, ("add_source", "http://127.0.0.2/f.xml"), "INGEST_DEFAULT_INTERVAL must be greater than 0"),
     ({"INGEST_BACKOFF_BASE": "0"}, ("ingest_feeds",), "INGEST_BACKOFF_BASE must be greater than 0"),

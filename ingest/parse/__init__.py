@@ -7,6 +7,8 @@ public face (``from ingest.parse import parse_feed``); its modules, one job each
   comment-feed pointer, content hash, link keys) and the feed's warning;
 * ``comments``: ``parse_comments``, per-post comment feeds;
 * ``document``: the call to feedparser, the base URI, refusing what is not a feed, entry guids;
+* ``fast``: the fast path, lxml replaying feedparser's reading of the well-formed documents it is
+  sure of (the same result), tried first unless the caller passes ``parser="feedparser"``;
 * ``jsonfeed``: JSON Feed 1.0 / 1.1 read into feedparser's shape (nesting bounded), so that
   ``feed`` builds its entries by the same rules;
 * ``text``: plain-text headlines and author names; ``dates``: plausible dates only;

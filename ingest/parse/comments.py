@@ -27,9 +27,11 @@ def parse_comments(
     headers: Mapping[str, str] | None = None,
     url: str = "",
     now: datetime | None = None,
+    parser: str = "auto",
 ) -> tuple[ParsedComment, ...]:
-    """Parse a per-post comment feed (WordPress ``/feed/`` of a post, or any RSS/Atom) into comments."""
-    parsed, base = feedparser_parse(content, headers, url)
+    """Parse a per-post comment feed (WordPress ``/feed/`` of a post, or any RSS/Atom) into comments;
+    ``parser`` as for ``parse_feed``."""
+    parsed, base = feedparser_parse(content, headers, url, parser=parser)
     latest = latest_plausible(now)
     comments: list[ParsedComment] = []
     guard = BodyGuard()

@@ -1,7 +1,8 @@
 """The document: feedparser's reading of the bytes, the base URI, and each entry's identity.
 
 Owns the call to feedparser (no base URI given, no sanitizing, no URL resolution: ``ingest.parse``
-does those), the refusal of a body that is not a feed (``ParseError`` with a one-sentence reason:
+does those; ``ingest.parse.fast`` is tried first and gives the same result for the documents it is
+sure of, unless the caller asks for ``parser="feedparser"``), the refusal of a body that is not a feed (``ParseError`` with a one-sentence reason:
 empty, an HTML page, JSON, XML of another kind, not well-formed with no entries, even once
 repaired by ``ingest.parse.recover``, which is tried only there), the wording of
 feedparser's "bozo" problems, which bodies are JSON (``is_json``: ``ingest.parse.jsonfeed`` reads
@@ -26,10 +27,12 @@ import feedparser
 from feedparser import FeedParserDict
 
 from ingest.errors import ParseError
+from ingest.parse.fast import fast_document
 from ingest.parse.recover import xml_repair
 from ingest.types import GUID_MAX
 
 _HASH_PREFIX = "sha256:"
+PARSERS = ("auto", "feedparser")  # INGEST_PARSER's choices
 _FORWARDED_HEADERS = ("content-type", "content-location", "content-language")
 _JSON_TYPES = frozenset({"application/feed+json", "application/json"})
 _SNIFF = 4096  # leading whitespace beyond this is not a feed's
@@ -38,8 +41,13 @@ REPAIRED = "ingest_repaired"
 _HTML_PAGE = re.compile(rb"<(?:!doctype\s+html|html)[\s>]", re.IGNORECASE)
 
 
-def feedparser_parse(content: bytes, headers: Mapping[str, str] | None, url: str) -> tuple[FeedParserDict, str]:
+def feedparser_parse(
+    content: bytes, headers: Mapping[str, str] | None, url: str, *, parser: str = "auto"
+) -> tuple[FeedParserDict, str]:
     """feedparser's result, and the document's base URI (Content-Location resolved against ``url``).
+
+    ``parser="auto"`` tries ``ingest.parse.fast`` first (the same result, read with lxml, for the
+    documents it is sure of); ``"feedparser"`` runs only the reference.
 
     feedparser is given no base URI: it would resolve every entry id that is not an absolute URI
     against it (RSS guids without isPermaLink="false", Atom ids), so the identity of an entry would
@@ -49,14 +57,13 @@ def feedparser_parse(content: bytes, headers: Mapping[str, str] | None, url: str
     """
     if not content or content.isspace():
         raise ParseError("The response body is empty.")
-    response_headers = {
-        name.lower(): value for name, value in (headers or {}).items() if name.lower() in _FORWARDED_HEADERS
-    }
-    # As soon as any header is passed, feedparser reads a missing Content-Type as ISO-8859-1; a body
-    # without one is XML, whose default is the declared encoding, else UTF-8.
-    response_headers.setdefault("content-type", "application/xml")
+    if parser not in PARSERS:
+        raise ValueError(f"parser must be one of {', '.join(PARSERS)}, not {parser!r}")
+    response_headers = forwarded_headers(headers)
     base = base_uri(response_headers, url)
     response_headers.pop("content-location", None)
+    if parser == "auto" and (fast := fast_document(content, response_headers)) is not None:
+        return fast, base
     parsed = _feedparser(content, response_headers)
     if _unreadable(parsed) and _repairable(content):
         parsed = _repaired(parsed, content, response_headers)
@@ -74,6 +81,17 @@ def feedparser_parse(content: bytes, headers: Mapping[str, str] | None, url: str
         # Recorded as "unchanged", a feed broken before its first item would look healthy forever.
         raise ParseError(f"The document is not well-formed and yields no entries: {bozo_reason(parsed)}.")
     return parsed, base
+
+
+def forwarded_headers(headers: Mapping[str, str] | None) -> dict[str, str]:
+    """The response headers feedparser is given: lower-case names, only those it reads."""
+    response_headers = {
+        name.lower(): value for name, value in (headers or {}).items() if name.lower() in _FORWARDED_HEADERS
+    }
+    # As soon as any header is passed, feedparser reads a missing Content-Type as ISO-8859-1; a body
+    # without one is XML, whose default is the declared encoding, else UTF-8.
+    response_headers.setdefault("content-type", "application/xml")
+    return response_headers
 
 
 def _feedparser(content: bytes, response_headers: dict[str, str]) -> FeedParserDict:

@@ -77,7 +77,8 @@ def source_fetch_parse(
         # Without a pool (a Celery task, a small run) the parse runs here, behind parse's HTML
         # limits; in the pool it also has INGEST_PARSE_TIMEOUT, past which ParseError fails the source.
         pool = parse_pool or ParsePool(0, timeout=settings.INGEST_PARSE_TIMEOUT)
-        feed = pool.parse(parse_feed, result.content, headers=result.headers, url=result.url)
+        feed = pool.parse(parse_feed, result.content, headers=result.headers, url=result.url,
+                          parser=settings.INGEST_PARSER)
         _note_repaired(feed, source.pk, result.url)
         pages = settings.INGEST_BACKFILL_PAGES
         if pages and source.last_success_at is None:
@@ -114,7 +115,8 @@ def _backfill(
             # The source's credentials go with each page, to the feed's own origin only (as on redirects).
             page_result = fetching.fetch_feed(FetchRequest(url=url, credentials=credentials), client=client,
                                               settings=replace(fetch_settings, deadline=remaining))
-            page = pool.parse(parse_feed, page_result.content, headers=page_result.headers, url=page_result.url)
+            page = pool.parse(parse_feed, page_result.content, headers=page_result.headers, url=page_result.url,
+                              parser=settings.INGEST_PARSER)
         except SourceError as exc:
             warning = f"the history stopped at page {number} ({url[:200]}): {first_line(exc, 300)}"
             break
@@ -154,7 +156,7 @@ def source_parse_pushed(source: TechnicalArticle, *, content: bytes, headers: di
                          etag=source.etag, last_modified=source.last_modified)
     try:
         pool = ParsePool(0, timeout=settings.INGEST_PARSE_TIMEOUT)
-        feed = pool.parse(parse_feed, content, headers=headers, url=source.feed_url)
+        feed = pool.parse(parse_feed, content, headers=headers, url=source.feed_url, parser=settings.INGEST_PARSER)
         _note_repaired(feed, source.pk, source.feed_url)
         return Fetched(source.pk, fetched_at, result=replace(result, content=b""), feed=feed, pushed=True)
     except SourceError as exc:
@@ -178,7 +180,8 @@ def comments_fetch_parse(job: CommentJob, *, client, fetch_settings: fetching.Fe
                              source_url=job.source_url, auth=job.auth, options=digest_options())
         if not force and job.body_digest == digest:
             return CommentsFetched(job, fetched_at, result=replace(result, content=b""), digest=digest, same_body=True)
-        comments = parse_comments(result.content, headers=result.headers, url=result.url)
+        comments = parse_comments(result.content, headers=result.headers, url=result.url,
+                                  parser=settings.INGEST_PARSER)
         return CommentsFetched(job, fetched_at, result=replace(result, content=b""), comments=comments, digest=digest)
     except SourceError as exc:
         return CommentsFetched(job, fetched_at, error=exc)
