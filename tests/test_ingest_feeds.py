@@ -8,13 +8,15 @@ from pathlib import Path
 import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
-from django.db import connection
+from django.db import connection, reset_queries
+from django.test import override_settings
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
+from ingest.db import no_query_log
 from ingest.models import Entry, IngestRun, TechnicalArticle
 from ingest.services.sources import source_add
-from tests.helpers import ingest
+from tests.helpers import generate_feeds, ingest
 
 DATA = Path(__file__).parent / "data" / "feeds"
 BLOG = (DATA / "blog.rss").read_bytes()
@@ -216,3 +218,22 @@ def test_a_run_whose_lease_was_taken_over_writes_nothing(two_sources, monkeypatc
     assert blog_result["outcome"] == "failed" and "another run" in blog_result["error"]
     assert not Entry.objects.filter(technical_article=blog).exists()
     assert TechnicalArticle.objects.get(pk=blog.pk).lease_owner == "another-run"
+
+
+@override_settings(DEBUG=True)
+def test_with_debug_on_a_run_of_many_feeds_keeps_no_query_log(db, feed_server):
+    feeds, _ = generate_feeds(30, 20)
+    for path, body in feeds.items():
+        feed_server.add(path, body)
+        source(feed_server, path)
+    reset_queries()
+    report = ingest()
+    assert report["totals"]["sources"] == 30 and report["totals"]["created"] == 600
+    assert connection.queries == []  # DEBUG alone would have kept every statement of the run
+    with no_query_log(), CaptureQueriesContext(connection) as queries:  # asked for explicitly: still counted
+        Entry.objects.count()
+        TechnicalArticle.objects.count()
+    assert len(queries) == 2
+    reset_queries()
+    Entry.objects.count()  # past the run, DEBUG logs again
+    assert len(connection.queries) == 1
