@@ -35,6 +35,12 @@ from ingest.types import CommentJob, CommentsFetched, Credentials, Fetched, Fetc
 
 # Starting a parse process costs about as much as parsing this many typical feeds.
 FEEDS_PER_PARSE_PROCESS = 8
+# A body below this is parsed in its fetch thread, a larger one in the run's parse processes. On the
+# 200 real feeds parsing costs about 0.14 CPU-s per MB, and some 25 MB of memory per MB while it
+# runs: the 157 bodies below 256 KiB take 12 ms each (2 s in all, less than the round trip's
+# pickling of a large body would save), the 43 above carry 34 of the 45 MB and 4.3 of the 6.3 s,
+# and the memory that parsing them in the fetch threads at once would add up.
+POOL_MIN_BYTES = 256 * 1024
 
 log = logging.getLogger("ingest.services")
 
@@ -44,8 +50,9 @@ def source_fetch_parse(
 ) -> Fetched:
     """Fetch and parse one source. I/O + CPU only: touches no database, safe in a thread.
 
-    With ``parse_pool`` (a process pool) the CPU-bound parse runs there, so parsing uses every core
-    and does not hold the GIL that the writing thread needs.
+    With ``parse_pool`` (a process pool) the CPU-bound parse of a large body runs there, so parsing
+    uses every core and does not hold the GIL that the writing thread needs; a small one runs here
+    (``POOL_MIN_BYTES``), so a run of small feeds never starts a parse process.
     """
     fetched_at = timezone.now()
     started = time.monotonic()
@@ -63,7 +70,7 @@ def source_fetch_parse(
         # Without a pool (a Celery task, a small run) the parse runs here, behind parse's HTML
         # limits; in the pool it also has INGEST_PARSE_TIMEOUT, past which ParseError fails the source.
         pool = parse_pool or ParsePool(0, timeout=settings.INGEST_PARSE_TIMEOUT)
-        feed = pool.parse(parse_feed, result.content, headers=result.headers, url=result.url)
+        feed = _parse(pool, result)
         _note_repaired(feed, source.pk, result.url)
         pages = settings.INGEST_BACKFILL_PAGES
         if pages and source.last_success_at is None:
@@ -100,7 +107,7 @@ def _backfill(
             # The source's credentials go with each page, to the feed's own origin only (as on redirects).
             page_result = fetching.fetch_feed(FetchRequest(url=url, credentials=credentials), client=client,
                                               settings=replace(fetch_settings, deadline=remaining))
-            page = pool.parse(parse_feed, page_result.content, headers=page_result.headers, url=page_result.url)
+            page = _parse(pool, page_result)
         except SourceError as exc:
             warning = f"the history stopped at page {number} ({url[:200]}): {first_line(exc, 300)}"
             break
@@ -114,6 +121,13 @@ def _backfill(
         entries=tuple(entry for _, entry in first_by_guid(entries)),
         warning="; ".join(text for text in (feed.warning, warning) if text),
     )
+
+
+def _parse(pool: ParsePool, result: FetchResult) -> ParsedFeed:
+    """``result``'s body parsed where it pays: in this thread below ``POOL_MIN_BYTES``, else in
+    ``pool`` (a worker, started at the first such body; or one at a time here without workers)."""
+    parse = pool.parse_here if len(result.content) < POOL_MIN_BYTES else pool.parse
+    return parse(parse_feed, result.content, headers=result.headers, url=result.url)
 
 
 def _note_repaired(feed: ParsedFeed, source_id: int, url: str) -> None:
@@ -166,18 +180,21 @@ def comments_fetch_parse(job: CommentJob, *, client, fetch_settings: fetching.Fe
 
 
 def parse_processes(sources: int) -> int:
-    """How many parse processes a run of ``sources`` feeds should use (0: parse in the fetch threads).
+    """How many parse processes a run of ``sources`` feeds may use (0: parse in the fetch threads).
 
-    Each process must have ``FEEDS_PER_PARSE_PROCESS`` feeds to pay for itself. Never inside a
-    daemonic process (a Celery prefork child may not have children).
+    INGEST_PARSE_PROCESSES, or unset one per CPU but the one the writing thread needs (measured on
+    two cores, the 200 real feeds: a second process did not shorten the run, the writer was what
+    took longest, and added its 35 to 85 MB). Each process must have ``FEEDS_PER_PARSE_PROCESS``
+    feeds to pay for itself. Never inside a daemonic process (a Celery prefork child may not have
+    children). These are at most: a process starts only when a body of ``POOL_MIN_BYTES`` or more
+    finds every started one busy, so a run of small feeds starts none.
     """
     if multiprocessing.current_process().daemon:
         return 0
     wanted = settings.INGEST_PARSE_PROCESSES
     if wanted is None:
-        wanted = os.cpu_count() or 1
-    wanted = min(wanted, sources // FEEDS_PER_PARSE_PROCESS)
-    return wanted if wanted > 1 else 0
+        wanted = (os.cpu_count() or 1) - 1
+    return max(0, min(wanted, sources // FEEDS_PER_PARSE_PROCESS))
 
 
 def parse_pool(processes: int) -> ParsePool:

@@ -20,12 +20,14 @@ from django.db import Error, close_old_connections
 from django.utils import timezone
 
 from ingest import fetch as fetching
+from ingest.db import no_query_log
 from ingest.decide import run_status, tally, tally_comments
 from ingest.errors import RunError, first_line, storable
 from ingest.identity import host_of
 from ingest.models import IngestRun, TechnicalArticle
 from ingest.retry import RetryStats
 from ingest.selectors import comment_feeds_due, comment_feeds_unclaimed, sources_due
+from ingest.parsepool import heap_arenas_limit
 from ingest.services.boundary import write_failure
 from ingest.services.fetch_parse import comments_fetch_parse, parse_pool, parse_processes, source_fetch_parse
 from ingest.services.hosts import POLL, HostRules, Turn, host_deferral, host_release, host_try
@@ -71,6 +73,7 @@ class IngestReport:
         }
 
 
+@no_query_log()  # long-running: no DEBUG query log (ingest.db)
 def feeds_ingest(
     *,
     source_ids: Sequence[int] = (),
@@ -183,6 +186,7 @@ def _ingest_sources(sources, *, run_id, owner, workers, dry_run, force, stats, o
     """
     fetch_settings = fetching.FetchSettings.from_settings()
     rules = HostRules.from_settings()
+    heap_arenas_limit()  # before the fetch threads start: what their parses free stays shared
     by_id = {s.pk: s for s in sources}
     queues: dict[str, deque] = {}  # host -> its waiting work, in order; hosts in the order they came
     waiting_since: dict[str, float] = {}  # host -> when its first refusal of this wait came
