@@ -6,18 +6,19 @@ manager whose ``parse(fn, *args, **kwargs)`` may be called from many threads at 
 takes an idle worker (starting one, up to ``processes``, only when a call finds none idle: a run
 that sends nothing here starts no process), runs ``fn`` there and returns its result or raises its
 exception. ``parse_here`` runs ``fn`` in the calling thread instead, for work too small to be worth
-the trip (the caller decides what is: ``ingest.services.fetch_parse``). A worker still busy when the budget is spent is killed (SIGKILL) and that
-call alone raises ``ParseError``; a worker that dies (a crash, the OOM killer) fails its call the
-same way; either is replaced by a new process when one is next needed, and the calls in other
-workers go on. ``concurrent.futures.ProcessPoolExecutor`` cannot do this: losing one of its
-workers breaks the whole pool.
+the trip (the caller decides what is: ``ingest.services.fetch_parse``). A worker still busy when the
+budget is spent is killed (SIGKILL) and that call alone raises ``ParseError``; a worker that dies (a
+crash, the OOM killer) fails its call the same way; either is replaced by a new process when one is
+next needed, and the calls in other workers go on. ``concurrent.futures.ProcessPoolExecutor`` cannot
+do this: losing one of its workers breaks the whole pool.
 
-With ``processes=0`` (small runs, ``INGEST_PARSE_PROCESSES=0``, Celery prefork children, which are
-daemonic and may not have children), or when no worker can start at all, ``fn`` runs in the
-calling thread: C code there cannot be interrupted, so the call returns however long it takes and
-a warning is logged when it overran the budget. What bounds those parses is ``ingest.parse``'s
-HTML limits, plus, under Celery, the task's own soft and hard time limits
+With ``processes=0`` (small runs, ``INGEST_PARSE_PROCESSES=0``, two cores or fewer by default,
+Celery prefork children, which are daemonic and may not have children), or when no worker can start
+at all, ``fn`` runs in the calling thread: C code there cannot be interrupted, so the call returns
+however long it takes and a warning is logged when it overran the budget. What bounds those parses
+is ``ingest.parse``'s HTML limits, plus, under Celery, the task's own soft and hard time limits
 (``CELERY_TASK_SOFT_TIME_LIMIT`` / ``CELERY_TASK_TIME_LIMIT``).
+
 Such ``parse`` calls run one at a time in the calling threads of one pool, each followed by
 ``heap_trim``: they are the large parses (a 2 MB feed takes some 55 MB while it is parsed), whose
 memory would otherwise add up over the fetch threads, and the GIL serializes most of their work
@@ -26,8 +27,11 @@ anyway.
 Memory. A worker is an interpreter with the parser imported (about 35 MB); a parse takes about 25
 times the body's size while it runs, and the worker hands what it freed back to the system after
 each task (``malloc_trim``, glibc), so an idle worker does not keep the peak of its largest feed.
-A run that parses in its own threads calls ``heap_arenas_limit`` before it starts them and
-``heap_trim`` after a large parse: the same memory, in the calling process.
+A worker imports what unpickling ``fn`` needs (``ingest.parse``: feedparser, lxml, nh3), never
+Django nor the HTTP client (spawn also re-imports the parent's ``__main__``, which for
+``manage.py`` imports nothing at its top level). The calling process has ``heap_arenas_limit`` (an ingest run calls it
+before it starts its fetch threads) and ``heap_trim`` (after each large parse done here, and by
+the run's writer) for the same memory on its side.
 
 Workers are started with ``spawn`` (forking a process that runs threads and holds database
 connections is unsafe), are daemonic (multiprocessing terminates them at interpreter exit) and

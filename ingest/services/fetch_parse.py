@@ -182,9 +182,12 @@ def comments_fetch_parse(job: CommentJob, *, client, fetch_settings: fetching.Fe
 def parse_processes(sources: int) -> int:
     """How many parse processes a run of ``sources`` feeds may use (0: parse in the fetch threads).
 
-    INGEST_PARSE_PROCESSES, or unset one per CPU but the one the writing thread needs (measured on
-    two cores, the 200 real feeds: a second process did not shorten the run, the writer was what
-    took longest, and added its 35 to 85 MB). Each process must have ``FEEDS_PER_PARSE_PROCESS``
+    INGEST_PARSE_PROCESSES, or unset one per CPU beyond the two the run's own process keeps busy
+    (the writer, and the fetch threads with their small parses). Measured on two cores, the 200
+    real feeds (``python -m bench.ingest``): parsing in the fetch threads took 19-29 s, one process
+    23-33 s, two 30-32 s, with a peak of 149-160 MB for the whole run against 207 and 238-249 MB:
+    each process is 35 MB idle and up to 88 MB while it parses a 2 MB feed, and on a busy machine
+    it only competes with the writer for a core. Each process must have ``FEEDS_PER_PARSE_PROCESS``
     feeds to pay for itself. Never inside a daemonic process (a Celery prefork child may not have
     children). These are at most: a process starts only when a body of ``POOL_MIN_BYTES`` or more
     finds every started one busy, so a run of small feeds starts none.
@@ -193,7 +196,7 @@ def parse_processes(sources: int) -> int:
         return 0
     wanted = settings.INGEST_PARSE_PROCESSES
     if wanted is None:
-        wanted = (os.cpu_count() or 1) - 1
+        wanted = (os.cpu_count() or 1) - 2
     return max(0, min(wanted, sources // FEEDS_PER_PARSE_PROCESS))
 
 
