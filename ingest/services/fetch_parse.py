@@ -183,11 +183,12 @@ def parse_processes(sources: int) -> int:
     """How many parse processes a run of ``sources`` feeds may use (0: parse in the fetch threads).
 
     INGEST_PARSE_PROCESSES, or unset one per CPU beyond the two the run's own process keeps busy
-    (the writer, and the fetch threads with their small parses). Measured on two cores, the 200
-    real feeds (``python -m bench.ingest``): parsing in the fetch threads took 19-29 s, one process
-    23-33 s, two 30-32 s, with a peak of 149-160 MB for the whole run against 207 and 238-249 MB:
-    each process is 35 MB idle and up to 88 MB while it parses a 2 MB feed, and on a busy machine
-    it only competes with the writer for a core. Each process must have ``FEEDS_PER_PARSE_PROCESS``
+    (the writer, and the fetch threads with their small parses). Measured on two shared cores, the
+    200 real feeds (``python -m bench.ingest``), seven interleaved pairs: one process was faster in
+    two, even in one, slower in four (median 22.7 s against 21.0 s in the fetch threads), and the
+    run's peak was 204-212 MB against 148-165 MB; two processes were no faster, at 238-258 MB. A
+    process is 35 MB idle and up to 88 MB while it parses a 2 MB feed, and where cores are scarce
+    it competes with the writer for one. Each process must have ``FEEDS_PER_PARSE_PROCESS``
     feeds to pay for itself. Never inside a daemonic process (a Celery prefork child may not have
     children). These are at most: a process starts only when a body of ``POOL_MIN_BYTES`` or more
     finds every started one busy, so a run of small feeds starts none.
