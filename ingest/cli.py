@@ -25,6 +25,7 @@ from rich.progress import Progress, ProgressColumn
 from rich.style import Style
 from rich.text import Text
 
+from ingest.db import no_query_log
 from ingest.errors import RunError, UsageError, first_line
 
 # Exit statuses shared by every pipeline command (documented in the README).
@@ -48,7 +49,8 @@ class PipelineCommand(BaseCommand):
     with --json stdout still gets its one JSON object, so a script reading stdout always gets a
     status. On the command line a database error that got through (unreachable, or refusing the
     work) is treated like a ``RunError`` instead of a traceback; callers of ``call_command``
-    (Azure timers, tests) keep getting the database's own exception.
+    (Azure timers, tests) keep getting the database's own exception. Every command runs without
+    Django's DEBUG query log (``ingest.db.no_query_log``), the Azure timers' too (``call_command``).
     """
 
     translate_database_errors = False  # set on the command line only (run_from_argv)
@@ -61,7 +63,9 @@ class PipelineCommand(BaseCommand):
 
     def execute(self, *args, **options):
         self.options = options
-        with log_verbosity(options.get("verbosity", 1)):
+        # A command may run for minutes (an ingest run, a recount, a prune): with DJANGO_DEBUG=1
+        # Django would keep every statement's SQL in memory (ingest.db.no_query_log).
+        with log_verbosity(options.get("verbosity", 1)), no_query_log():
             log.debug("command started", extra={"command": self.__module__.rsplit(".", 1)[-1],
                                                 "options": {k: v for k, v in options.items() if k not in _NOT_OPTIONS}})
             return self._execute(*args, **options)

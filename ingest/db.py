@@ -8,7 +8,9 @@ Owns the database facts every writer shares, so that no writer imports another f
 * batching: ``chunked``, and the batch sizes ``in_batch_size`` / ``write_batch_size`` that respect
   those limits on the current connection;
 * ``commit_asynchronously``: PostgreSQL's asynchronous commit for one transaction;
-* ``WriteConflict``: a unique key taken while writing a batch.
+* ``WriteConflict``: a unique key taken while writing a batch;
+* ``no_query_log``: no DEBUG query log for long-running work (an ingest run, a recount, a prune, a
+  webhook delivery), which ``ingest.cli.PipelineCommand`` and every Celery task enter.
 
 Imports Django only (``ingest.models``, ``ingest.types`` and ``ingest.errors`` are the most it may
 ever import); no domain decisions (what to write, when to retry) live here. ``ingest.retry`` and the writers (``upsert``,
@@ -18,10 +20,11 @@ ever import); no domain decisions (what to write, when to retry) live here. ``in
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import TypeVar
 
 from django.conf import settings
-from django.db import connection
+from django.db import connection, connections
 from django.db import utils as db_utils
 
 T = TypeVar("T")
@@ -75,3 +78,36 @@ def commit_asynchronously() -> None:
 class WriteConflict(db_utils.IntegrityError):
     """A unique key was taken while writing a batch: by a concurrent writer (``run_atomic`` retries
     once, and the retry sees its rows) or by the data itself (it repeats, and fails the source)."""
+
+
+@contextmanager
+def no_query_log() -> Iterator[None]:
+    """For the block, this thread's connections do not keep Django's DEBUG query log.
+
+    With DJANGO_DEBUG=1 Django logs every statement's SQL, parameters interpolated, in
+    ``connection.queries`` (up to 9,000 of them), which in a run of many feeds grows the process by
+    tens of MB, with the time spent formatting them. Here a connection's cursor logs only when it is
+    asked to explicitly (``force_debug_cursor``, which ``CaptureQueriesContext`` sets), never for
+    DEBUG alone; ``connection.execute_wrapper`` is untouched. Nested blocks are fine. Covers every
+    database alias of the calling thread, the one that writes (fetch threads never touch the ORM).
+    """
+    patched = []
+    for wrapper in connections.all():
+        if "make_debug_cursor" in vars(wrapper):
+            continue  # an enclosing block already did it
+        wrapper.make_debug_cursor = _quiet_debug_cursor(wrapper)
+        patched.append(wrapper)
+    try:
+        yield
+    finally:
+        for wrapper in patched:
+            del wrapper.make_debug_cursor
+
+
+def _quiet_debug_cursor(wrapper):
+    logged = type(wrapper).make_debug_cursor.__get__(wrapper)
+
+    def make_debug_cursor(cursor):
+        return logged(cursor) if wrapper.force_debug_cursor else wrapper.make_cursor(cursor)
+
+    return make_debug_cursor

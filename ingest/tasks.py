@@ -32,6 +32,7 @@ from ingest.services.fanout import ingest_dispatch, source_abandon, source_inges
 from ingest.services.prune import runs_prune
 from ingest.services.recount import counts_recompute
 from ingest.services.retention import entries_prune
+from ingest.services.runs import run_unlogged
 from ingest.services.webhooks import webhooks_deliver
 from ingest.services.websub import subscriptions_maintain
 
@@ -44,9 +45,12 @@ class DatabaseBusy(Exception):
 
 @contextmanager
 def database_busy_retried():
-    """Turn a transient database error the task's service let through into ``DatabaseBusy``."""
+    """Every task's database scope: no DEBUG query log (``run_unlogged``: a worker with
+    DJANGO_DEBUG=1 would otherwise keep each task's statements), and a transient database error
+    the task's service let through turned into ``DatabaseBusy``."""
     try:
-        yield
+        with run_unlogged():
+            yield
     except db.Error as exc:
         if not isinstance(exc, TRANSIENT) and is_transient(exc, db.connection.vendor):
             raise DatabaseBusy(first_line(exc)) from exc

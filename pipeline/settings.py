@@ -289,7 +289,7 @@ INGEST_MAX_BACKOFF = _number("INGEST_MAX_BACKOFF", 86400, kind=int, positive=Tru
 INGEST_LEASE_SECONDS = _number("INGEST_LEASE_SECONDS", 900, kind=int, positive=True, maximum=_MAX_SECONDS)
 # The same bound as ingest_feeds --workers.
 INGEST_WORKERS = _number("INGEST_WORKERS", 4, kind=int, positive=True, maximum=64)
-# Processes that parse feeds during a run (unset: one per CPU; 0 or 1: parse in the fetch threads).
+# Processes that parse feeds during a run, at most (unset: one per CPU beyond two; 0: parse in the fetch threads).
 INGEST_PARSE_PROCESSES = (_number("INGEST_PARSE_PROCESSES", 0, kind=int, maximum=256)
                           if env.get("INGEST_PARSE_PROCESSES", "").strip() else None)
 INGEST_PARSE_TIMEOUT = _number("INGEST_PARSE_TIMEOUT", 60.0, positive=True, maximum=_MAX_SECONDS)  # s per feed

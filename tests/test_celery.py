@@ -17,7 +17,8 @@ import pytest
 from celery.beat import Scheduler
 from django.conf import settings
 from django.core.management import call_command
-from django.db import OperationalError
+from django.db import OperationalError, connection, reset_queries
+from django.test import override_settings
 from django_celery_beat.models import PeriodicTask
 
 from ingest import tasks
@@ -337,3 +338,12 @@ def test_a_source_stopped_by_its_time_limit_is_recorded_backed_off_and_released(
     # A second delivery of the same task finds the lease gone and does nothing.
     assert source_abandon(source_id=source_id, owner=owner, run_id=run_id, reason="again") is None
     assert IngestRun.objects.get(pk=run_id).sources_failed == 1
+
+
+@override_settings(DEBUG=True)
+def test_a_task_keeps_no_debug_query_log(db):
+    """With DJANGO_DEBUG=1 a worker would otherwise hold every statement its tasks sent."""
+    reset_queries()
+    report = tasks.recompute_counts.run()  # the task's body, in this thread
+    assert report["status"] == "succeeded"
+    assert connection.queries == []

@@ -1,6 +1,7 @@
 """``manage.py ingest_feeds`` end to end: a real HTTP server on 127.0.0.1, the real database."""
 
 import json
+import logging
 from datetime import timedelta
 from io import StringIO
 from pathlib import Path
@@ -8,13 +9,17 @@ from pathlib import Path
 import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
-from django.db import connection
+from django.db import connection, reset_queries
+from django.test import override_settings
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
+from ingest.db import no_query_log
 from ingest.models import Entry, IngestRun, TechnicalArticle
+from ingest.services.fetch_parse import POOL_MIN_BYTES
+from ingest.services.ingest import feeds_ingest
 from ingest.services.sources import source_add
-from tests.helpers import ingest
+from tests.helpers import generate_feeds, ingest
 
 DATA = Path(__file__).parent / "data" / "feeds"
 BLOG = (DATA / "blog.rss").read_bytes()
@@ -216,3 +221,43 @@ def test_a_run_whose_lease_was_taken_over_writes_nothing(two_sources, monkeypatc
     assert blog_result["outcome"] == "failed" and "another run" in blog_result["error"]
     assert not Entry.objects.filter(technical_article=blog).exists()
     assert TechnicalArticle.objects.get(pk=blog.pk).lease_owner == "another-run"
+
+
+@override_settings(DEBUG=True)
+def test_with_debug_on_a_run_of_many_feeds_keeps_no_query_log(db, feed_server):
+    feeds, _ = generate_feeds(30, 20)
+    for path, body in feeds.items():
+        feed_server.add(path, body)
+        source(feed_server, path)
+    reset_queries()
+    report = ingest()
+    assert report["totals"]["sources"] == 30 and report["totals"]["created"] == 600
+    assert connection.queries == []  # DEBUG alone would have kept every statement of the run
+    with no_query_log(), CaptureQueriesContext(connection) as queries:  # asked for explicitly: still counted
+        Entry.objects.count()
+        TechnicalArticle.objects.count()
+    assert len(queries) == 2
+    reset_queries()
+    Entry.objects.count()  # past the run, DEBUG logs again
+    assert len(connection.queries) == 1
+
+
+@override_settings(INGEST_PARSE_PROCESSES=1)
+def test_parse_processes_start_only_for_large_bodies(db, feed_server, caplog):
+    """Small feeds are parsed in the fetch threads: a run of them starts no process; a large body does."""
+    feeds, unique = generate_feeds(9, 10)
+    for path, body in feeds.items():
+        feed_server.add(path, body)
+        source(feed_server, path)
+    caplog.set_level(logging.DEBUG, logger="ingest.parsepool")
+    assert feeds_ingest(force=True).totals["created"] == sum(len(guids) for guids in unique.values())
+    assert [r for r in caplog.records if r.getMessage() == "parse process started"] == []
+
+    big, big_unique = generate_feeds(1, 1200, seed=8)
+    [(path, body)] = big.items()
+    assert len(body) >= POOL_MIN_BYTES
+    feed_server.add("/big.xml", body)
+    source(feed_server, "/big.xml")
+    report = feeds_ingest(force=True)
+    assert report.totals["created"] == len(big_unique[path]) and report.totals["failed"] == 0
+    assert len([r for r in caplog.records if r.getMessage() == "parse process started"]) == 1

@@ -167,3 +167,41 @@ def test_without_processes_the_parse_runs_here_and_an_overrun_is_logged(caplog):
 def test_bad_arguments_are_refused(processes, timeout):
     with pytest.raises(ValueError):
         ParsePool(processes, timeout)
+
+
+def test_a_worker_imports_only_what_parsing_needs():
+    """The child is a fresh interpreter: no Django, no HTTP client, no ORM, however the parent runs."""
+    heavy = "sorted({m.split('.')[0] for m in __import__('sys').modules} & {'django', 'httpx', 'celery', 'rich'})"
+    with ParsePool(1, timeout=30) as pool:
+        assert pool.parse(parse_feed, FEED, headers={}, url="http://pool.example/").entries
+        assert pool.parse(eval, heavy) == []
+        assert pool.parse(eval, "'ingest.models' in __import__('sys').modules") is False
+
+
+def test_parse_here_runs_in_the_calling_thread_and_starts_no_worker():
+    with ParsePool(2, timeout=30) as pool:
+        assert pool.parse_here(os.getpid) == os.getpid()
+        assert pool.pids() == []
+
+
+def test_without_processes_parses_sent_to_the_pool_run_one_at_a_time():
+    """They are the large ones: their memory must not add up over the fetch threads."""
+    running, most = 0, 0
+    lock = threading.Lock()
+
+    def parse():
+        nonlocal running, most
+        with lock:
+            running += 1
+            most = max(most, running)
+        time.sleep(0.05)
+        with lock:
+            running -= 1
+
+    with ParsePool(0, timeout=30) as pool, ThreadPoolExecutor(4) as threads:
+        list(threads.map(lambda _: pool.parse(parse), range(8)))
+        assert most == 1
+        here = [threads.submit(pool.parse_here, time.sleep, 0.2) for _ in range(4)]
+        started = time.monotonic()
+        [f.result() for f in here]
+        assert time.monotonic() - started < 0.6  # small parses are not held to it

@@ -43,6 +43,12 @@ from ingest.types import CommentJob, CommentsFetched, Credentials, Fetched, Fetc
 
 # Starting a parse process costs about as much as parsing this many typical feeds.
 FEEDS_PER_PARSE_PROCESS = 8
+# A body below this is parsed in its fetch thread, a larger one in the run's parse processes. On the
+# 200 real feeds parsing costs about 0.14 CPU-s per MB, and some 25 MB of memory per MB while it
+# runs: the 157 bodies below 256 KiB take 12 ms each (2 s in all, less than the round trip's
+# pickling of a large body would save), the 43 above carry 34 of the 45 MB and 4.3 of the 6.3 s,
+# and the memory that parsing them in the fetch threads at once would add up.
+POOL_MIN_BYTES = 256 * 1024
 
 log = logging.getLogger("ingest.services")
 
@@ -53,9 +59,10 @@ def source_fetch_parse(
 ) -> Fetched:
     """Fetch and parse one source. I/O + CPU only: touches no database, safe in a thread.
 
-    With ``parse_pool`` (a process pool) the CPU-bound parse runs there, so parsing uses every core
-    and does not hold the GIL that the writing thread needs. A 200 with the body stored last time
-    is not parsed (``same_body``) unless ``force``.
+    With ``parse_pool`` (a process pool) the CPU-bound parse of a large body runs there, so parsing
+    uses every core and does not hold the GIL that the writing thread needs; a small one runs here
+    (``POOL_MIN_BYTES``), so a run of small feeds never starts a parse process. A 200 with the
+    body stored last time is not parsed (``same_body``) unless ``force``.
     """
     fetched_at = timezone.now()
     started = time.monotonic()
@@ -77,8 +84,7 @@ def source_fetch_parse(
         # Without a pool (a Celery task, a small run) the parse runs here, behind parse's HTML
         # limits; in the pool it also has INGEST_PARSE_TIMEOUT, past which ParseError fails the source.
         pool = parse_pool or ParsePool(0, timeout=settings.INGEST_PARSE_TIMEOUT)
-        feed = pool.parse(parse_feed, result.content, headers=result.headers, url=result.url,
-                          parser=settings.INGEST_PARSER)
+        feed = _parse(pool, result)
         _note_repaired(feed, source.pk, result.url)
         pages = settings.INGEST_BACKFILL_PAGES
         if pages and source.last_success_at is None:
@@ -115,8 +121,7 @@ def _backfill(
             # The source's credentials go with each page, to the feed's own origin only (as on redirects).
             page_result = fetching.fetch_feed(FetchRequest(url=url, credentials=credentials), client=client,
                                               settings=replace(fetch_settings, deadline=remaining))
-            page = pool.parse(parse_feed, page_result.content, headers=page_result.headers, url=page_result.url,
-                              parser=settings.INGEST_PARSER)
+            page = _parse(pool, page_result)
         except SourceError as exc:
             warning = f"the history stopped at page {number} ({url[:200]}): {first_line(exc, 300)}"
             break
@@ -130,6 +135,13 @@ def _backfill(
         entries=tuple(entry for _, entry in first_by_guid(entries)),
         warning="; ".join(text for text in (feed.warning, warning) if text),
     )
+
+
+def _parse(pool: ParsePool, result: FetchResult) -> ParsedFeed:
+    """``result``'s body parsed where it pays: in this thread below ``POOL_MIN_BYTES``, else in
+    ``pool`` (a worker, started at the first such body; or one at a time here without workers)."""
+    parse = pool.parse_here if len(result.content) < POOL_MIN_BYTES else pool.parse
+    return parse(parse_feed, result.content, headers=result.headers, url=result.url, parser=settings.INGEST_PARSER)
 
 
 def _note_repaired(feed: ParsedFeed, source_id: int, url: str) -> None:
@@ -195,18 +207,33 @@ def digest_options() -> dict[str, object]:
 
 
 def parse_processes(sources: int) -> int:
-    """How many parse processes a run of ``sources`` feeds should use (0: parse in the fetch threads).
+    """How many parse processes a run of ``sources`` feeds may use (0: parse in the fetch threads).
 
-    Each process must have ``FEEDS_PER_PARSE_PROCESS`` feeds to pay for itself. Never inside a
-    daemonic process (a Celery prefork child may not have children).
+    INGEST_PARSE_PROCESSES, or unset one per CPU beyond the two the run's own process keeps busy
+    (the writer, and the fetch threads with their small parses). Measured on two shared cores, the
+    200 real feeds (``python -m bench.ingest``), seven interleaved pairs: one process was faster in
+    two, even in one, slower in four (median 22.7 s against 21.0 s in the fetch threads), and the
+    run's peak was 204-212 MB against 148-165 MB; two processes were no faster, at 238-258 MB. A
+    process is 35 MB idle and up to 88 MB while it parses a 2 MB feed, and where cores are scarce
+    it competes with the writer for one. Each process must have ``FEEDS_PER_PARSE_PROCESS``
+    feeds to pay for itself. Never inside a daemonic process (a Celery prefork child may not have
+    children). These are at most: a process starts only when a body of ``POOL_MIN_BYTES`` or more
+    finds every started one busy, so a run of small feeds starts none.
     """
     if multiprocessing.current_process().daemon:
         return 0
     wanted = settings.INGEST_PARSE_PROCESSES
     if wanted is None:
-        wanted = os.cpu_count() or 1
-    wanted = min(wanted, sources // FEEDS_PER_PARSE_PROCESS)
-    return wanted if wanted > 1 else 0
+        wanted = _usable_cpus() - 2
+    return max(0, min(wanted, sources // FEEDS_PER_PARSE_PROCESS))
+
+
+def _usable_cpus() -> int:
+    """The CPUs this process may run on (``taskset``, a container's cpuset), not the machine's."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
 
 
 def parse_pool(processes: int) -> ParsePool:

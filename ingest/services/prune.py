@@ -22,7 +22,7 @@ from datetime import datetime, timedelta
 from django.db import Error
 from django.utils import timezone
 
-from ingest.db import MAX_ROWS_PER_STATEMENT, in_batch_size
+from ingest.db import MAX_ROWS_PER_STATEMENT, in_batch_size, no_query_log
 from ingest.errors import RunError
 from ingest.models import IngestRun
 from ingest.retry import RetryStats, run_atomic
@@ -52,6 +52,7 @@ def _prunable(*, cutoff: datetime, kept: tuple[int, ...]):
             .filter(finished_at__isnull=False, finished_at__lt=cutoff).exclude(pk__in=kept))
 
 
+@no_query_log()  # long-running: no DEBUG query log (ingest.db)
 def runs_prune(*, older_than: timedelta, dry_run: bool = False, chunk_size: int = MAX_CHUNK,
                now: datetime | None = None) -> PruneResult:
     """Delete (or with ``dry_run`` count) the finished runs that finished more than ``older_than`` ago."""

@@ -15,6 +15,7 @@ from datetime import datetime
 from django.db import Error
 
 from ingest import counters
+from ingest.db import no_query_log
 from ingest.errors import RunError
 from ingest.models import IngestRun
 from ingest.retry import RetryStats, run_atomic
@@ -51,6 +52,7 @@ class RecountReport:
         return found
 
 
+@no_query_log()  # long-running: no DEBUG query log (ingest.db)
 def counts_recompute(
     *,
     source_ids: Sequence[int] = (),

@@ -33,7 +33,7 @@ from django.db import Error
 from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.utils import timezone
 
-from ingest.db import chunked, in_batch_size, write_batch_size
+from ingest.db import chunked, in_batch_size, no_query_log, write_batch_size
 from ingest.errors import RunError
 from ingest.models import Comment, Entry, EntryTombstone, IngestRun, Pingback, TechnicalArticle
 from ingest.retry import RetryStats, run_atomic
@@ -159,6 +159,7 @@ def _prune_chunk(selected: QuerySet, *, source_id: int, size: int, now: datetime
     return len(ids), deleted, unlinked, len(tombstones)
 
 
+@no_query_log()  # long-running: no DEBUG query log (ingest.db)
 def entries_prune(
     *,
     source_ids: Sequence[int] = (),

@@ -4,6 +4,10 @@ A run is started, its results are counted on it (all at once by an in-process ru
 a time by a fanned-out Celery run), and it is finished with the status ``ingest.decide`` derives.
 A run that can no longer finish (its process was killed, its leases expired) is closed by the next
 run. ``IngestRun.stats`` has one shape for ``ingest_feeds`` runs on every path (``run_stats``).
+
+``run_unlogged`` is the scope of a long-running piece of work (a run, a recount, a prune, a webhook
+delivery): no DEBUG query log (``ingest.db.no_query_log``). The command base and every Celery
+task enter it, so that DJANGO_DEBUG=1 never makes a run hold every statement it sent.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from django.db import Error, IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 
+from ingest.db import no_query_log
 from ingest.decide import CommentTotals, Totals, run_status, tally
 from ingest.errors import RunError, first_line
 from ingest.models import IdleTick, IngestRun, TechnicalArticle
@@ -28,6 +33,9 @@ from ingest.services.leases import sources_release
 from ingest.types import HOSTNAME_MAX, RUN_ERROR_MAX, SourceResult
 
 log = logging.getLogger("ingest.services")
+
+# The interfaces' name for the scope of long-running work (they do not import ingest.db).
+run_unlogged = no_query_log
 
 
 def run_owner() -> str:

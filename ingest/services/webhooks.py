@@ -41,7 +41,7 @@ from django.db.models import Count, Exists, F, OuterRef, Q
 from django.utils import timezone
 
 from ingest import fetch as fetching
-from ingest.db import WriteConflict, chunked, in_batch_size, write_batch_size
+from ingest.db import WriteConflict, chunked, in_batch_size, no_query_log, write_batch_size
 from ingest.errors import BlockedURL, LeaseLost, SourceError, UsageError, storable
 from ingest.models import Event, WebhookDelivery, WebhookEndpoint
 from ingest.retry import run_atomic
@@ -269,6 +269,7 @@ def deliveries_send(*, budget: float | None = None) -> DeliverResult:
     return result
 
 
+@no_query_log()  # long-running: no DEBUG query log (ingest.db)
 def webhooks_deliver(*, budget: float | None = None) -> DeliverResult:
     """One pass: fan out the new events, then send what is due (the task, the command, the timer)."""
     dispatched = events_dispatch()
