@@ -173,8 +173,10 @@ def set_based_sql(base: QuerySet, connection, *, after: int, hi: int, size: int,
                 f"WHERE {drift}"), [*params, now]
     assignments = f"SET {comments} = {s}.{nc}, {pingbacks} = {s}.{np}, {updated} = %s"
     if connection.vendor == "microsoft":
-        return (f"UPDATE {table} {assignments} FROM {table} INNER JOIN ({want}) {s} ON {table}.{pk} = {s}.{sid} "
-                f"WHERE {drift}"), [now, *params]
+        # NOCOUNT OFF, as mssql-django's own UPDATE: its INSERTs leave the session's NOCOUNT ON,
+        # which would hide the row count.
+        return (f"SET NOCOUNT OFF; UPDATE {table} {assignments} FROM {table} INNER JOIN ({want}) {s} "
+                f"ON {table}.{pk} = {s}.{sid} WHERE {drift}"), [now, *params]
     return f"UPDATE {table} {assignments} FROM ({want}) {s} WHERE {table}.{pk} = {s}.{sid} AND {drift}", [now, *params]
 
 
