@@ -140,7 +140,7 @@ def _counts_sql(base: QuerySet, connection, *, after: int, hi: int, size: int) -
     theirs = Comment.objects.filter(entry__duplicate_of__gt=after, entry__duplicate_of__lte=hi)
     pings = Pingback.objects.filter(target_id__gt=after, target_id__lte=hi)
     parts = [chunk] + [
-        _compiled(query.order_by().values(k=F(key)).annotate(n=Count("pk")), connection)
+        _compiled(query.order_by().values(k=F(key)).annotate(n=Count("*")), connection)
         for query, key in ((own, "entry_id"), (theirs, "entry__duplicate_of"), (pings, "target_id"))
     ]
     e, c, d, p, k, n = (qn(name) for name in ("e", "c", "d", "p", "k", "n"))
