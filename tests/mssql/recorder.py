@@ -6,6 +6,8 @@ replaced. To give plausible answers (ids of new rows, the rows a run reads back,
 statement is translated by sqlglot from T-SQL to SQLite and run on a SQLite database that has the
 project's schema. So the pipeline runs for real, reads its own writes, and its reports can be
 checked, while every statement it sent is kept as SQL Server would have received it.
+T-SQL's ``UPDATE t SET ... FROM t JOIN (...) s ON ...`` (the recount) is answered as SQLite's
+``UPDATE t SET ... FROM (...) s WHERE ...``, which names the target once.
 
 This is not a model of SQL Server: locking, isolation, implicit transactions and error numbers are
 not emulated; atomic blocks map to SQLite transactions only so that a rollback undoes its writes.
