@@ -12,7 +12,11 @@ Every strategy touches only entries whose stored counter differs:
 * ``annotated_read``: one keyset read that returns stored and true counts side by side, then one
   UPDATE of the drifted rows only (no write at all when nothing drifted);
 * ``range_aggregate``: the range-aggregate read of the second, then the drifted-only UPDATE of the
-  third: the product's own ``chunk_reconcile``, kept (``ingest.counters.STRATEGY``).
+  third (``ingest.counters.range_aggregate``: the product's fallback where ``set_based`` has no
+  statement);
+* ``set_based``: one ``UPDATE ... FROM (SELECT ... GROUP BY)`` per chunk in the database's dialect
+  that writes only the drifted rows: the product's own ``chunk_reconcile``, kept
+  (``ingest.counters.STRATEGY``).
 
 ``bench/recount.py`` measures them all on PostgreSQL; ``tests/mssql/capture.py`` records the T-SQL
 of each for the SQL Server contract; ``tests/test_recompute_counts.py`` checks each one's result.
@@ -85,6 +89,7 @@ STRATEGIES = {
     "update_subquery": update_subquery,
     "read_bulk_update": read_bulk_update,
     "annotated_read": annotated_read,
+    "range_aggregate": counters.range_aggregate,
     counters.STRATEGY: counters.chunk_reconcile,
 }
 ALTERNATIVES = {name: fn for name, fn in STRATEGIES.items() if name != counters.STRATEGY}

@@ -349,7 +349,8 @@ def _upsert(p: dict) -> list[str]:
 def _recount(p: dict) -> list[str]:
     names = {"update_subquery": "chunked UPDATE with correlated counts", "read_bulk_update": "chunked range read + bulk_update",
              "annotated_read": "chunked annotated read + UPDATE of the drifted rows",
-             "range_aggregate": "chunked range read + UPDATE of the drifted rows",
+             "range_aggregate": "chunked range read + UPDATE of the drifted rows (the fallback)",
+             "set_based": "one UPDATE … FROM (GROUP BY) per chunk, drifted rows only",
              "range_sql_experiment": "experiment: the hand-written UPDATE run per keyset chunk (bench/experiments.py)"}
     rows = []
     for key in [*p.get("ratios_vs_hand_sql", {}), "hand_sql"]:

@@ -57,7 +57,7 @@ def drifted(db):
     return entries
 
 
-@pytest.mark.parametrize("strategy", ["read_bulk_update", "update_subquery", "annotated_read", "range_aggregate"])
+@pytest.mark.parametrize("strategy", ["read_bulk_update", "update_subquery", "annotated_read", "range_aggregate", "set_based"])
 def test_recompute_fixes_every_drifted_counter_then_changes_nothing(drifted, monkeypatch, strategy):
     monkeypatch.setattr(counters, "chunk_reconcile", recount_strategies.STRATEGIES[strategy])
     wrong = sum(1 for pk, v in stored_counts().items() if v != true_counts()[pk])

@@ -211,6 +211,40 @@ def test_updates_and_deletes_touch_at_most_5000_rows_by_primary_key(capture, tar
 
 
 @pytest.mark.parametrize("target", TARGETS)
+def test_the_recount_is_one_set_based_update_per_chunk_bounded_by_its_top(capture, target):
+    """``recompute_counts`` on mssql-django: per chunk a bounds read and one ``UPDATE [ingest_entry]
+    ... FROM [ingest_entry] INNER JOIN (SELECT TOP 1000 ...)``, whose rows the TOP bounds."""
+    report = capture["targets"][target]["reports"]["recount"]
+    found = list(batches(capture, target, phases=("recount",)))
+    updates = [(statement, sql, analysis) for statement, sql, analysis in found
+               if where((statement, sql, analysis), kind="Update", table="ingest_entry")]
+    assert len(updates) == report["chunks"] == 3  # 2,103 entries, chunks of 1,000: every chunk drifted
+    for statement, sql, analysis in updates:
+        assert "SET NOCOUNT OFF; UPDATE [ingest_entry] SET [number_of_comments] = " in sql
+        assert "FROM [ingest_entry] INNER JOIN (SELECT " in sql and "TOP 1000 " in sql and " GROUP BY " in sql
+        [update] = [part for part in analysis["statements"] if part["type"] == "Update"]
+        assert update["row_bound"] == 1000 and 0 < statement["rowcount"] <= 1000
+        assert statement["params"] <= 10
+    assert sum(statement["rowcount"] for statement, _, _ in updates) == report["changed"]
+
+
+def test_a_derived_table_bounds_an_update_only_through_its_top_and_key_joins():
+    bounded = ("UPDATE [t] SET [a] = [s].[n] FROM [t] INNER JOIN (SELECT [e].[k] AS [id], [c].[n] AS [n] FROM "
+               "(SELECT TOP 1000 [t].[id] AS [k] FROM [t] ORDER BY [t].[id] ASC) [e] LEFT JOIN "
+               "(SELECT [u].[t_id] AS [k], COUNT_BIG(*) AS [n] FROM [u] GROUP BY [u].[t_id]) [c] ON [c].[k] = [e].[k]) [s] "
+               "ON [t].[id] = [s].[id] WHERE [t].[a] <> [s].[n]")
+    [update] = tsql.parse_batch(bounded)
+    assert tsql.row_bound(update.tree, "id") == 1000
+    # No TOP; joins that can repeat rows (grouped by another column, or met on another column than
+    # the GROUP BY key); the target joined on another column than its primary key.
+    for changed in (bounded.replace("TOP 1000 ", ""), bounded.replace("GROUP BY [u].[t_id]", "GROUP BY [u].[id]"),
+                    bounded.replace("ON [c].[k] = [e].[k]", "ON [c].[n] = [e].[k]"),
+                    bounded.replace("ON [t].[id] = [s].[id]", "ON [t].[a] = [s].[id]")):
+        [update] = tsql.parse_batch(changed)
+        assert tsql.row_bound(update.tree, "id") is None, changed
+
+
+@pytest.mark.parametrize("target", TARGETS)
 def test_inserts_carry_at_most_1000_rows(capture, target):
     largest = 0
     for statement, sql, analysis in batches(capture, target):

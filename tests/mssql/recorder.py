@@ -6,6 +6,8 @@ replaced. To give plausible answers (ids of new rows, the rows a run reads back,
 statement is translated by sqlglot from T-SQL to SQLite and run on a SQLite database that has the
 project's schema. So the pipeline runs for real, reads its own writes, and its reports can be
 checked, while every statement it sent is kept as SQL Server would have received it.
+T-SQL's ``UPDATE t SET ... FROM t JOIN (...) s ON ...`` (the recount) is answered as SQLite's
+``UPDATE t SET ... FROM (...) s WHERE ...``, which names the target once.
 
 This is not a model of SQL Server: locking, isolation, implicit transactions and error numbers are
 not emulated; atomic blocks map to SQLite transactions only so that a rollback undoes its writes.
@@ -295,6 +297,27 @@ def _sqlite_compatible(node: exp.Expression):
     return node
 
 
+def _update_from_joined_target(tree: exp.Expression) -> exp.Expression:
+    """T-SQL's ``UPDATE t SET ... FROM t JOIN s ON c WHERE w`` names the target twice; SQLite's
+    ``UPDATE ... FROM`` (as PostgreSQL's) names it once, a second ``t`` in FROM would be another
+    instance of the table: written ``UPDATE t SET ... FROM s WHERE c AND w`` for SQLite."""
+    source = tree.args.get("from_")
+    if not isinstance(tree, exp.Update) or source is None or not isinstance(source.this, exp.Table):
+        return tree
+    if source.this.name != tree.this.name or source.this.alias:
+        return tree
+    joins = source.this.args.get("joins") or []
+    if len(joins) != 1 or joins[0].side or joins[0].args.get("on") is None:
+        raise AssertionError(f"the recorder reads UPDATE t ... FROM t INNER JOIN s ON ... only: {tree.sql(dialect='tsql')[:200]}")
+    tree = tree.copy()
+    join = tree.args["from_"].this.args["joins"][0]
+    where = tree.args.get("where")
+    condition = join.args["on"] if where is None else exp.and_(join.args["on"], where.this)
+    tree.set("from_", exp.From(this=join.this))
+    tree.set("where", exp.Where(this=condition))
+    return tree
+
+
 _PLANS: dict[str, list[tuple[str, object, int]]] = {}
 
 
@@ -333,6 +356,7 @@ def _plan(sql: str, count: int) -> list[tuple[str, object, int]]:
             else:
                 if tree.find(exp.CollateColumnConstraint) is not None:
                     tree = tree.transform(_sqlite_compatible)
+                tree = _update_from_joined_target(tree)
                 text = tree.sql(dialect="sqlite")
                 kind = "insert" if isinstance(tree, exp.Insert) else "statement"
                 if marks == 0 and "@" in text:

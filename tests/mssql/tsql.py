@@ -109,16 +109,17 @@ def inserted_rows(tree: exp.Expression) -> int:
 
 
 def row_bound(tree: exp.Update | exp.Delete, pk: str) -> int | None:
-    """How many rows this UPDATE or DELETE can touch, read from its WHERE on the primary key.
+    """How many rows this UPDATE or DELETE can touch, read from its WHERE on the primary key, or
+    from the derived table it is joined to on the primary key.
 
-    ``pk IN (?, ?, ...)`` bounds it by the list's length, ``pk = ?`` by one; anything else (a
-    filter on another column) leaves it unbounded: None.
+    ``pk IN (?, ?, ...)`` bounds it by the list's length, ``pk = ?`` by one; ``UPDATE t ... FROM t
+    JOIN (derived) s ON t.pk = s.x`` by the derived table's rows (``derived_rows``: each of its
+    rows meets at most one row of t). Anything else (a filter on another column) leaves it
+    unbounded: None.
     """
-    where = tree.args.get("where")
-    if where is None:
-        return None
     bounds = []
-    for node in where.find_all(exp.In, exp.EQ):
+    where = tree.args.get("where")
+    for node in (where.find_all(exp.In, exp.EQ) if where is not None else ()):
         if node.find_ancestor(exp.Select) is not None:
             continue  # inside a subquery: it filters other rows
         column = node.this if isinstance(node, exp.In) else node.left
@@ -128,7 +129,64 @@ def row_bound(tree: exp.Update | exp.Delete, pk: str) -> int | None:
             bounds.append(len(node.expressions))
         elif isinstance(node, exp.EQ) and isinstance(node.right, (exp.Placeholder, exp.Literal)):
             bounds.append(1)
+    joined = _joined_on_pk(tree, pk)
+    if joined is not None:
+        bounds.append(joined)
     return min(bounds) if bounds else None
+
+
+def _joined_on_pk(tree: exp.Expression, pk: str) -> int | None:
+    source = tree.args.get("from_")
+    if not isinstance(tree, exp.Update) or source is None or not isinstance(source.this, exp.Table):
+        return None
+    target = source.this
+    if target.name != tree.this.name:
+        return None
+    found = []
+    for join in target.args.get("joins") or []:
+        on, derived = join.args.get("on"), join.this
+        if join.side or not isinstance(on, exp.EQ) or not isinstance(derived, exp.Subquery):
+            continue
+        sides = {(column.table, column.name) for column in (on.left, on.right) if isinstance(column, exp.Column)}
+        if (target.alias_or_name, pk) in sides and any(table == derived.alias for table, _ in sides):
+            rows = derived_rows(derived.this)
+            if rows is not None:
+                found.append(rows)
+    return min(found) if found else None
+
+
+def derived_rows(select: exp.Expression) -> int | None:
+    """At most how many rows a derived table has: its TOP (n), or that of the derived table it
+    selects from when every other table is LEFT JOINed on its one GROUP BY key (one row at most
+    per row it meets); None when neither shows a bound."""
+    if not isinstance(select, exp.Select):
+        return None
+    limit = select.args.get("limit")
+    if limit is not None and isinstance(limit.expression, exp.Literal) and not limit.expression.is_string:
+        return int(limit.expression.this)
+    source = select.args.get("from_")
+    if source is None or not isinstance(source.this, exp.Subquery):
+        return None
+    if not all(_grouped_on_its_key(join) for join in select.args.get("joins") or []):
+        return None
+    return derived_rows(source.this.this)
+
+
+def _grouped_on_its_key(join: exp.Join) -> bool:
+    """``LEFT JOIN (SELECT x AS k, ... GROUP BY x) a ON a.k = ...``: at most one row per row it meets."""
+    on, derived = join.args.get("on"), join.this
+    if join.side != "LEFT" or not isinstance(on, exp.EQ) or not isinstance(derived, exp.Subquery):
+        return False
+    inner, group = derived.this, derived.this.args.get("group")
+    if not isinstance(inner, exp.Select) or group is None or len(group.expressions) != 1:
+        return False
+    column = next((c for c in (on.left, on.right) if isinstance(c, exp.Column) and c.table == derived.alias), None)
+    if column is None:
+        return False
+    output = next((e for e in inner.expressions if e.alias_or_name == column.name), None)
+    if output is None:
+        return False
+    return (output.this if isinstance(output, exp.Alias) else output) == group.expressions[0]
 
 
 def analyse(sql: str, pk_columns: dict[str, str]) -> dict:

@@ -1,0 +1,2 @@
+-- accept: captured from mssql-django 2.0.0 (sqlserver-2022, phase recount-since), 3 parameters
+SELECT COUNT(*), MAX([b].[k]) FROM (SELECT TOP 500 [ingest_entry].[id] AS [k] FROM [ingest_entry] WHERE (([ingest_entry].[id] IN (SELECT U0.[entry_id] AS [entry_id] FROM [ingest_comment] U0 WHERE U0.[created_at] >= ?) OR [ingest_entry].[id] IN (SELECT U0.[target_id] AS [target_id] FROM [ingest_pingback] U0 WHERE U0.[created_at] >= ?)) AND [ingest_entry].[id] > ?) ORDER BY [ingest_entry].[id] ASC) [b]
