@@ -35,7 +35,10 @@ from datetime import date, datetime
 from django.db import IntegrityError, connection
 from django.utils import timezone
 
-from ingest.db import MAX_ROWS_PER_STATEMENT, WriteConflict, chunked, commit_asynchronously, in_batch_size, write_batch_size
+from ingest.db import (
+    MAX_ROWS_PER_STATEMENT, WriteConflict, chunked, commit_asynchronously, in_batch_size, rows_insert, rows_update,
+    write_batch_size,
+)
 from ingest.identity import author_key, guid_key, url_key
 from ingest.models import Author, Enclosure, Entry, EntryTombstone
 from ingest.links import link_key
@@ -67,25 +70,43 @@ def local_date(moment: datetime) -> date:
 
 
 def _entry_row(article_id: int, parsed: ParsedEntry, *, published_at: datetime, fetched_at: datetime) -> Entry:
-    return Entry(
-        technical_article_id=article_id,
-        guid=parsed.guid,
-        guid_key=guid_key(parsed.guid),
-        headline=parsed.headline,
-        body_text=parsed.body_text,
-        link=parsed.link,
-        link_key=parsed.link_key or link_key(parsed.link),
-        published_at=published_at,
-        pub_date=local_date(published_at),
-        mod_date=local_date(parsed.updated_at or fetched_at),
-        content_hash=parsed.content_hash,
-        comments_feed_url=parsed.comments_feed_url,
-        reported_comments=parsed.reported_comments,
-        ingested_at=fetched_at,
+    """The entry as a model instance (``bulk_update`` of changed entries on SQL Server)."""
+    return Entry(**_entry_values(article_id, parsed, published_at=published_at, fetched_at=fetched_at))
+
+
+def _entry_values(article_id: int, parsed: ParsedEntry, *, published_at: datetime, fetched_at: datetime) -> dict:
+    """The entry's written fields, by field name, as ``Entry`` holds them."""
+    return {
+        "technical_article_id": article_id,
+        "guid": parsed.guid,
+        "guid_key": guid_key(parsed.guid),
+        "headline": parsed.headline,
+        "body_text": parsed.body_text,
+        "link": parsed.link,
+        "link_key": parsed.link_key or link_key(parsed.link),
+        "published_at": published_at,
+        "pub_date": local_date(published_at),
+        "mod_date": local_date(parsed.updated_at or fetched_at),
+        "content_hash": parsed.content_hash,
+        "comments_feed_url": parsed.comments_feed_url,
+        "reported_comments": parsed.reported_comments,
+        "ingested_at": fetched_at,
         # the write's own time, not the fetch's: as close to the commit as a client syncing by
         # updated_since can get (docs/api.md, "Syncing without gaps")
-        updated_at=timezone.now(),
-    )
+        "updated_at": timezone.now(),
+    }
+
+
+# Every column of a new entry, in ``Entry``'s field order, by field name ("technical_article" for
+# technical_article_id): what ``bulk_create`` would insert, defaults included.
+INSERT_FIELDS = tuple(f.name for f in Entry._meta.concrete_fields if not f.primary_key)
+_INSERT_DEFAULTS = {f.name: f.get_default() for f in Entry._meta.concrete_fields
+                    if f.name in ("number_of_comments", "number_of_pingbacks", "rating", "duplicate_of")}
+
+
+def _insert_row(values: dict) -> list:
+    values = {**_INSERT_DEFAULTS, **values, "technical_article": values["technical_article_id"]}
+    return [values[name] for name in INSERT_FIELDS]
 
 
 def authors_resolve(pairs: Iterable[tuple[str, str]]) -> dict[tuple[str, str], int]:
@@ -103,18 +124,18 @@ def authors_resolve(pairs: Iterable[tuple[str, str]]) -> dict[tuple[str, str], i
     if not first:
         return {}
 
-    def lookup() -> dict[str, int]:
+    def lookup(keys) -> dict[str, int]:
         ids: dict[str, int] = {}
-        for batch in chunked(sorted(first), in_batch_size()):
+        for batch in chunked(sorted(keys), in_batch_size()):
             ids.update(Author.objects.filter(identity_key__in=batch).values_list("identity_key", "id"))
         return ids
 
-    ids = lookup()
-    missing = [Author(name=name, email=email, identity_key=key) for key, (name, email) in first.items() if key not in ids]
+    ids = lookup(first)
+    missing = [(name, email, key) for key, (name, email) in first.items() if key not in ids]
     if missing:
-        ignore = connection.features.supports_ignore_conflicts
-        Author.objects.bulk_create(missing, batch_size=MAX_ROWS_PER_STATEMENT, ignore_conflicts=ignore)
-        ids = lookup()
+        rows_insert(Author, ("name", "email", "identity_key"), missing,
+                    ignore_conflicts=connection.features.supports_ignore_conflicts)
+        ids.update(lookup([key for _, _, key in missing]))
     return {pair: ids[key] for pair, key in key_of.items()}
 
 
@@ -134,77 +155,71 @@ def entries_apply(*, article_id: int, plan: Plan, fetched_at: datetime) -> Upser
 
 
 def _apply(article_id: int, plan: Plan, fetched_at: datetime) -> UpsertCounts:
-    through = Entry.authors.through
     pairs = [pair for entry in plan.new for pair in author_pairs(entry)]
     pairs += [pair for entry, _ in plan.changed for pair in author_pairs(entry)]
     author_ids = authors_resolve(pairs)
-    links: list = []
-    enclosures: list[Enclosure] = []
+    links: list[tuple[int, int]] = []  # (entry id, author id)
+    enclosures: list[list] = []
     touched: list[tuple[int, ParsedEntry]] = []
 
     if plan.new:
-        rows = [
-            _entry_row(article_id, e, published_at=e.published_at or fetched_at, fetched_at=fetched_at)
-            for e in plan.new
-        ]
-        Entry.objects.bulk_create(rows, batch_size=write_batch_size([f.name for f in Entry._meta.concrete_fields], rows))
-        if all(row.pk for row in rows):
-            new_ids = {row.guid_key: row.pk for row in rows}
-        else:
-            new_ids = {key: ex.id for key, ex in existing_load(article_id=article_id, guids=[e.guid for e in plan.new]).items()}
-        for entry, row in zip(plan.new, rows):
-            entry_id = new_ids[row.guid_key]
+        values = [_entry_values(article_id, e, published_at=e.published_at or fetched_at, fetched_at=fetched_at)
+                  for e in plan.new]
+        ids = rows_insert(Entry, INSERT_FIELDS, [_insert_row(v) for v in values], returning=True)
+        if not ids:  # MariaDB < 10.5, SQL Server: read back by guid key
+            by_key = existing_load(article_id=article_id, guids=[e.guid for e in plan.new])
+            ids = [by_key[v["guid_key"]].id for v in values]
+        for entry, entry_id in zip(plan.new, ids):
             touched.append((entry_id, entry))
             enclosures += enclosure_rows(entry_id, entry)
-            for author_id in dict.fromkeys(author_ids[pair] for pair in author_pairs(entry)):
-                links.append(through(entry_id=entry_id, author_id=author_id))
+            links += [(entry_id, author_id) for author_id in dict.fromkeys(author_ids[pair] for pair in author_pairs(entry))]
 
     if plan.changed:
         rows = []
         for entry, current in plan.changed:
-            row = _entry_row(
-                article_id, entry, published_at=entry.published_at or current.published_at, fetched_at=fetched_at
-            )
-            row.pk = current.id
-            rows.append(row)
+            rows.append((current.id, _entry_values(
+                article_id, entry, published_at=entry.published_at or current.published_at, fetched_at=fetched_at)))
             touched.append((current.id, entry))
         _update_changed_fields(rows)
         links += authors_relink(plan.changed, author_ids)
         enclosures += enclosures_replace(plan.changed)
 
     if links:
-        ignore = connection.features.supports_ignore_conflicts
-        through.objects.bulk_create(links, batch_size=MAX_ROWS_PER_STATEMENT, ignore_conflicts=ignore)
-    if enclosures:
-        fields = [f.name for f in Enclosure._meta.concrete_fields]
-        Enclosure.objects.bulk_create(enclosures, batch_size=write_batch_size(fields, enclosures))
+        rows_insert(Entry.authors.through, ("entry", "author"), links,
+                    ignore_conflicts=connection.features.supports_ignore_conflicts)
+    rows_insert(Enclosure, ENCLOSURE_FIELDS, enclosures)
     return UpsertCounts(created=len(plan.new), updated=len(plan.changed), unchanged=plan.unchanged, touched=tuple(touched))
 
 
-def _update_changed_fields(rows: list[Entry]) -> None:
-    """``bulk_update`` each row's changed fields only: rows are grouped by the set of fields that
-    differ from the stored values, one ``bulk_update`` per group (an edited body is typically
-    body_text, content_hash and mod_date: three CASE expressions per statement instead of ten)."""
-    ids = [row.pk for row in rows]
+def _update_changed_fields(rows: list[tuple[int, dict]]) -> None:
+    """Write each (id, values) row's changed fields only: rows are grouped by the set of fields that
+    differ from the stored values, one UPDATE per group (an edited body is typically body_text,
+    content_hash and mod_date: three columns instead of ten). ``rows_update`` (``executemany`` by
+    primary key), but on SQL Server, where that is a round trip per row: ``bulk_update`` there."""
     stored: dict[int, tuple] = {}
-    for batch in chunked(ids, in_batch_size()):
+    for batch in chunked([pk for pk, _ in rows], in_batch_size()):
         for pk, *values in Entry.objects.filter(pk__in=batch).values_list("pk", *UPDATE_FIELDS):
             stored[pk] = tuple(values)
-    groups: dict[tuple[str, ...], list[Entry]] = {}
-    for row in rows:
-        old = stored.get(row.pk)
+    groups: dict[tuple[str, ...], list[tuple[int, dict]]] = {}
+    for pk, values in rows:
+        old = stored.get(pk)
         fields = UPDATE_FIELDS if old is None else tuple(
-            name for name, value in zip(UPDATE_FIELDS, old) if getattr(row, name) != value
+            name for name, value in zip(UPDATE_FIELDS, old) if values[name] != value
         )
         if fields:
-            groups.setdefault(fields, []).append(row)
+            groups.setdefault(fields, []).append((pk, values))
     for fields, group in groups.items():
         fields += ("updated_at",)  # a change the API's updated_since must show
-        Entry.objects.bulk_update(group, fields, batch_size=write_batch_size(("id",) + fields, group))
+        if connection.vendor == "microsoft":
+            objs = [Entry(pk=pk, **values) for pk, values in group]
+            Entry.objects.bulk_update(objs, fields, batch_size=write_batch_size(("id",) + fields, objs))
+        else:
+            rows_update(Entry, fields, [(pk, *(values[name] for name in fields)) for pk, values in group])
 
 
 def authors_relink(changed, author_ids: dict[tuple[str, str], int]) -> list:
-    """Make each changed entry's author links equal the feed's; returns the links to insert."""
+    """Make each changed entry's author links equal the feed's; returns the links to insert, as
+    (entry id, author id)."""
     through = Entry.authors.through
     entry_ids = [current.id for _, current in changed]
     have: dict[int, dict[int, int]] = {}
@@ -217,7 +232,7 @@ def authors_relink(changed, author_ids: dict[tuple[str, str], int]) -> list:
         want = {author_ids[pair] for pair in author_pairs(entry)}
         links = have.get(current.id, {})
         stale += [pk for author_id, pk in links.items() if author_id not in want]
-        add += [through(entry_id=current.id, author_id=a) for a in sorted(want - links.keys())]
+        add += [(current.id, a) for a in sorted(want - links.keys())]
     for batch in chunked(stale, in_batch_size()):
         through.objects.filter(id__in=batch).delete()
     return add
@@ -239,14 +254,18 @@ def enclosures_wanted(entry: ParsedEntry) -> list[tuple]:
     return wanted
 
 
-def enclosure_rows(entry_id: int, entry: ParsedEntry) -> list[Enclosure]:
+ENCLOSURE_FIELDS = ("entry", "url", "url_key", "type", "length", "kind", "position")  # as enclosure_rows gives them
+
+
+def enclosure_rows(entry_id: int, entry: ParsedEntry) -> list[list]:
+    """The entry's enclosure rows (ENCLOSURE_FIELDS, ``url_key`` as ``Enclosure.keys_fill`` derives it)."""
     return [
-        Enclosure(entry_id=entry_id, url=url, type=type_, length=length, kind=kind, position=position)
+        [entry_id, url, url_key(url), type_, length, kind, position]
         for position, (url, type_, length, kind) in enumerate(enclosures_wanted(entry))
     ]
 
 
-def enclosures_replace(changed) -> list[Enclosure]:
+def enclosures_replace(changed) -> list[list]:
     """Each changed entry whose stored enclosures differ from the feed's loses them (deleted by
     primary key, in batches); returns the rows to insert in their place. One read per IN-batch."""
     entry_ids = [current.id for _, current in changed]
