@@ -92,7 +92,7 @@ def make_feeds(article_ids: list[int], per_source: int, *, version: int = 0):
 
 
 def _row_values(article_id, entry, ops, link_key, local_date):
-    """The values ``ingest.upsert._entry_row`` stores, adapted for the driver as the ORM would."""
+    """The values ``ingest.upsert._entry_values`` stores, adapted for the driver as the ORM would."""
     from ingest.identity import guid_key
 
     published = entry.published_at or FETCHED

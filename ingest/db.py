@@ -76,11 +76,22 @@ def _statement_rows(fields: Sequence) -> int:
 
 
 def _prepared(model, names: Sequence[str], rows: Sequence[Sequence]) -> tuple[list, list[list]]:
+    """The fields ``names`` and the rows' values as the driver takes them. A field's preparation of
+    one value is done once per call (a feed's rows share their fetch time and most of their dates)."""
     fields = [model._meta.get_field(name) for name in names]
-    preps = [None if f.get_internal_type() in _AS_GIVEN else f for f in fields]
-    if all(p is None for p in preps):
-        return fields, [list(row) for row in rows]
-    return fields, [[v if f is None else f.get_db_prep_save(v, connection) for v, f in zip(row, preps)] for row in rows]
+    prepared = [i for i, f in enumerate(fields) if f.get_internal_type() not in _AS_GIVEN]
+    values = [list(row) for row in rows]
+    for i in prepared:
+        field, seen = fields[i], {}
+        for row in values:
+            value = row[i]
+            try:
+                row[i] = seen[value]
+            except KeyError:
+                row[i] = seen[value] = field.get_db_prep_save(value, connection)
+            except TypeError:  # an unhashable value (a JSON field's dict)
+                row[i] = field.get_db_prep_save(value, connection)
+    return fields, values
 
 
 def rows_insert(model, names: Sequence[str], rows: Sequence[Sequence], *, returning: bool = False,

@@ -52,15 +52,19 @@ UPDATE_FIELDS = (
 
 
 def existing_load(*, article_id: int, guids: Sequence[str]) -> dict[str, ExistingEntry]:
-    """The stored entries of these guids, by guid key (``ingest.identity.guid_key``)."""
+    """The stored entries of these guids, by guid key (``ingest.identity.guid_key``): id and content
+    hash, one SELECT per IN-batch through the cursor (``published_at`` is left None: the write reads
+    it with the other stored values of the changed entries, the only ones that need it)."""
     found: dict[str, ExistingEntry] = {}
     keys = list(dict.fromkeys(guid_key(guid) for guid in guids))
-    for batch in chunked(keys, in_batch_size()):
-        rows = Entry.objects.filter(technical_article_id=article_id, guid_key__in=batch).values_list(
-            "guid_key", "id", "content_hash", "published_at"
-        )
-        for key, pk, content_hash, published_at in rows:
-            found[key] = ExistingEntry(pk, content_hash, published_at)
+    quote = connection.ops.quote_name
+    head = (f"SELECT {quote('guid_key')}, {quote('id')}, {quote('content_hash')} FROM {quote(Entry._meta.db_table)} "
+            f"WHERE {quote('technical_article_id')} = %s AND {quote('guid_key')} IN ")
+    with connection.cursor() as cursor:
+        for batch in chunked(keys, in_batch_size()):
+            cursor.execute(head + f"({', '.join(['%s'] * len(batch))})", [article_id, *batch])
+            for key, pk, content_hash in cursor.fetchall():
+                found[key] = ExistingEntry(pk, content_hash, None)
     return found
 
 
@@ -69,12 +73,8 @@ def local_date(moment: datetime) -> date:
     return timezone.localtime(moment).date()
 
 
-def _entry_row(article_id: int, parsed: ParsedEntry, *, published_at: datetime, fetched_at: datetime) -> Entry:
-    """The entry as a model instance (``bulk_update`` of changed entries on SQL Server)."""
-    return Entry(**_entry_values(article_id, parsed, published_at=published_at, fetched_at=fetched_at))
-
-
-def _entry_values(article_id: int, parsed: ParsedEntry, *, published_at: datetime, fetched_at: datetime) -> dict:
+def _entry_values(article_id: int, parsed: ParsedEntry, *, published_at: datetime, fetched_at: datetime,
+                  written_at: datetime) -> dict:
     """The entry's written fields, by field name, as ``Entry`` holds them."""
     return {
         "technical_article_id": article_id,
@@ -93,7 +93,7 @@ def _entry_values(article_id: int, parsed: ParsedEntry, *, published_at: datetim
         "ingested_at": fetched_at,
         # the write's own time, not the fetch's: as close to the commit as a client syncing by
         # updated_since can get (docs/api.md, "Syncing without gaps")
-        "updated_at": timezone.now(),
+        "updated_at": written_at,
     }
 
 
@@ -161,10 +161,11 @@ def _apply(article_id: int, plan: Plan, fetched_at: datetime) -> UpsertCounts:
     links: list[tuple[int, int]] = []  # (entry id, author id)
     enclosures: list[list] = []
     touched: list[tuple[int, ParsedEntry]] = []
+    written_at = timezone.now()  # one time for the rows of one write (``updated_at``)
 
     if plan.new:
-        values = [_entry_values(article_id, e, published_at=e.published_at or fetched_at, fetched_at=fetched_at)
-                  for e in plan.new]
+        values = [_entry_values(article_id, e, published_at=e.published_at or fetched_at, fetched_at=fetched_at,
+                                written_at=written_at) for e in plan.new]
         ids = rows_insert(Entry, INSERT_FIELDS, [_insert_row(v) for v in values], returning=True)
         if not ids:  # MariaDB < 10.5, SQL Server: read back by guid key
             by_key = existing_load(article_id=article_id, guids=[e.guid for e in plan.new])
@@ -175,12 +176,14 @@ def _apply(article_id: int, plan: Plan, fetched_at: datetime) -> UpsertCounts:
             links += [(entry_id, author_id) for author_id in dict.fromkeys(author_ids[pair] for pair in author_pairs(entry))]
 
     if plan.changed:
+        stored = _stored_values([current.id for _, current in plan.changed])
         rows = []
         for entry, current in plan.changed:
+            published_at = entry.published_at or current.published_at or stored[current.id][_PUBLISHED]
             rows.append((current.id, _entry_values(
-                article_id, entry, published_at=entry.published_at or current.published_at, fetched_at=fetched_at)))
+                article_id, entry, published_at=published_at, fetched_at=fetched_at, written_at=written_at)))
             touched.append((current.id, entry))
-        _update_changed_fields(rows)
+        _update_changed_fields(rows, stored)
         links += authors_relink(plan.changed, author_ids)
         enclosures += enclosures_replace(plan.changed)
 
@@ -191,15 +194,23 @@ def _apply(article_id: int, plan: Plan, fetched_at: datetime) -> UpsertCounts:
     return UpsertCounts(created=len(plan.new), updated=len(plan.changed), unchanged=plan.unchanged, touched=tuple(touched))
 
 
-def _update_changed_fields(rows: list[tuple[int, dict]]) -> None:
-    """Write each (id, values) row's changed fields only: rows are grouped by the set of fields that
-    differ from the stored values, one UPDATE per group (an edited body is typically body_text,
-    content_hash and mod_date: three columns instead of ten). ``rows_update`` (``executemany`` by
-    primary key), but on SQL Server, where that is a round trip per row: ``bulk_update`` there."""
+_PUBLISHED = UPDATE_FIELDS.index("published_at")
+
+
+def _stored_values(ids: list[int]) -> dict[int, tuple]:
+    """The stored UPDATE_FIELDS of these entries, by id (one read per IN-batch)."""
     stored: dict[int, tuple] = {}
-    for batch in chunked([pk for pk, _ in rows], in_batch_size()):
+    for batch in chunked(ids, in_batch_size()):
         for pk, *values in Entry.objects.filter(pk__in=batch).values_list("pk", *UPDATE_FIELDS):
             stored[pk] = tuple(values)
+    return stored
+
+
+def _update_changed_fields(rows: list[tuple[int, dict]], stored: dict[int, tuple]) -> None:
+    """Write each (id, values) row's changed fields only: rows are grouped by the set of fields that
+    differ from the ``stored`` values, one UPDATE per group (an edited body is typically body_text,
+    content_hash and mod_date: three columns instead of ten). ``rows_update`` (``executemany`` by
+    primary key), but on SQL Server, where that is a round trip per row: ``bulk_update`` there."""
     groups: dict[tuple[str, ...], list[tuple[int, dict]]] = {}
     for pk, values in rows:
         old = stored.get(pk)
