@@ -7,8 +7,8 @@ Owns the database facts every writer shares, so that no writer imports another f
   one ``IN (...)``) and ``SQL_SERVER_MAX_PARAMS`` (2,100 parameters per statement);
 * batching: ``chunked``, and the batch sizes ``in_batch_size`` / ``write_batch_size`` that respect
   those limits on the current connection;
-* ``rows_insert`` / ``rows_update``: the writers' rows through the DB-API cursor, without model
-  instances (the bulk writes of ingest: entries, authors and their links, entry links, pingbacks,
+* ``rows_insert`` / ``rows_update`` / ``rows_select``: the writers' rows through the DB-API cursor,
+  without model instances or query compilation (the bulk writes of ingest: entries, authors and their links, entry links, pingbacks,
   enclosures);
 * ``commit_asynchronously``: PostgreSQL's asynchronous commit for one transaction;
 * ``WriteConflict``: a unique key taken while writing a batch.
@@ -133,6 +133,25 @@ def rows_insert(model, names: Sequence[str], rows: Sequence[Sequence], *, return
             for batch in chunked(values, MAX_ROWS_PER_STATEMENT):
                 cursor.executemany(sql, batch)
     return ids
+
+
+def rows_select(model, names: Sequence[str], *, column: str, values: Sequence, where: dict | None = None,
+                order: Sequence[str] = ()) -> list[tuple]:
+    """The columns ``names`` of ``model``'s rows whose ``column`` is one of ``values`` (and whose
+    ``where`` columns equal the given values): one SELECT per IN-batch through the cursor, without
+    the ORM's query compilation. Values come back as the driver returns them, so only for text and
+    integer columns (dates would need the ORM's converters)."""
+    quote = connection.ops.quote_name
+    where = where or {}
+    head = (f"SELECT {', '.join(quote(name) for name in names)} FROM {quote(model._meta.db_table)} WHERE "
+            + "".join(f"{quote(name)} = %s AND " for name in where) + f"{quote(column)} IN ")
+    tail = f" ORDER BY {', '.join(quote(name) for name in order)}" if order else ""
+    found: list[tuple] = []
+    with connection.cursor() as cursor:
+        for batch in chunked(values, max(1, in_batch_size() - len(where))):
+            cursor.execute(f"{head}({', '.join(['%s'] * len(batch))}){tail}", [*where.values(), *batch])
+            found += cursor.fetchall()
+    return found
 
 
 def rows_update(model, names: Sequence[str], rows: Sequence[Sequence]) -> None:

@@ -36,7 +36,7 @@ from django.db import IntegrityError, connection
 from django.utils import timezone
 
 from ingest.db import (
-    MAX_ROWS_PER_STATEMENT, WriteConflict, chunked, commit_asynchronously, in_batch_size, rows_insert, rows_update,
+    MAX_ROWS_PER_STATEMENT, WriteConflict, chunked, commit_asynchronously, in_batch_size, rows_insert, rows_select, rows_update,
     write_batch_size,
 )
 from ingest.identity import author_key, guid_key, url_key
@@ -55,17 +55,10 @@ def existing_load(*, article_id: int, guids: Sequence[str]) -> dict[str, Existin
     """The stored entries of these guids, by guid key (``ingest.identity.guid_key``): id and content
     hash, one SELECT per IN-batch through the cursor (``published_at`` is left None: the write reads
     it with the other stored values of the changed entries, the only ones that need it)."""
-    found: dict[str, ExistingEntry] = {}
     keys = list(dict.fromkeys(guid_key(guid) for guid in guids))
-    quote = connection.ops.quote_name
-    head = (f"SELECT {quote('guid_key')}, {quote('id')}, {quote('content_hash')} FROM {quote(Entry._meta.db_table)} "
-            f"WHERE {quote('technical_article_id')} = %s AND {quote('guid_key')} IN ")
-    with connection.cursor() as cursor:
-        for batch in chunked(keys, in_batch_size()):
-            cursor.execute(head + f"({', '.join(['%s'] * len(batch))})", [article_id, *batch])
-            for key, pk, content_hash in cursor.fetchall():
-                found[key] = ExistingEntry(pk, content_hash, None)
-    return found
+    rows = rows_select(Entry, ("guid_key", "id", "content_hash"), column="guid_key", values=keys,
+                       where={"technical_article_id": article_id})
+    return {key: ExistingEntry(pk, content_hash, None) for key, pk, content_hash in rows}
 
 
 def local_date(moment: datetime) -> date:
@@ -234,9 +227,8 @@ def authors_relink(changed, author_ids: dict[tuple[str, str], int]) -> list:
     through = Entry.authors.through
     entry_ids = [current.id for _, current in changed]
     have: dict[int, dict[int, int]] = {}
-    for batch in chunked(entry_ids, in_batch_size()):
-        for pk, entry_id, author_id in through.objects.filter(entry_id__in=batch).values_list("id", "entry_id", "author_id"):
-            have.setdefault(entry_id, {})[author_id] = pk
+    for pk, entry_id, author_id in rows_select(through, ("id", "entry_id", "author_id"), column="entry_id", values=entry_ids):
+        have.setdefault(entry_id, {})[author_id] = pk
     stale: list[int] = []
     add: list = []
     for entry, current in changed:
@@ -282,12 +274,11 @@ def enclosures_replace(changed) -> list[list]:
     entry_ids = [current.id for _, current in changed]
     have: dict[int, list[tuple]] = {}
     pks: dict[int, list[int]] = {}
-    for batch in chunked(entry_ids, in_batch_size()):
-        rows = (Enclosure.objects.filter(entry_id__in=batch).order_by("entry_id", "position", "pk")
-                .values_list("pk", "entry_id", *ENCLOSURE_VALUES))
-        for pk, entry_id, *values in rows:
-            have.setdefault(entry_id, []).append(tuple(values))
-            pks.setdefault(entry_id, []).append(pk)
+    rows = rows_select(Enclosure, ("id", "entry_id", *ENCLOSURE_VALUES), column="entry_id", values=entry_ids,
+                       order=("entry_id", "position", "id"))
+    for pk, entry_id, *values in rows:
+        have.setdefault(entry_id, []).append(tuple(values))
+        pks.setdefault(entry_id, []).append(pk)
     stale: list[int] = []
     add: list[Enclosure] = []
     for entry, current in changed:
@@ -307,7 +298,11 @@ def tombstones_sieve(*, article_id: int, entries: Sequence[ParsedEntry], whole_d
     One SELECT of the source's tombstones (no IN list: the unique key's index on the source); the
     deletes happen only when the feed dropped tombstoned guids. Inside the caller's transaction.
     """
-    tombstones = dict(EntryTombstone.objects.filter(source_id=article_id).values_list("guid_key", "pk"))
+    quote = connection.ops.quote_name
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT {quote('guid_key')}, {quote('id')} FROM {quote(EntryTombstone._meta.db_table)} "
+                       f"WHERE {quote('source_id')} = %s", [article_id])
+        tombstones = dict(cursor.fetchall())
     if not tombstones:
         return list(entries)
     keys = [guid_key(entry.guid) for entry in entries]
