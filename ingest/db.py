@@ -101,8 +101,10 @@ def rows_insert(model, names: Sequence[str], rows: Sequence[Sequence], *, return
     given). Key columns are the caller's: ``Keyed.keys_fill`` does not run here.
 
     With ``returning``, the new primary keys in row order where the backend returns them from a
-    multi-row INSERT (PostgreSQL, SQLite >= 3.35, MariaDB >= 10.5: ``INSERT ... VALUES (...), ...
-    RETURNING id`` per chunk), else [] and the caller reads them back by natural key. Otherwise one
+    multi-row INSERT (SQLite >= 3.35, MariaDB >= 10.5: ``INSERT ... VALUES (...), ... RETURNING id``
+    per chunk), else [] and the caller reads them back by natural key: on PostgreSQL too, where
+    psycopg's pipelined ``executemany`` and one SELECT by key take half the time of the multi-row
+    INSERT ... RETURNING (bench/upsert.py's rows). Otherwise one
     ``executemany`` per ``MAX_ROWS_PER_STATEMENT`` rows (psycopg pipelines it, PyMySQL makes it a
     multi-row INSERT), but on SQL Server: mssql-django hands pyodbc no ``fast_executemany``, so an
     ``executemany`` there is one round trip per row, and multi-row ``VALUES`` chunks are sent
@@ -118,7 +120,8 @@ def rows_insert(model, names: Sequence[str], rows: Sequence[Sequence], *, return
             f"({', '.join(quote(f.column) for f in fields)}) VALUES ")
     tail = connection.ops.on_conflict_suffix_sql(fields, conflict, None, None)
     row_sql = f"({', '.join(['%s'] * len(fields))})"
-    returning = returning and not ignore_conflicts and connection.features.can_return_rows_from_bulk_insert
+    returning = (returning and not ignore_conflicts and connection.vendor != "postgresql"
+                 and connection.features.can_return_rows_from_bulk_insert)
     ids: list[int] = []
     with connection.cursor() as cursor:
         if returning or connection.vendor == "microsoft":

@@ -160,7 +160,7 @@ def _apply(article_id: int, plan: Plan, fetched_at: datetime) -> UpsertCounts:
         values = [_entry_values(article_id, e, published_at=e.published_at or fetched_at, fetched_at=fetched_at,
                                 written_at=written_at) for e in plan.new]
         ids = rows_insert(Entry, INSERT_FIELDS, [_insert_row(v) for v in values], returning=True)
-        if not ids:  # MariaDB < 10.5, SQL Server: read back by guid key
+        if not ids:  # PostgreSQL, SQL Server, MariaDB < 10.5: read back by guid key
             by_key = existing_load(article_id=article_id, guids=[e.guid for e in plan.new])
             ids = [by_key[v["guid_key"]].id for v in values]
         for entry, entry_id in zip(plan.new, ids):
