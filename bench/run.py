@@ -21,8 +21,8 @@ written by ``bench.generate``. Without ``--postgres-url`` every part runs on SQL
 recount part is skipped. PostgreSQL databases are created and dropped as ``bench_*``.
 
 ``--experiments`` (on by default) adds contenders that run the proposed changes of
-bench/experiments.py beside the product (the upsert with some of its steps replaced, one more
-recount strategy), bench-only and labelled as such; the product is not changed.
+bench/experiments.py beside the product (one more recount strategy), bench-only and labelled as
+such; the product is not changed.
 
 Each part runs in its own process and each measurement in a fresh child (see bench/harness.py);
 the contenders of a part are interleaved across repetitions, and every result is a median with
