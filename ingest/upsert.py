@@ -1,14 +1,19 @@
-"""ParsedFeed -> rows: read the existing state, decide, and write in bulk. ORM only, no HTTP.
+"""ParsedFeed -> rows: read the existing state, decide, and write in bulk. Database only, no HTTP.
 
 Per source, inside the caller's retry-wrapped atomic block:
 
-1. ``existing_load``: one query per IN-batch loads (id, hash, dates) for the feed's guid keys.
+1. ``existing_load``: one query per IN-batch loads (id, hash) for the feed's guid keys.
 2. ``ingest.decide.entries_decide`` (pure): new, changed (hash differs) or unchanged.
-3. ``entries_apply``: ``bulk_create`` the new entries, ``bulk_update`` the changed ones (only the
-   fields that changed; counters and rating belong to other writers), resolve authors and link
-   them through the M2M's through model in bulk, and write their enclosures (``Enclosure`` rows:
-   inserted for a new entry; for a changed one, its set replaced when it differs from the stored
-   one, stale rows deleted by primary key). Unchanged entries cause no write.
+3. ``entries_apply``: insert the new entries, update the changed ones (only the fields that
+   changed; counters and rating belong to other writers), resolve authors and link them through
+   the M2M's through model in bulk, and write their enclosures (``Enclosure`` rows: inserted for a
+   new entry; for a changed one, its set replaced when it differs from the stored one, stale rows
+   deleted by primary key). Unchanged entries cause no write.
+
+The hot rows go through the DB-API cursor (``ingest.db.rows_insert`` / ``rows_update`` /
+``rows_select``), not through model instances: values as the ORM would store them, identity keys
+computed here as ``Keyed`` would. Changed entries are updated with ``bulk_update`` on SQL Server,
+where an ``executemany`` is a round trip per row.
 
 Rows are matched by their identity keys (``ingest.identity``: ``Entry.guid_key``,
 ``Author.identity_key``), never by text: a text comparison in Python is byte-exact while the
@@ -21,8 +26,8 @@ Batch sizes come from ``ingest.db`` (the connection's parameter limit; SQL Serve
 parameters per statement), capped so that no statement touches more than
 ``MAX_ROWS_PER_STATEMENT`` rows, below SQL Server's lock escalation threshold (~5,000 locks).
 
-SQL Server's ``bulk_create`` returns no primary keys and has no ``ignore_conflicts``: ids of new
-rows are read back by guid key unless the backend returns them, and a unique-key collision becomes
+SQL Server returns no primary keys from a multi-row INSERT and has no ``ignore_conflicts``: ids of
+new rows are read back by guid key unless the backend returns them, and a unique-key collision becomes
 ``WriteConflict``. The retry helper retries a collision once (a concurrent writer's rows then
 exist and take the update path); one that repeats is about the data and fails this source alone.
 """
