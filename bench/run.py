@@ -30,8 +30,8 @@ minutes on an otherwise idle 2-core machine (scale ~7, upsert ~4, recount ~4, in
 under load it takes longer: every part waits for the cores.
 
 ``--experiments`` (on by default) adds contenders that run the proposed changes of
-bench/experiments.py beside the product (the upsert with some of its steps replaced, one more
-recount strategy), bench-only and labelled as such; the product is not changed.
+bench/experiments.py beside the product (one more recount strategy), bench-only and labelled as
+such; the product is not changed.
 
 Each part runs in its own process and each measurement in a fresh child (see bench/harness.py);
 the contenders of a part are interleaved across repetitions, and every result is a median with
@@ -55,7 +55,7 @@ from bench.harness import LOGS, WORK, child_run, database_versions, postgres_rea
 
 PARTS = ("parse", "ingest", "reingest", "scale", "upsert", "recount", "memory")
 # Proposed product changes measured beside the product (bench/experiments.py); "" to skip them.
-EXPERIMENTS = {"upsert": "lean_existing,executemany_writes"}
+EXPERIMENTS: dict[str, str] = {}  # the upsert's proposals are in the product now (ingest/upsert.py)
 SCALES = {
     "full": {"repeat": {"parse": 2, "ingest": 3, "scale": 1, "upsert": 1, "recount": 1, "memory": 2},
              "generate": {"feeds": 200, "entries_per_feed": 30},
@@ -143,7 +143,7 @@ def part_commands(args, corpus: Path, postgres: str | None) -> dict[str, tuple[s
         commands["upsert"] = ("bench.upsert", ["--sources", str(u["sources"]), "--entries-per-source", str(u["entries_per_source"]),
                                                "--naive-sample", str(u["naive_sample"]), "--repeat", str(repeat["upsert"]), *pg,
                                                *(["--profile"] if args.profile else []),
-                                               *(["--experiments", EXPERIMENTS["upsert"]] if args.experiments else [])])
+                                               *(["--experiments", EXPERIMENTS["upsert"]] if args.experiments and EXPERIMENTS.get("upsert") else [])])
     if "recount" in wanted and postgres:
         r = scale["recount"]
         # bench.recount, with one experimental strategy measured beside the product's (bench/experiments.py).

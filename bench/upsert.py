@@ -25,9 +25,7 @@ already registered:
   (asynchronously on PostgreSQL when the product does, ``commit_asynchronously``): ``executemany`` INSERT of the same
   columns (new); a SELECT of the source's (guid, id, hash) (unchanged); that SELECT plus an
   ``executemany`` UPDATE of the changed rows (changed);
-* ``copy`` (PostgreSQL, new only): psycopg 3 ``cursor.copy`` of the same rows;
-* ``experiment`` (with ``--experiments``): ``bench.experiments.feed_upsert``, the product's upsert with
-  the named experiments in place of some of its steps, per source inside ``run_atomic`` likewise.
+* ``copy`` (PostgreSQL, new only): psycopg 3 ``cursor.copy`` of the same rows.
 
 Every full-size contender's final rows are fingerprinted: ``same_rows`` says they are identical.
 
@@ -37,7 +35,6 @@ Prints one JSON object; ``bench.run`` folds it into docs/benchmarks.md.
 from __future__ import annotations
 
 import argparse
-import functools
 import hashlib
 import random
 import time
@@ -92,7 +89,7 @@ def make_feeds(article_ids: list[int], per_source: int, *, version: int = 0):
 
 
 def _row_values(article_id, entry, ops, link_key, local_date):
-    """The values ``ingest.upsert._entry_row`` stores, adapted for the driver as the ORM would."""
+    """The values ``ingest.upsert._entry_values`` stores, adapted for the driver as the ORM would."""
     from ingest.identity import guid_key
 
     published = entry.published_at or FETCHED
@@ -106,16 +103,14 @@ def _row_values(article_id, entry, ops, link_key, local_date):
 # --- contenders (each: one call per source, inside one transaction) ----------------------------
 
 
-def run_product(feeds, case, *, experiments=()):
-    """``feed_upsert`` per source in ``run_atomic``; with ``experiments``, bench.experiments' version."""
-    from bench import experiments as bench_experiments
+def run_product(feeds, case):
+    """``feed_upsert`` per source in ``run_atomic``."""
     from ingest.retry import run_atomic
     from ingest.upsert import feed_upsert
 
-    upsert = functools.partial(bench_experiments.feed_upsert, experiments=experiments) if experiments else feed_upsert
     counts = [0, 0, 0]
     for article_id, feed in feeds:
-        result = run_atomic(lambda a=article_id, f=feed: upsert(article_id=a, feed=f, fetched_at=FETCHED), label="bench")
+        result = run_atomic(lambda a=article_id, f=feed: feed_upsert(article_id=a, feed=f, fetched_at=FETCHED), label="bench")
         counts[0] += result.created
         counts[1] += result.updated
         counts[2] += result.unchanged
@@ -221,7 +216,7 @@ def run_naive_tx(feeds, case):
 
 
 CONTENDERS = {"product": run_product, "naive": run_naive, "naive_tx": run_naive_tx, "executemany": run_executemany,
-              "copy": run_copy, "experiment": run_product}
+              "copy": run_copy}
 
 
 # --- children -----------------------------------------------------------------------------------
@@ -241,7 +236,6 @@ def child_prepare(args) -> dict:
 
 def child_measure(args) -> dict:
     from bench.common import django_setup
-    from bench.experiments import names_parse
 
     django_setup(args.db)
     from django.db import connection
@@ -254,8 +248,6 @@ def child_measure(args) -> dict:
     feeds = {"new": make_feeds(ids, args.entries_per_source), "changed": make_feeds(ids, args.entries_per_source, version=1)}
     feeds["unchanged"] = feeds["new"]
     run = CONTENDERS[args.contender]
-    if args.contender == "experiment":
-        run = functools.partial(run, experiments=names_parse(args.experiments))
     connection.ensure_connection()
     out: dict = {"entries": len(ids) * args.entries_per_source, "sources": len(ids), "fraction": args.fraction}
     for case in CASES:
@@ -294,7 +286,6 @@ def main(argv=None) -> dict:
     parser.add_argument("--postgres-url", default=None)
     parser.add_argument("--no-sqlite", action="store_true")
     parser.add_argument("--profile", action="store_true", help="also profile the product contender with py-spy")
-    parser.add_argument("--experiments", default="", help="also run bench/experiments.py's upsert with these experiments")
     parser.add_argument("--child", choices=("prepare", "measure"))
     parser.add_argument("--db")
     parser.add_argument("--contender", choices=sorted(CONTENDERS))
@@ -309,20 +300,19 @@ def main(argv=None) -> dict:
     size = ["--sources", str(args.sources), "--entries-per-source", str(args.entries_per_source)]
     results: dict = {"sources": args.sources, "entries_per_source": args.entries_per_source,
                      "entries": args.sources * args.entries_per_source, "naive_sample": args.naive_sample,
-                     "repeat": args.repeat, "experiments": args.experiments, "backends": {}}
+                     "repeat": args.repeat, "backends": {}}
     for backend in backends:
         template = fresh_database(backend, "bench_upsert_template", args.postgres_url)
         child_run(MODULE, ["--child", "prepare", "--db", template, *size], log="upsert")
-        contenders = (["product", "executemany", "naive", "naive_tx"] + (["copy"] if backend == "postgres" else [])
-                      + (["experiment"] if args.experiments else []))
+        contenders = ["product", "executemany", "naive", "naive_tx"] + (["copy"] if backend == "postgres" else [])
         runs: dict[str, list[dict]] = {}
         for _ in range(args.repeat):
             for contender in contenders:  # interleaved: a noisy minute hurts every contender alike
                 db = clone(template, backend, f"bench_upsert_{backend}")
                 fraction = args.naive_sample if contender.startswith("naive") else 1.0
                 runs.setdefault(contender, []).append(child_run(
-                    MODULE, ["--child", "measure", "--db", db, "--contender", contender, "--fraction", str(fraction), *size,
-                             *(["--experiments", args.experiments] if contender == "experiment" else [])], log="upsert"))
+                    MODULE, ["--child", "measure", "--db", db, "--contender", contender, "--fraction", str(fraction), *size],
+                    log="upsert"))
                 drop_database(db)
         if args.profile:
             from bench.profile import profile_child
@@ -344,9 +334,7 @@ def main(argv=None) -> dict:
                                               **{k: reps[-1][case][k] for k in ("created", "updated", "unchanged", "rows")}}
         for case in CASES:
             floors = {name: table[name][case]["wall_s"]["median"] for name in ("executemany", "copy") if case in table.get(name, {})}
-            for name in ("product", "experiment"):
-                if name not in table:
-                    continue
+            for name in ("product",):
                 mine = table[name][case]["wall_s"]["median"]
                 table[name][case]["speedup_vs_naive"] = ratio(table["naive"][case]["wall_s"]["median"], mine)
                 table[name][case]["speedup_vs_naive_tx"] = ratio(table["naive_tx"][case]["wall_s"]["median"], mine)

@@ -30,6 +30,7 @@ every stored key: it needs a migration that recomputes them.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import unicodedata
 from collections.abc import Iterable, Iterator
@@ -55,8 +56,10 @@ def text_form(text: str) -> str:
     return unicodedata.normalize("NFC", text or "").strip()
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def guid_key(guid: str) -> str:
-    """Key of an entry's or a comment's guid (unique within its feed, or its entry)."""
+    """Key of an entry's or a comment's guid (unique within its feed, or its entry). Remembered for
+    the last 65,536 guids: one write reads, decides and inserts by the same keys."""
     return _digest(text_form(guid))
 
 

@@ -1,4 +1,5 @@
-"""Cross-references between stored entries, recorded as ``Pingback`` rows. ORM only.
+"""Cross-references between stored entries, recorded as ``Pingback`` rows. ORM reads; rows written
+through ``ingest.db.rows_insert``.
 
 An entry's body linking to the link of another stored entry is a pingback from the first to the
 second. Links are compared by ``link_key`` (sha256 of the normalized URL: scheme and host case,
@@ -18,28 +19,34 @@ records nothing. Pingbacks recorded before an entry became a duplicate stay wher
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
+
+from django.utils import timezone
 
 from ingest.counters import counters_refresh
-from ingest.db import MAX_ROWS_PER_STATEMENT, chunked, in_batch_size
+from ingest.db import chunked, in_batch_size, rows_insert
 from ingest.identity import url_key
 from ingest.models import Entry, EntryLink, Pingback
 from ingest.links import link_key
 from ingest.types import ParsedEntry
 
 
-def pingbacks_record(*, touched: Sequence[tuple[int, ParsedEntry]], canonical_of: Mapping[int, int] | None = None) -> int:
+def pingbacks_record(*, touched: Sequence[tuple[int, ParsedEntry]], canonical_of: Mapping[int, int] | None = None,
+                     new_ids: Collection[int] = ()) -> int:
     """Store outbound links of the touched entries and record the pingbacks they imply.
 
     Runs inside the caller's transaction; returns the number of pingbacks created. Counters of the
     targets are refreshed in the same transaction. ``canonical_of`` maps the touched entries that
     are duplicates to their canonical entries (``services.duplicates.duplicates_mark``).
+    ``new_ids``: the touched entries created in this transaction, which can have neither stored
+    links nor pingbacks yet: none are read for them.
     """
     if not touched:
         return 0
     canonical_of = canonical_of or {}
+    new_ids = set(new_ids)
     out = {entry_id: set(entry.link_keys) for entry_id, entry in touched}
-    _links_replace(out)
+    _links_replace(out, new_ids)
 
     touched_ids = set(out)
     own_link = {entry_id: entry.link for entry_id, entry in touched}
@@ -75,11 +82,13 @@ def pingbacks_record(*, touched: Sequence[tuple[int, ParsedEntry]], canonical_of
             for pk, link, own_key in Entry.objects.filter(pk__in=batch).exclude(link="").values_list("pk", "link", "link_key"):
                 # a copy of the article linking to the article itself is no pingback
                 candidates.update((link, new_keys[key], pk) for key in sources[pk] if new_keys[key] != pk and key != own_key)
-    return _insert_new(candidates)
+    return _insert_new(candidates, new_ids)
 
 
-def _links_replace(out: dict[int, set[str]]) -> None:
-    ids = sorted(out)
+def _links_replace(out: dict[int, set[str]], new_ids: set[int]) -> None:
+    """Make the stored links of each entry of ``out`` equal its set: stale ones deleted by primary
+    key, missing ones inserted (``rows_insert``); the links of ``new_ids`` are all missing, unread."""
+    ids = sorted(entry_id for entry_id in out if entry_id not in new_ids)
     have: dict[int, dict[str, int]] = defaultdict(dict)
     for batch in chunked(ids, in_batch_size()):
         for pk, entry_id, key in EntryLink.objects.filter(entry_id__in=batch).values_list("pk", "entry_id", "link_key"):
@@ -87,26 +96,29 @@ def _links_replace(out: dict[int, set[str]]) -> None:
     stale = [pk for entry_id, keys in have.items() for key, pk in keys.items() if key not in out[entry_id]]
     for batch in chunked(stale, in_batch_size()):
         EntryLink.objects.filter(pk__in=batch).delete()
-    new = [EntryLink(entry_id=entry_id, link_key=key) for entry_id, keys in out.items() for key in sorted(keys) if key not in have[entry_id]]
-    EntryLink.objects.bulk_create(new, batch_size=MAX_ROWS_PER_STATEMENT)
+    rows_insert(EntryLink, ("entry", "link_key"),
+                [(entry_id, key) for entry_id, keys in out.items() for key in sorted(keys) if key not in have.get(entry_id, ())])
 
 
-def _insert_new(candidates: set[tuple[str, int, int]]) -> int:
+def _insert_new(candidates: set[tuple[str, int, int]], new_ids: set[int]) -> int:
+    """Insert the candidates (source URL, target, source entry) not stored yet; targets created in
+    this transaction have no stored pingbacks, and none are read for them."""
     if not candidates:
         return 0
     max_url = Pingback._meta.get_field("source_url").max_length
     candidates = {c for c in candidates if len(c[0]) <= max_url}
-    target_ids = sorted({target for _, target, _ in candidates})
+    target_ids = sorted({target for _, target, _ in candidates if target not in new_ids})
     seen: set[tuple[str, int]] = set()  # (source key, target): those stored, then those added
     for batch in chunked(target_ids, in_batch_size()):
         seen.update(Pingback.objects.filter(target_id__in=batch).values_list("source_key", "target_id"))
     rows = []
+    now = timezone.now()  # created_at, the field's default
     for source_url, target, source_entry in sorted(candidates):
         key = url_key(source_url)
         if (key, target) in seen:
             continue
         seen.add((key, target))
-        rows.append(Pingback(source_url=source_url, source_key=key, target_id=target, source_entry_id=source_entry))
-    Pingback.objects.bulk_create(rows, batch_size=MAX_ROWS_PER_STATEMENT)
-    counters_refresh([row.target_id for row in rows])
+        rows.append((target, source_url, key, source_entry, now))
+    rows_insert(Pingback, ("target", "source_url", "source_key", "source_entry", "created_at"), rows)
+    counters_refresh([target for target, *_ in rows])
     return len(rows)

@@ -1,14 +1,19 @@
-"""ParsedFeed -> rows: read the existing state, decide, and write in bulk. ORM only, no HTTP.
+"""ParsedFeed -> rows: read the existing state, decide, and write in bulk. Database only, no HTTP.
 
 Per source, inside the caller's retry-wrapped atomic block:
 
-1. ``existing_load``: one query per IN-batch loads (id, hash, dates) for the feed's guid keys.
+1. ``existing_load``: one query per IN-batch loads (id, hash) for the feed's guid keys.
 2. ``ingest.decide.entries_decide`` (pure): new, changed (hash differs) or unchanged.
-3. ``entries_apply``: ``bulk_create`` the new entries, ``bulk_update`` the changed ones (only the
-   fields that changed; counters and rating belong to other writers), resolve authors and link
-   them through the M2M's through model in bulk, and write their enclosures (``Enclosure`` rows:
-   inserted for a new entry; for a changed one, its set replaced when it differs from the stored
-   one, stale rows deleted by primary key). Unchanged entries cause no write.
+3. ``entries_apply``: insert the new entries, update the changed ones (only the fields that
+   changed; counters and rating belong to other writers), resolve authors and link them through
+   the M2M's through model in bulk, and write their enclosures (``Enclosure`` rows: inserted for a
+   new entry; for a changed one, its set replaced when it differs from the stored one, stale rows
+   deleted by primary key). Unchanged entries cause no write.
+
+The hot rows go through the DB-API cursor (``ingest.db.rows_insert`` / ``rows_update`` /
+``rows_select``), not through model instances: values as the ORM would store them, identity keys
+computed here as ``Keyed`` would. Changed entries are updated with ``bulk_update`` on SQL Server,
+where an ``executemany`` is a round trip per row.
 
 Rows are matched by their identity keys (``ingest.identity``: ``Entry.guid_key``,
 ``Author.identity_key``), never by text: a text comparison in Python is byte-exact while the
@@ -21,8 +26,8 @@ Batch sizes come from ``ingest.db`` (the connection's parameter limit; SQL Serve
 parameters per statement), capped so that no statement touches more than
 ``MAX_ROWS_PER_STATEMENT`` rows, below SQL Server's lock escalation threshold (~5,000 locks).
 
-SQL Server's ``bulk_create`` returns no primary keys and has no ``ignore_conflicts``: ids of new
-rows are read back by guid key unless the backend returns them, and a unique-key collision becomes
+SQL Server returns no primary keys from a multi-row INSERT and has no ``ignore_conflicts``: ids of
+new rows are read back by guid key unless the backend returns them, and a unique-key collision becomes
 ``WriteConflict``. The retry helper retries a collision once (a concurrent writer's rows then
 exist and take the update path); one that repeats is about the data and fails this source alone.
 """
@@ -35,7 +40,10 @@ from datetime import date, datetime
 from django.db import IntegrityError, connection
 from django.utils import timezone
 
-from ingest.db import MAX_ROWS_PER_STATEMENT, WriteConflict, chunked, commit_asynchronously, in_batch_size, write_batch_size
+from ingest.db import (
+    MAX_ROWS_PER_STATEMENT, WriteConflict, chunked, commit_asynchronously, in_batch_size, rows_insert, rows_select, rows_update,
+    write_batch_size,
+)
 from ingest.identity import author_key, guid_key, url_key
 from ingest.models import Author, Enclosure, Entry, EntryTombstone
 from ingest.links import link_key
@@ -49,16 +57,13 @@ UPDATE_FIELDS = (
 
 
 def existing_load(*, article_id: int, guids: Sequence[str]) -> dict[str, ExistingEntry]:
-    """The stored entries of these guids, by guid key (``ingest.identity.guid_key``)."""
-    found: dict[str, ExistingEntry] = {}
+    """The stored entries of these guids, by guid key (``ingest.identity.guid_key``): id and content
+    hash, one SELECT per IN-batch through the cursor (``published_at`` is left None: the write reads
+    it with the other stored values of the changed entries, the only ones that need it)."""
     keys = list(dict.fromkeys(guid_key(guid) for guid in guids))
-    for batch in chunked(keys, in_batch_size()):
-        rows = Entry.objects.filter(technical_article_id=article_id, guid_key__in=batch).values_list(
-            "guid_key", "id", "content_hash", "published_at"
-        )
-        for key, pk, content_hash, published_at in rows:
-            found[key] = ExistingEntry(pk, content_hash, published_at)
-    return found
+    rows = rows_select(Entry, ("guid_key", "id", "content_hash"), column="guid_key", values=keys,
+                       where={"technical_article_id": article_id})
+    return {key: ExistingEntry(pk, content_hash, None) for key, pk, content_hash in rows}
 
 
 def local_date(moment: datetime) -> date:
@@ -66,26 +71,40 @@ def local_date(moment: datetime) -> date:
     return timezone.localtime(moment).date()
 
 
-def _entry_row(article_id: int, parsed: ParsedEntry, *, published_at: datetime, fetched_at: datetime) -> Entry:
-    return Entry(
-        technical_article_id=article_id,
-        guid=parsed.guid,
-        guid_key=guid_key(parsed.guid),
-        headline=parsed.headline,
-        body_text=parsed.body_text,
-        link=parsed.link,
-        link_key=parsed.link_key or link_key(parsed.link),
-        published_at=published_at,
-        pub_date=local_date(published_at),
-        mod_date=local_date(parsed.updated_at or fetched_at),
-        content_hash=parsed.content_hash,
-        comments_feed_url=parsed.comments_feed_url,
-        reported_comments=parsed.reported_comments,
-        ingested_at=fetched_at,
+def _entry_values(article_id: int, parsed: ParsedEntry, *, published_at: datetime, fetched_at: datetime,
+                  written_at: datetime) -> dict:
+    """The entry's written fields, by field name, as ``Entry`` holds them."""
+    return {
+        "technical_article_id": article_id,
+        "guid": parsed.guid,
+        "guid_key": guid_key(parsed.guid),
+        "headline": parsed.headline,
+        "body_text": parsed.body_text,
+        "link": parsed.link,
+        "link_key": parsed.link_key or link_key(parsed.link),
+        "published_at": published_at,
+        "pub_date": local_date(published_at),
+        "mod_date": local_date(parsed.updated_at or fetched_at),
+        "content_hash": parsed.content_hash,
+        "comments_feed_url": parsed.comments_feed_url,
+        "reported_comments": parsed.reported_comments,
+        "ingested_at": fetched_at,
         # the write's own time, not the fetch's: as close to the commit as a client syncing by
         # updated_since can get (docs/api.md, "Syncing without gaps")
-        updated_at=timezone.now(),
-    )
+        "updated_at": written_at,
+    }
+
+
+# Every column of a new entry, in ``Entry``'s field order, by field name ("technical_article" for
+# technical_article_id): what ``bulk_create`` would insert, defaults included.
+INSERT_FIELDS = tuple(f.name for f in Entry._meta.concrete_fields if not f.primary_key)
+_INSERT_DEFAULTS = {f.name: f.get_default() for f in Entry._meta.concrete_fields
+                    if f.name in ("number_of_comments", "number_of_pingbacks", "rating", "duplicate_of")}
+
+
+def _insert_row(values: dict) -> list:
+    values = {**_INSERT_DEFAULTS, **values, "technical_article": values["technical_article_id"]}
+    return [values[name] for name in INSERT_FIELDS]
 
 
 def authors_resolve(pairs: Iterable[tuple[str, str]]) -> dict[tuple[str, str], int]:
@@ -103,18 +122,18 @@ def authors_resolve(pairs: Iterable[tuple[str, str]]) -> dict[tuple[str, str], i
     if not first:
         return {}
 
-    def lookup() -> dict[str, int]:
+    def lookup(keys) -> dict[str, int]:
         ids: dict[str, int] = {}
-        for batch in chunked(sorted(first), in_batch_size()):
+        for batch in chunked(sorted(keys), in_batch_size()):
             ids.update(Author.objects.filter(identity_key__in=batch).values_list("identity_key", "id"))
         return ids
 
-    ids = lookup()
-    missing = [Author(name=name, email=email, identity_key=key) for key, (name, email) in first.items() if key not in ids]
+    ids = lookup(first)
+    missing = [(name, email, key) for key, (name, email) in first.items() if key not in ids]
     if missing:
-        ignore = connection.features.supports_ignore_conflicts
-        Author.objects.bulk_create(missing, batch_size=MAX_ROWS_PER_STATEMENT, ignore_conflicts=ignore)
-        ids = lookup()
+        rows_insert(Author, ("name", "email", "identity_key"), missing,
+                    ignore_conflicts=connection.features.supports_ignore_conflicts)
+        ids.update(lookup([key for _, _, key in missing]))
     return {pair: ids[key] for pair, key in key_of.items()}
 
 
@@ -134,90 +153,94 @@ def entries_apply(*, article_id: int, plan: Plan, fetched_at: datetime) -> Upser
 
 
 def _apply(article_id: int, plan: Plan, fetched_at: datetime) -> UpsertCounts:
-    through = Entry.authors.through
     pairs = [pair for entry in plan.new for pair in author_pairs(entry)]
     pairs += [pair for entry, _ in plan.changed for pair in author_pairs(entry)]
     author_ids = authors_resolve(pairs)
-    links: list = []
-    enclosures: list[Enclosure] = []
+    links: list[tuple[int, int]] = []  # (entry id, author id)
+    enclosures: list[list] = []
     touched: list[tuple[int, ParsedEntry]] = []
+    written_at = timezone.now()  # one time for the rows of one write (``updated_at``)
 
     if plan.new:
-        rows = [
-            _entry_row(article_id, e, published_at=e.published_at or fetched_at, fetched_at=fetched_at)
-            for e in plan.new
-        ]
-        Entry.objects.bulk_create(rows, batch_size=write_batch_size([f.name for f in Entry._meta.concrete_fields], rows))
-        if all(row.pk for row in rows):
-            new_ids = {row.guid_key: row.pk for row in rows}
-        else:
-            new_ids = {key: ex.id for key, ex in existing_load(article_id=article_id, guids=[e.guid for e in plan.new]).items()}
-        for entry, row in zip(plan.new, rows):
-            entry_id = new_ids[row.guid_key]
+        values = [_entry_values(article_id, e, published_at=e.published_at or fetched_at, fetched_at=fetched_at,
+                                written_at=written_at) for e in plan.new]
+        ids = rows_insert(Entry, INSERT_FIELDS, [_insert_row(v) for v in values], returning=True)
+        if not ids:  # PostgreSQL, SQL Server, MariaDB < 10.5: read back by guid key
+            by_key = existing_load(article_id=article_id, guids=[e.guid for e in plan.new])
+            ids = [by_key[v["guid_key"]].id for v in values]
+        for entry, entry_id in zip(plan.new, ids):
             touched.append((entry_id, entry))
             enclosures += enclosure_rows(entry_id, entry)
-            for author_id in dict.fromkeys(author_ids[pair] for pair in author_pairs(entry)):
-                links.append(through(entry_id=entry_id, author_id=author_id))
+            links += [(entry_id, author_id) for author_id in dict.fromkeys(author_ids[pair] for pair in author_pairs(entry))]
 
     if plan.changed:
+        stored = _stored_values([current.id for _, current in plan.changed])
         rows = []
         for entry, current in plan.changed:
-            row = _entry_row(
-                article_id, entry, published_at=entry.published_at or current.published_at, fetched_at=fetched_at
-            )
-            row.pk = current.id
-            rows.append(row)
+            published_at = entry.published_at or current.published_at or stored[current.id][_PUBLISHED]
+            rows.append((current.id, _entry_values(
+                article_id, entry, published_at=published_at, fetched_at=fetched_at, written_at=written_at)))
             touched.append((current.id, entry))
-        _update_changed_fields(rows)
+        _update_changed_fields(rows, stored)
         links += authors_relink(plan.changed, author_ids)
         enclosures += enclosures_replace(plan.changed)
 
     if links:
-        ignore = connection.features.supports_ignore_conflicts
-        through.objects.bulk_create(links, batch_size=MAX_ROWS_PER_STATEMENT, ignore_conflicts=ignore)
-    if enclosures:
-        fields = [f.name for f in Enclosure._meta.concrete_fields]
-        Enclosure.objects.bulk_create(enclosures, batch_size=write_batch_size(fields, enclosures))
+        rows_insert(Entry.authors.through, ("entry", "author"), links,
+                    ignore_conflicts=connection.features.supports_ignore_conflicts)
+    rows_insert(Enclosure, ENCLOSURE_FIELDS, enclosures)
     return UpsertCounts(created=len(plan.new), updated=len(plan.changed), unchanged=plan.unchanged, touched=tuple(touched))
 
 
-def _update_changed_fields(rows: list[Entry]) -> None:
-    """``bulk_update`` each row's changed fields only: rows are grouped by the set of fields that
-    differ from the stored values, one ``bulk_update`` per group (an edited body is typically
-    body_text, content_hash and mod_date: three CASE expressions per statement instead of ten)."""
-    ids = [row.pk for row in rows]
+_PUBLISHED = UPDATE_FIELDS.index("published_at")
+
+
+def _stored_values(ids: list[int]) -> dict[int, tuple]:
+    """The stored UPDATE_FIELDS of these entries, by id (one read per IN-batch)."""
     stored: dict[int, tuple] = {}
     for batch in chunked(ids, in_batch_size()):
         for pk, *values in Entry.objects.filter(pk__in=batch).values_list("pk", *UPDATE_FIELDS):
             stored[pk] = tuple(values)
-    groups: dict[tuple[str, ...], list[Entry]] = {}
-    for row in rows:
-        old = stored.get(row.pk)
+    return stored
+
+
+def _update_changed_fields(rows: list[tuple[int, dict]], stored: dict[int, tuple]) -> None:
+    """Write each (id, values) row's changed fields only: rows are grouped by the set of fields that
+    differ from the ``stored`` values, one UPDATE per group (an edited body is typically body_text,
+    content_hash and mod_date: three columns instead of ten). ``rows_update`` (``executemany`` by
+    primary key), but on SQL Server, where that is a round trip per row: ``bulk_update`` there."""
+    groups: dict[tuple[str, ...], list[tuple[int, dict]]] = {}
+    for pk, values in rows:
+        old = stored.get(pk)
         fields = UPDATE_FIELDS if old is None else tuple(
-            name for name, value in zip(UPDATE_FIELDS, old) if getattr(row, name) != value
+            name for name, value in zip(UPDATE_FIELDS, old) if values[name] != value
         )
         if fields:
-            groups.setdefault(fields, []).append(row)
+            groups.setdefault(fields, []).append((pk, values))
     for fields, group in groups.items():
         fields += ("updated_at",)  # a change the API's updated_since must show
-        Entry.objects.bulk_update(group, fields, batch_size=write_batch_size(("id",) + fields, group))
+        if connection.vendor == "microsoft":
+            objs = [Entry(pk=pk, **values) for pk, values in group]
+            Entry.objects.bulk_update(objs, fields, batch_size=write_batch_size(("id",) + fields, objs))
+        else:
+            rows_update(Entry, fields, [(pk, *(values[name] for name in fields)) for pk, values in group])
 
 
 def authors_relink(changed, author_ids: dict[tuple[str, str], int]) -> list:
-    """Make each changed entry's author links equal the feed's; returns the links to insert."""
+    """Make each changed entry's author links equal the feed's; returns the links to insert, as
+    (entry id, author id)."""
     through = Entry.authors.through
     entry_ids = [current.id for _, current in changed]
     have: dict[int, dict[int, int]] = {}
-    for batch in chunked(entry_ids, in_batch_size()):
-        for pk, entry_id, author_id in through.objects.filter(entry_id__in=batch).values_list("id", "entry_id", "author_id"):
-            have.setdefault(entry_id, {})[author_id] = pk
+    for pk, entry_id, author_id in rows_select(through, ("id", "entry_id", "author_id"), column="entry_id", values=entry_ids):
+        have.setdefault(entry_id, {})[author_id] = pk
     stale: list[int] = []
     add: list = []
     for entry, current in changed:
         want = {author_ids[pair] for pair in author_pairs(entry)}
         links = have.get(current.id, {})
         stale += [pk for author_id, pk in links.items() if author_id not in want]
-        add += [through(entry_id=current.id, author_id=a) for a in sorted(want - links.keys())]
+        add += [(current.id, a) for a in sorted(want - links.keys())]
     for batch in chunked(stale, in_batch_size()):
         through.objects.filter(id__in=batch).delete()
     return add
@@ -239,25 +262,28 @@ def enclosures_wanted(entry: ParsedEntry) -> list[tuple]:
     return wanted
 
 
-def enclosure_rows(entry_id: int, entry: ParsedEntry) -> list[Enclosure]:
+ENCLOSURE_FIELDS = ("entry", "url", "url_key", "type", "length", "kind", "position")  # as enclosure_rows gives them
+
+
+def enclosure_rows(entry_id: int, entry: ParsedEntry) -> list[list]:
+    """The entry's enclosure rows (ENCLOSURE_FIELDS, ``url_key`` as ``Enclosure.keys_fill`` derives it)."""
     return [
-        Enclosure(entry_id=entry_id, url=url, type=type_, length=length, kind=kind, position=position)
+        [entry_id, url, url_key(url), type_, length, kind, position]
         for position, (url, type_, length, kind) in enumerate(enclosures_wanted(entry))
     ]
 
 
-def enclosures_replace(changed) -> list[Enclosure]:
+def enclosures_replace(changed) -> list[list]:
     """Each changed entry whose stored enclosures differ from the feed's loses them (deleted by
     primary key, in batches); returns the rows to insert in their place. One read per IN-batch."""
     entry_ids = [current.id for _, current in changed]
     have: dict[int, list[tuple]] = {}
     pks: dict[int, list[int]] = {}
-    for batch in chunked(entry_ids, in_batch_size()):
-        rows = (Enclosure.objects.filter(entry_id__in=batch).order_by("entry_id", "position", "pk")
-                .values_list("pk", "entry_id", *ENCLOSURE_VALUES))
-        for pk, entry_id, *values in rows:
-            have.setdefault(entry_id, []).append(tuple(values))
-            pks.setdefault(entry_id, []).append(pk)
+    rows = rows_select(Enclosure, ("id", "entry_id", *ENCLOSURE_VALUES), column="entry_id", values=entry_ids,
+                       order=("entry_id", "position", "id"))
+    for pk, entry_id, *values in rows:
+        have.setdefault(entry_id, []).append(tuple(values))
+        pks.setdefault(entry_id, []).append(pk)
     stale: list[int] = []
     add: list[Enclosure] = []
     for entry, current in changed:
@@ -277,7 +303,11 @@ def tombstones_sieve(*, article_id: int, entries: Sequence[ParsedEntry], whole_d
     One SELECT of the source's tombstones (no IN list: the unique key's index on the source); the
     deletes happen only when the feed dropped tombstoned guids. Inside the caller's transaction.
     """
-    tombstones = dict(EntryTombstone.objects.filter(source_id=article_id).values_list("guid_key", "pk"))
+    quote = connection.ops.quote_name
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT {quote('guid_key')}, {quote('id')} FROM {quote(EntryTombstone._meta.db_table)} "
+                       f"WHERE {quote('source_id')} = %s", [article_id])
+        tombstones = dict(cursor.fetchall())
     if not tombstones:
         return list(entries)
     keys = [guid_key(entry.guid) for entry in entries]

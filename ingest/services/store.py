@@ -64,10 +64,10 @@ def source_store(
             counts = feed_upsert(article_id=source.pk, feed=fetched.feed, fetched_at=fetched.fetched_at,
                                  whole_document=not fetched.pushed)
             # Duplicates across feeds before the pingbacks: a pingback goes to the canonical entry.
-            canonical_of = duplicates_mark(entry_ids=[pk for pk, _ in counts.touched],
-                                           new_ids=[pk for pk, _ in counts.touched[:counts.created]])
+            new_ids = [pk for pk, _ in counts.touched[:counts.created]]
+            canonical_of = duplicates_mark(entry_ids=[pk for pk, _ in counts.touched], new_ids=new_ids)
             value = Counts(counts.created, counts.updated, counts.unchanged,
-                           pingbacks_record(touched=counts.touched, canonical_of=canonical_of))
+                           pingbacks_record(touched=counts.touched, canonical_of=canonical_of, new_ids=new_ids))
             subscription_note(source_id=source.pk, feed=fetched.feed, now=now)
             # The outbox: entry.created / entry.updated commit (or roll back) with the entries.
             entry_events(source_id=source.pk, touched=counts.touched, created=counts.created, now=now)
