@@ -89,10 +89,10 @@ def serve_wordpress(server, *, fetch_comments=True):
     from ingest.models import TechnicalArticle
 
     comments = DATA / "comments"
-    body = _recent((comments / "wordpress.rss").read_text().replace("__BASE__", server.base_url))
+    body = recent_dates((comments / "wordpress.rss").read_text().replace("__BASE__", server.base_url))
     server.add("/wp.rss", body)
     for name in ("covering", "filtered"):
-        server.add(f"/comments/{name}.rss", _recent((comments / f"{name}.rss").read_text()).encode(), etag=f'"{name}"')
+        server.add(f"/comments/{name}.rss", recent_dates((comments / f"{name}.rss").read_text()).encode(), etag=f'"{name}"')
     return TechnicalArticle.objects.create(name="wp", feed_url=server.url("/wp.rss"), fetch_comments=fetch_comments)
 
 
@@ -100,7 +100,7 @@ _SAMPLE_DAY = datetime(2026, 11, 20, tzinfo=UTC)  # the latest day the WordPress
 _PUB_DATE = re.compile(r"<pubDate>([^<]+)</pubDate>")
 
 
-def _recent(body: str) -> str:
+def recent_dates(body: str) -> str:
     """The sample's dates moved by whole days so that its latest day is yesterday: comment feeds are
     polled only for posts of the last INGEST_COMMENTS_DAYS days, whatever day the tests run."""
     shift = timedelta(days=(datetime.now(UTC) - _SAMPLE_DAY).days - 1)
