@@ -18,7 +18,8 @@ HOW_READ = (
     'would be read from /proc), so a ratio *per CPU-second* compares the work done whatever the cores and the '
     'neighbours. *One core*: the child is pinned to CPU 0 (`os.sched_setaffinity`, as `taskset -c 0`), and so is '
     'every process it starts. reader re-ingests with `update_feeds_iter(scheduled=False)`, so that its re-runs '
-    "fetch every feed, as the product's forced runs do. *Statements* are every SQL statement sent through Django, "
+    "fetch every feed, as the product's re-ingest does (a scheduled run once every source is made due, so that the "
+    "stored body digests apply). *Statements* are every SQL statement sent through Django, "
     'reads included, per source. A full run with `--repeat 1` (the real corpus, PostgreSQL) takes about 20 minutes '
     'on 2 cores.')
 # The upsert's allowance over the raw DB-API floor, per case.

@@ -108,6 +108,19 @@ def recent_dates(body: str) -> str:
         lambda match: f"<pubDate>{format_datetime(parsedate_to_datetime(match.group(1)) + shift)}</pubDate>", body)
 
 
+def entries_make(n: int, article=None, *, moment: datetime = datetime(2026, 11, 20, tzinfo=UTC)) -> list:
+    """``n`` bare entries of ``article`` (a new source by default), in pk order: what the counter tests count on."""
+    from ingest.models import Entry, TechnicalArticle
+
+    article = article or TechnicalArticle.objects.create(name="a", feed_url=f"https://a.example/{random.random()}")
+    Entry.objects.bulk_create(
+        Entry(technical_article=article, guid=f"g{i}", headline=f"h{i}", body_text="", pub_date=moment.date(),
+              published_at=moment, content_hash="x", link=f"https://a.example/{article.pk}/{i}")
+        for i in range(n)
+    )
+    return list(Entry.objects.filter(technical_article=article).order_by("pk"))
+
+
 # --- Database state -------------------------------------------------------------------------------
 
 

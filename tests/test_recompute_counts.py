@@ -15,9 +15,8 @@ from django.test.utils import CaptureQueriesContext
 from bench import recount_strategies
 from ingest import counters
 from ingest.models import Comment, Entry, IngestRun, Pingback, TechnicalArticle
-from tests.helpers import postgres_only, serve_wordpress
+from tests.helpers import entries_make, postgres_only, serve_wordpress
 
-NOW = datetime(2026, 11, 20, tzinfo=timezone.utc)
 
 
 def recount(*args) -> dict:
@@ -25,15 +24,6 @@ def recount(*args) -> dict:
     call_command("recompute_counts", "--json", *args, stdout=out, stderr=StringIO())
     return json.loads(out.getvalue())
 
-
-def make_entries(n: int, article=None) -> list[Entry]:
-    article = article or TechnicalArticle.objects.create(name="a", feed_url=f"https://a.example/{random.random()}")
-    Entry.objects.bulk_create(
-        Entry(technical_article=article, guid=f"g{i}", headline=f"h{i}", body_text="", pub_date=NOW.date(),
-              published_at=NOW, content_hash="x", link=f"https://a.example/{i}")
-        for i in range(n)
-    )
-    return list(Entry.objects.filter(technical_article=article).order_by("pk"))
 
 
 def true_counts() -> dict[int, tuple[int, int]]:
@@ -47,7 +37,7 @@ def stored_counts() -> dict[int, tuple[int, int]]:
 @pytest.fixture
 def drifted(db):
     rng = random.Random(7)
-    entries = make_entries(60)
+    entries = entries_make(60)
     Comment.objects.bulk_create(Comment(entry=e, guid=f"c{e.pk}-{k}") for e in entries for k in range(rng.randrange(4)))
     Pingback.objects.bulk_create(
         Pingback(target=e, source_url=f"https://src.example/{k}") for e in entries for k in range(rng.randrange(3))
@@ -87,7 +77,7 @@ def test_scope_by_entry_source_and_since(drifted):
     assert Entry.objects.get(pk=target.pk).number_of_comments == target.comments.count()
 
     other = TechnicalArticle.objects.create(name="other", feed_url="https://other.example/feed")
-    lone = make_entries(3, other)
+    lone = entries_make(3, other)
     Entry.objects.filter(pk=lone[0].pk).update(number_of_comments=5)
     report = recount("--source", str(other.pk))
     assert (report["scanned"], report["changed"]) == (3, 1)
@@ -101,7 +91,7 @@ def test_scope_by_entry_source_and_since(drifted):
 
 
 def test_statements_per_chunk_are_bounded_and_no_update_exceeds_the_chunk(db):
-    entries = make_entries(50)
+    entries = entries_make(50)
     Comment.objects.bulk_create(Comment(entry=e, guid="c") for e in entries)
     with CaptureQueriesContext(connection) as queries:
         report = recount("--chunk-size", "10")
@@ -133,7 +123,7 @@ def test_bad_arguments(db, args, message):
 def test_recompute_beside_concurrent_comment_writers_and_ingest_loses_nothing(feed_server, settings):
     settings.INGEST_COMMENTS_DAYS = 36500
     serve_wordpress(feed_server)
-    entries = make_entries(400)
+    entries = entries_make(400)
     stop = threading.Event()
     errors = []
 

@@ -18,18 +18,11 @@ from ingest import counters
 from ingest.models import Comment, Entry, Pingback, TechnicalArticle
 from ingest.selectors import counts_scope
 from ingest.services.recount import counts_recompute
+from tests.helpers import entries_make
 
 NOW = datetime(2026, 11, 20, tzinfo=timezone.utc)
 TABLE = Entry._meta.db_table
 
-
-def make_entries(n: int, article: TechnicalArticle) -> list[Entry]:
-    Entry.objects.bulk_create(
-        Entry(technical_article=article, guid=f"g{i}", headline=f"h{i}", body_text="", pub_date=NOW.date(),
-              published_at=NOW, content_hash="x", link=f"https://a.example/{article.pk}/{i}")
-        for i in range(n)
-    )
-    return list(Entry.objects.filter(technical_article=article).order_by("pk"))
 
 
 def stored() -> dict[int, tuple[int, int]]:
@@ -148,7 +141,7 @@ def test_one_update_per_drifted_chunk_and_no_row_written_without_drift():
     if not counters.set_based_supported(connection):
         pytest.skip(f"SQLite {sqlite3.sqlite_version} has no UPDATE ... FROM: range_aggregate is used")
     article = TechnicalArticle.objects.create(name="a", feed_url="https://a.example/feed")
-    entries = make_entries(50, article)
+    entries = entries_make(50, article)
     Comment.objects.bulk_create(Comment(entry=e, guid=f"c{k}") for e in entries for k in range(e.pk % 3))
     Pingback.objects.bulk_create(Pingback(target=e, source_url="https://p.example/") for e in entries[::4])
     Entry.objects.filter(pk=entries[12].pk).update(duplicate_of=entries[3].pk)
@@ -183,7 +176,7 @@ def test_one_update_per_drifted_chunk_and_no_row_written_without_drift():
 @pytest.mark.django_db
 def test_dry_run_is_one_count_per_chunk_and_writes_nothing():
     article = TechnicalArticle.objects.create(name="a", feed_url="https://a.example/feed")
-    entries = make_entries(30, article)
+    entries = entries_make(30, article)
     Comment.objects.bulk_create(Comment(entry=e, guid="c") for e in entries)  # every counter is 0: all drifted
     written = rows_written()  # a dry run records no run
     with CaptureQueriesContext(connection) as queries:
@@ -202,7 +195,7 @@ def test_sqlite_before_3_33_reconciles_with_range_aggregate(monkeypatch):
     assert counters.STRATEGY == "set_based"
     monkeypatch.setattr(sqlite3, "sqlite_version_info", (3, 32, 3))  # as an old SQLite reports itself
     article = TechnicalArticle.objects.create(name="a", feed_url="https://a.example/feed")
-    entries = make_entries(12, article)
+    entries = entries_make(12, article)
     Comment.objects.bulk_create(Comment(entry=e, guid="c") for e in entries)
     with CaptureQueriesContext(connection) as queries:
         report = counts_recompute(chunk_size=5)
