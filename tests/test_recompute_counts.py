@@ -18,7 +18,6 @@ from ingest.models import Comment, Entry, IngestRun, Pingback, TechnicalArticle
 from tests.helpers import entries_make, postgres_only, serve_wordpress
 
 
-
 def recount(*args) -> dict:
     out = StringIO()
     call_command("recompute_counts", "--json", *args, stdout=out, stderr=StringIO())
