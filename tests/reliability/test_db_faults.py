@@ -72,9 +72,9 @@ def test_connection_killed_mid_upsert_is_redone_and_the_rows_equal_an_undisturbe
         if sql.startswith('INSERT INTO "ingest_entry" ('):
             entry_batches["n"] += 1
             # --workers 1 stores the sources in id order: the second INSERT is /big.rss's second batch
-            # (PostgreSQL bulk inserts bind one array per column: 1,000 rows per array).
+            # (on PostgreSQL new entries go as one executemany of 1,000 rows per batch).
             if entry_batches["n"] == 2 and not kills:
-                assert len(params[0]) == 1000
+                assert (len(params) if many else len(params[0])) == 1000
                 kill = "between the INSERT batches of /big.rss (1,000 of its entries written)"
         elif (sql.startswith('UPDATE "ingest_technicalarticle"') and '"last_success_at"' in sql
               and params and params[-1] == sources["/small.rss"].pk and len(kills) == 1):
